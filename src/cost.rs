@@ -1,0 +1,337 @@
+//! The service's accounting: what a record costs, and why a record is refused.
+//!
+//! A record's size is its data bytes plus its partition key's UTF-8 bytes (plus the
+//! explicit hash key's bytes only when [`Limits::counting_hash_key`] asks for it), raw,
+//! before base64. A request's size is the sum of its records' sizes. Both are compared
+//! inclusively with the limits.
+//!
+//! Two input forms are measured by the same rules and give the same plans:
+//! [`Record`], a view into the caller's memory whose key bytes are read to validate them
+//! (data bytes never are), and [`RecordSize`], a pointer-free description for callers that
+//! cannot hand pointers across (Go through cgo, for one).
+
+use core::fmt;
+
+use crate::limits::{KeyUnit, Limits, MAX_KEY_UNITS};
+
+/// Why a record was refused. Every refused record is reported with its index and one of
+/// these; nothing is truncated or dropped silently.
+///
+/// When several apply, the first in this order is reported: key not UTF-8, key empty,
+/// key too long, hash key invalid, record too large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Reason {
+    /// The partition key is not valid UTF-8.
+    KeyNotUtf8 = 0,
+    /// The partition key is empty (the service requires 1..256 characters).
+    KeyEmpty = 1,
+    /// The partition key is longer than 256 units of the chosen [`KeyUnit`].
+    KeyTooLong = 2,
+    /// The explicit hash key is not a decimal integer in 0..=2^128-1.
+    HashKeyInvalid = 3,
+    /// Data plus key (plus hash key, when counted) is larger than the record cap.
+    RecordTooLarge = 4,
+}
+
+impl Reason {
+    /// How many reasons there are: the length of [`Reason::ALL`].
+    pub const COUNT: usize = 5;
+
+    /// Every reason, in the order of their values.
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::KeyNotUtf8,
+        Reason::KeyEmpty,
+        Reason::KeyTooLong,
+        Reason::HashKeyInvalid,
+        Reason::RecordTooLarge,
+    ];
+
+    /// A short stable identifier, such as `record_too_large`, for reports and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::KeyNotUtf8 => "key_not_utf8",
+            Reason::KeyEmpty => "key_empty",
+            Reason::KeyTooLong => "key_too_long",
+            Reason::HashKeyInvalid => "hash_key_invalid",
+            Reason::RecordTooLarge => "record_too_large",
+        }
+    }
+
+    /// A static sentence for people.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Reason::KeyNotUtf8 => "partition key is not valid UTF-8",
+            Reason::KeyEmpty => "partition key is empty",
+            Reason::KeyTooLong => "partition key is longer than 256 characters",
+            Reason::HashKeyInvalid => "explicit hash key is not a decimal integer in 0..=2^128-1",
+            Reason::RecordTooLarge => "data plus partition key is larger than the record cap",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Anything the planner can measure: a record's cost under some limits, or the reason
+/// it must be refused. Implemented by both input forms; a binding can implement it for
+/// its own record type to plan over its array without converting it.
+pub trait Measure {
+    /// The record's size in bytes as the service counts it, or why it must be refused.
+    /// On `Ok`, the size is at most `limits.max_record_bytes()`.
+    fn measure(&self, limits: &Limits) -> Result<u32, Reason>;
+}
+
+impl<M: Measure + ?Sized> Measure for &M {
+    #[inline]
+    fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
+        (**self).measure(limits)
+    }
+}
+
+/// A record as it lies in the caller's memory. Only `data.len()` is used; the key and
+/// hash key bytes are read to validate them. Nothing is copied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Record<'a> {
+    /// The payload. Its bytes are never read, only its length.
+    pub data: &'a [u8],
+    /// The partition key, which must be 1..256 characters of valid UTF-8 when the limits
+    /// require keys; ignored when they do not.
+    pub key: &'a [u8],
+    /// An optional explicit hash key: a decimal integer in 0..=2^128-1.
+    pub hash_key: Option<&'a [u8]>,
+}
+
+impl<'a> Record<'a> {
+    /// A record with a partition key and no explicit hash key.
+    pub const fn new(data: &'a [u8], key: &'a [u8]) -> Record<'a> {
+        Record {
+            data,
+            key,
+            hash_key: None,
+        }
+    }
+
+    /// The same record with an explicit hash key.
+    #[must_use]
+    pub const fn with_hash_key(self, hash_key: &'a [u8]) -> Record<'a> {
+        Record {
+            hash_key: Some(hash_key),
+            ..self
+        }
+    }
+}
+
+impl Measure for Record<'_> {
+    #[inline]
+    fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
+        if !limits.partition_keys() {
+            return fit(limits, self.data.len() as u64);
+        }
+        check_key(self.key, limits.key_unit())?;
+        let mut size = self.data.len() as u64 + self.key.len() as u64;
+        if let Some(hash_key) = self.hash_key {
+            if !is_valid_hash_key(hash_key) {
+                return Err(Reason::HashKeyInvalid);
+            }
+            if limits.counts_hash_key() {
+                size += hash_key.len() as u64;
+            }
+        }
+        fit(limits, size)
+    }
+}
+
+/// A record described by sizes alone, with no pointer in it: for callers that must not
+/// hand pointers to the library (Go through cgo) or that only know lengths.
+///
+/// The caller attests to the key's validity through [`RecordSize::flags`]; build one
+/// with [`RecordSize::of`] to have the library fill every field from the bytes.
+/// `#[repr(C)]`, 24 bytes, no padding, so an array of them can cross an FFI boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct RecordSize {
+    /// Length of the data in bytes.
+    pub data_len: u64,
+    /// Length of the partition key in UTF-8 bytes (this is what counts towards size).
+    pub key_len: u32,
+    /// Length of the partition key in the limits' [`KeyUnit`] (checked against 256).
+    pub key_units: u32,
+    /// Length of the explicit hash key in bytes; 0 when there is none.
+    pub hash_key_len: u32,
+    /// [`RecordSize::KEY_NOT_UTF8`] and [`RecordSize::HASH_KEY_INVALID`], or 0.
+    pub flags: u32,
+}
+
+impl RecordSize {
+    /// Flag: the partition key is not valid UTF-8.
+    pub const KEY_NOT_UTF8: u32 = 1;
+    /// Flag: an explicit hash key is present and invalid (an empty one is invalid too).
+    pub const HASH_KEY_INVALID: u32 = 2;
+
+    /// The size form of `record`, with key units counted in `unit`.
+    ///
+    /// ```
+    /// use kinesis_batcher::{KeyUnit, Limits, Measure, Record, RecordSize};
+    ///
+    /// let record = Record::new(b"payload", "clé".as_bytes());
+    /// let size = RecordSize::of(&record, KeyUnit::CodePoints);
+    /// assert_eq!((size.key_len, size.key_units), (4, 3));
+    /// assert_eq!(size.measure(&Limits::KDS), record.measure(&Limits::KDS));
+    /// ```
+    pub fn of(record: &Record<'_>, unit: KeyUnit) -> RecordSize {
+        let (key_units, key_flag) = match core::str::from_utf8(record.key) {
+            Ok(key) => (saturate(key_units(key, unit)), 0),
+            Err(_) => (saturate(record.key.len()), RecordSize::KEY_NOT_UTF8),
+        };
+        let (hash_key_len, hash_flag) = match record.hash_key {
+            None => (0, 0),
+            Some(hash_key) if is_valid_hash_key(hash_key) => (saturate(hash_key.len()), 0),
+            Some(hash_key) => (saturate(hash_key.len()), RecordSize::HASH_KEY_INVALID),
+        };
+        RecordSize {
+            data_len: record.data.len() as u64,
+            key_len: saturate(record.key.len()),
+            key_units,
+            hash_key_len,
+            flags: key_flag | hash_flag,
+        }
+    }
+}
+
+impl Measure for RecordSize {
+    #[inline]
+    fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
+        if !limits.partition_keys() {
+            return fit(limits, self.data_len);
+        }
+        if self.flags & RecordSize::KEY_NOT_UTF8 != 0 {
+            return Err(Reason::KeyNotUtf8);
+        }
+        if self.key_len == 0 {
+            return Err(Reason::KeyEmpty);
+        }
+        if self.key_units > MAX_KEY_UNITS {
+            return Err(Reason::KeyTooLong);
+        }
+        if self.flags & RecordSize::HASH_KEY_INVALID != 0 {
+            return Err(Reason::HashKeyInvalid);
+        }
+        let mut size = self.data_len.saturating_add(u64::from(self.key_len));
+        if limits.counts_hash_key() {
+            size = size.saturating_add(u64::from(self.hash_key_len));
+        }
+        fit(limits, size)
+    }
+}
+
+/// The size of a record as the service counts it: data + key + (hash key, when
+/// `limits` count it), saturating instead of overflowing. Keys are not validated here;
+/// this is for sizing, [`Measure::measure`] for deciding.
+///
+/// ```
+/// use kinesis_batcher::{cost::record_size, Limits};
+///
+/// assert_eq!(record_size(&Limits::KDS, 1000, 10, 39), 1010);
+/// assert_eq!(record_size(&Limits::KDS.counting_hash_key(true), 1000, 10, 39), 1049);
+/// assert_eq!(record_size(&Limits::FIREHOSE, 1000, 10, 39), 1000);
+/// ```
+pub const fn record_size(limits: &Limits, data_len: u64, key_len: u64, hash_key_len: u64) -> u64 {
+    if !limits.partition_keys() {
+        return data_len;
+    }
+    let size = data_len.saturating_add(key_len);
+    if limits.counts_hash_key() {
+        size.saturating_add(hash_key_len)
+    } else {
+        size
+    }
+}
+
+/// The length of `n` bytes once base64-encoded with padding: `4 * ceil(n / 3)`. This is
+/// what a record's data adds to a JSON request body; it never counts towards limits.
+///
+/// ```
+/// assert_eq!(kinesis_batcher::cost::base64_len(0), 0);
+/// assert_eq!(kinesis_batcher::cost::base64_len(1), 4);
+/// assert_eq!(kinesis_batcher::cost::base64_len(3), 4);
+/// assert_eq!(kinesis_batcher::cost::base64_len(4), 8);
+/// ```
+pub const fn base64_len(n: u64) -> u64 {
+    n.div_ceil(3).saturating_mul(4)
+}
+
+/// The length of a partition key in `unit`.
+pub fn key_units(key: &str, unit: KeyUnit) -> usize {
+    match unit {
+        KeyUnit::Utf8Bytes => key.len(),
+        KeyUnit::CodePoints => key.chars().count(),
+        KeyUnit::Utf16Units => key.chars().map(char::len_utf16).sum(),
+    }
+}
+
+/// Whether `hash_key` is a valid explicit hash key: the service's pattern
+/// `0|([1-9]\d{0,38})` and a value of at most 2^128-1.
+///
+/// ```
+/// use kinesis_batcher::cost::is_valid_hash_key;
+///
+/// assert!(is_valid_hash_key(b"340282366920938463463374607431768211455")); // 2^128-1
+/// assert!(!is_valid_hash_key(b"340282366920938463463374607431768211456")); // 2^128
+/// assert!(!is_valid_hash_key(b"01"));
+/// ```
+pub fn is_valid_hash_key(hash_key: &[u8]) -> bool {
+    // 2^128 - 1 has 39 digits; a 39-digit key is in range when it does not sort after it,
+    // since equal-length decimal strings compare like their values.
+    const MAX: &[u8] = b"340282366920938463463374607431768211455";
+    match hash_key {
+        [] => false,
+        [b'0'] => true,
+        [b'0', ..] => false,
+        _ => {
+            hash_key.len() <= MAX.len()
+                && hash_key.iter().all(u8::is_ascii_digit)
+                && (hash_key.len() < MAX.len() || hash_key <= MAX)
+        }
+    }
+}
+
+/// Checks a partition key: valid UTF-8, not empty, at most 256 units.
+#[inline]
+fn check_key(key: &[u8], unit: KeyUnit) -> Result<(), Reason> {
+    // Each unit is at most 4 UTF-8 bytes, and each byte is at most one unit, so a key of
+    // at most 256 bytes can only fail on encoding, and one of over 1024 bytes that is
+    // valid UTF-8 is always too long. Counting is needed only in between.
+    const SHORT: usize = MAX_KEY_UNITS as usize;
+    if key.len() <= SHORT && key.is_ascii() {
+        return if key.is_empty() {
+            Err(Reason::KeyEmpty)
+        } else {
+            Ok(())
+        };
+    }
+    let Ok(key) = core::str::from_utf8(key) else {
+        return Err(Reason::KeyNotUtf8);
+    };
+    if key.len() > SHORT && key_units(key, unit) > SHORT {
+        return Err(Reason::KeyTooLong);
+    }
+    Ok(())
+}
+
+#[inline]
+fn fit(limits: &Limits, size: u64) -> Result<u32, Reason> {
+    if size <= u64::from(limits.max_record_bytes()) {
+        // Lossless: the record cap is a u32.
+        Ok(size as u32)
+    } else {
+        Err(Reason::RecordTooLarge)
+    }
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,42 @@
+//! Cuts records into AWS Kinesis `PutRecords` (or Firehose `PutRecordBatch`) requests.
+//!
+//! The core answers one question for an array of records the caller owns: which records
+//! go together into which request, and which can never be sent and why. It reads record
+//! lengths and partition-key bytes, never payloads; it never copies and never allocates
+//! (`#![no_std]`, no `alloc`). Its answers are index ranges over the caller's array.
+//!
+//! * [`limits`]: the service's limits as data, three profiles and validated custom sets;
+//! * [`cost`]: the service's size accounting and the reasons a record is refused;
+//! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine.
+//!
+//! ```
+//! use kinesis_batcher::{plan, Event, Limits, Record};
+//!
+//! let records: Vec<Record> = (0..1200).map(|_| Record::new(b"payload", b"user-42")).collect();
+//! let mut sent = 0;
+//! for event in plan(&records, Limits::KDS) {
+//!     match event {
+//!         Event::Batch(batch) => {
+//!             assert!(batch.records <= 500);
+//!             sent += batch.records; // send &records[batch.range()] here
+//!         }
+//!         Event::Refused(refusal) => eprintln!("record {}: {}", refusal.index, refusal.reason),
+//!     }
+//! }
+//! assert_eq!(sent, 1200);
+//! ```
+//!
+//! Every call is re-entrant: there is no global state, and planners are plain values.
+
+#![no_std]
+#![deny(missing_docs, unsafe_code, clippy::undocumented_unsafe_blocks)]
+
+pub mod cost;
+pub mod limits;
+pub mod plan;
+
+pub use cost::{Measure, Reason, Record, RecordSize};
+pub use limits::{KeyUnit, Limits, LimitsError};
+pub use plan::{
+    Accumulator, Batch, Event, Plan, Planner, Progress, Push, Refusal, Stats, Status, plan,
+};

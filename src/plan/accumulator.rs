@@ -1,0 +1,102 @@
+//! Planning one record at a time, for agents that receive records as a stream and keep
+//! them in a buffer of their own until a request is full.
+
+use super::{Batch, Packer, Stats};
+use crate::cost::{Measure, Reason};
+use crate::limits::Limits;
+
+/// What became of a pushed record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Push {
+    /// The record joined the open batch.
+    Added,
+    /// The record did not fit, so the open batch is complete: send the records pushed
+    /// before this one (the batch given). This record has been taken as the first of the
+    /// next batch.
+    SendFirst(Batch),
+    /// The record can never be sent. It is counted, not kept: the next push is index+1.
+    Refused(Reason),
+}
+
+/// Receives records one at a time and says when a request is complete.
+///
+/// Records are numbered by push order from 0; a [`Batch`] range uses those numbers.
+/// Pushing a whole array and then calling [`Accumulator::flush`] gives exactly the plan
+/// of [`crate::Planner`] on that array.
+///
+/// ```
+/// use kinesis_batcher::{Accumulator, Limits, Push, Reason, Record};
+///
+/// let limits = Limits::new(2, 1024, 1024)?; // at most 2 records per request
+/// let mut acc = Accumulator::new(limits);
+/// assert_eq!(acc.push(&Record::new(b"a", b"k")), Push::Added);
+/// assert_eq!(acc.push(&Record::new(b"b", b"")), Push::Refused(Reason::KeyEmpty));
+/// assert_eq!(acc.push(&Record::new(b"c", b"k")), Push::Added);
+/// let Push::SendFirst(batch) = acc.push(&Record::new(b"d", b"k")) else { panic!() };
+/// assert_eq!((batch.range(), batch.records), (0..3, 2));
+/// let last = acc.flush().unwrap();
+/// assert_eq!(last.range(), 3..4);
+/// # Ok::<(), kinesis_batcher::LimitsError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Accumulator {
+    packer: Packer,
+    next: usize,
+}
+
+impl Accumulator {
+    /// An empty accumulator.
+    pub const fn new(limits: Limits) -> Accumulator {
+        Accumulator {
+            packer: Packer::new(limits),
+            next: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub const fn limits(&self) -> &Limits {
+        self.packer.limits()
+    }
+
+    /// Counters so far (the open batch is not counted until it closes).
+    pub const fn stats(&self) -> &Stats {
+        self.packer.stats()
+    }
+
+    /// The batch being filled: the records pushed since the last batch was handed out.
+    pub const fn pending(&self) -> Option<&Batch> {
+        self.packer.open()
+    }
+
+    /// How many records have been pushed: the index the next push gets.
+    pub const fn pushed(&self) -> usize {
+        self.next
+    }
+
+    /// Measures `record` and adds it, or says to send the open batch first, or refuses it.
+    pub fn push<M: Measure + ?Sized>(&mut self, record: &M) -> Push {
+        let index = self.next;
+        self.next += 1;
+        match record.measure(self.packer.limits()) {
+            Ok(size) => {
+                let closed = if self.packer.fits(size) {
+                    None
+                } else {
+                    self.packer.close()
+                };
+                self.packer.add(index, size);
+                closed.map_or(Push::Added, Push::SendFirst)
+            }
+            Err(reason) => {
+                self.packer.refuse(reason);
+                Push::Refused(reason)
+            }
+        }
+    }
+
+    /// Closes the open batch and returns it, if it holds a record: at the end of the
+    /// input, or early (on a timer, say) at the cost of a fuller plan.
+    pub fn flush(&mut self) -> Option<Batch> {
+        self.packer.close()
+    }
+}

@@ -1,0 +1,222 @@
+//! The planner: records in, batches (index ranges) and refusals out, in input order.
+//!
+//! One engine, [`Packer`], decides every boundary: it fills the open batch greedily and
+//! closes it when the next accepted record would break a limit. Greedy in-order filling
+//! gives the fewest requests any order-keeping plan can. Three call styles drive it and
+//! therefore produce identical plans:
+//!
+//! * [`Planner::plan`] (bulk): caller-provided output arrays, resumable when they fill;
+//! * [`Planner::next_event`] and [`Plan`] (cursor): one event per call, O(1) state;
+//! * [`Accumulator::push`]: one record at a time, for agents that receive a stream.
+//!
+//! # Batches and the refused records inside them
+//!
+//! A [`Batch`] is the range `start..end` of input indices from its first accepted record
+//! to its last. A refused record does not split a batch, so the range can hold refused
+//! indices; [`Batch::refused`] says how many (`end - start - records`). When it is zero,
+//! the common case, the range is the request as it stands. When it is not, the refused
+//! indices in the range are exactly those reported as [`Refusal`]s with an index in the
+//! range, and they are always reported *before* (or in the same bulk call as) the batch
+//! that spans them, so a caller can mark them as they arrive and skip them when sending.
+//! Every input index is reported exactly once: as an accepted record of one batch, or as
+//! one refusal.
+
+mod accumulator;
+mod planner;
+
+pub use accumulator::{Accumulator, Push};
+pub use planner::{Plan, Planner, Progress, Status, plan};
+
+use crate::cost::Reason;
+use crate::limits::Limits;
+
+/// One request: the input indices `start..end`, of which `records` are accepted and
+/// the rest (if any) were refused and reported as [`Refusal`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Batch {
+    /// Index of the first accepted record.
+    pub start: usize,
+    /// One past the index of the last accepted record.
+    pub end: usize,
+    /// Accepted records in the batch: at least 1, at most the limits' `max_records`.
+    pub records: u32,
+    /// Sum of the accepted records' sizes: at most the limits' `max_request_bytes`.
+    pub bytes: u32,
+}
+
+impl Batch {
+    /// The input indices the batch spans.
+    pub const fn range(&self) -> core::ops::Range<usize> {
+        self.start..self.end
+    }
+
+    /// How many refused records lie inside the range; 0 means every index in
+    /// [`Batch::range`] belongs to the request.
+    pub const fn refused(&self) -> usize {
+        self.end - self.start - self.records as usize
+    }
+}
+
+/// A refused record: its input index and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Refusal {
+    /// The record's index in the input.
+    pub index: usize,
+    /// Why it can never be sent.
+    pub reason: Reason,
+}
+
+impl Default for Refusal {
+    fn default() -> Self {
+        Refusal {
+            index: 0,
+            reason: Reason::RecordTooLarge,
+        }
+    }
+}
+
+/// One step of a plan, in input order: a batch closed, or a record refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// A batch is complete: send it.
+    Batch(Batch),
+    /// A record can never be sent.
+    Refused(Refusal),
+}
+
+/// Counters of a plan so far. Batches count once they are closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Batches closed.
+    pub batches: u64,
+    /// Records in closed batches.
+    pub records: u64,
+    /// Bytes (as the service counts them) in closed batches.
+    pub bytes: u64,
+    /// Refused records, indexed by `Reason as usize`.
+    pub refused: [u64; Reason::COUNT],
+}
+
+impl Stats {
+    /// Refused records for one reason.
+    pub const fn refused_for(&self, reason: Reason) -> u64 {
+        self.refused[reason as usize]
+    }
+
+    /// Refused records for every reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
+    /// How full the batches are by bytes: bytes / (batches × request cap), in 0..=1;
+    /// 0 when there is no batch.
+    pub fn byte_fill(&self, limits: &Limits) -> f64 {
+        ratio(
+            self.bytes,
+            self.batches * u64::from(limits.max_request_bytes()),
+        )
+    }
+
+    /// How full the batches are by count: records / (batches × record count cap).
+    pub fn record_fill(&self, limits: &Limits) -> f64 {
+        ratio(self.records, self.batches * u64::from(limits.max_records()))
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The engine every call style shares: the open batch and the counters. It knows
+/// nothing of where records come from; callers measure, ask [`Packer::fits`], then
+/// [`Packer::add`] (after [`Packer::close`] when the record does not fit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Packer {
+    limits: Limits,
+    open: Batch,
+    stats: Stats,
+}
+
+impl Packer {
+    pub(crate) const fn new(limits: Limits) -> Packer {
+        Packer {
+            limits,
+            open: Batch {
+                start: 0,
+                end: 0,
+                records: 0,
+                bytes: 0,
+            },
+            stats: Stats {
+                batches: 0,
+                records: 0,
+                bytes: 0,
+                refused: [0; Reason::COUNT],
+            },
+        }
+    }
+
+    pub(crate) const fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) const fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The batch being filled, if it holds a record.
+    pub(crate) const fn open(&self) -> Option<&Batch> {
+        if self.open.records == 0 {
+            None
+        } else {
+            Some(&self.open)
+        }
+    }
+
+    /// Whether an accepted record of `size` bytes can join the open batch. Always true
+    /// when no batch is open: a measured record is never above the record cap, and the
+    /// record cap is never above the request cap.
+    #[inline(always)]
+    pub(crate) fn fits(&self, size: u32) -> bool {
+        self.open.records == 0
+            || (self.open.records < self.limits.max_records()
+                && self.open.bytes + size <= self.limits.max_request_bytes())
+    }
+
+    /// Adds the accepted record `index`; the caller has checked [`Packer::fits`].
+    #[inline(always)]
+    pub(crate) fn add(&mut self, index: usize, size: u32) {
+        debug_assert!(self.fits(size));
+        if self.open.records == 0 {
+            self.open.start = index;
+        }
+        self.open.end = index + 1;
+        self.open.records += 1;
+        self.open.bytes += size;
+    }
+
+    /// Counts a refused record.
+    #[inline]
+    pub(crate) fn refuse(&mut self, reason: Reason) {
+        self.stats.refused[reason as usize] += 1;
+    }
+
+    /// Closes the open batch, if it holds a record.
+    #[inline]
+    pub(crate) fn close(&mut self) -> Option<Batch> {
+        if self.open.records == 0 {
+            return None;
+        }
+        let batch = self.open;
+        self.open.records = 0;
+        self.open.bytes = 0;
+        self.stats.batches += 1;
+        self.stats.records += u64::from(batch.records);
+        self.stats.bytes += u64::from(batch.bytes);
+        Some(batch)
+    }
+}

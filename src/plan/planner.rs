@@ -1,0 +1,230 @@
+//! Planning over a whole array the caller owns: in bulk into output arrays, or one event
+//! at a time. Both keep O(1) state in a [`Planner`] and resume exactly where they stopped.
+
+use super::{Batch, Event, Packer, Refusal, Stats};
+use crate::cost::Measure;
+use crate::limits::Limits;
+
+/// Plans one input array, across as many calls as its caller likes.
+///
+/// The state is a few words: the limits, the next input index, the open batch and the
+/// counters. Pass the same input to every call; a shorter one ends the plan where it ends.
+/// Bulk ([`Planner::plan`]) and cursor ([`Planner::next_event`]) calls can be mixed.
+#[derive(Clone, Copy, Debug)]
+pub struct Planner {
+    packer: Packer,
+    next: usize,
+}
+
+/// How a bulk call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The whole input is planned and every batch written. Further calls write nothing.
+    Done,
+    /// The batch array is full and another batch is ready: call again to go on.
+    BatchesFull,
+    /// The refusal array is full and another record is refused: call again to go on.
+    RefusalsFull,
+}
+
+/// What one bulk call wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Progress {
+    /// Why the call returned.
+    pub status: Status,
+    /// Batches written at the front of the batch array.
+    pub batches: usize,
+    /// Refusals written at the front of the refusal array.
+    pub refusals: usize,
+}
+
+impl Planner {
+    /// A planner at the start of an input.
+    pub const fn new(limits: Limits) -> Planner {
+        Planner {
+            packer: Packer::new(limits),
+            next: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub const fn limits(&self) -> &Limits {
+        self.packer.limits()
+    }
+
+    /// Counters so far.
+    pub const fn stats(&self) -> &Stats {
+        self.packer.stats()
+    }
+
+    /// The index of the next input record to be read: how far planning got.
+    pub const fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Plans as much of `input` as the output arrays hold.
+    ///
+    /// Writes batches and refusals in input order at the front of `batches` and
+    /// `refusals` and says how many. When an array fills, the status says which, and the
+    /// next call (with the same input and fresh or drained arrays) resumes exactly there:
+    /// the plan is the same whatever the capacities, as long as each is at least 1.
+    ///
+    /// Worst case for one call to finish: `input.len()` refusals, and one batch per
+    /// accepted record (so `input.len()` batches; with only small records,
+    /// `input.len().div_ceil(max_records)` suffices).
+    ///
+    /// ```
+    /// use kinesis_batcher::{Batch, Limits, Planner, Record, Refusal, Status};
+    ///
+    /// let big = [0u8; 2 * 1024 * 1024];
+    /// let records = [
+    ///     Record::new(b"one", b"k1"),
+    ///     Record::new(&big, b"k2"), // above the 1 MiB record cap
+    ///     Record::new(b"three", b"k3"),
+    /// ];
+    /// let mut batches = [Batch::default(); 4];
+    /// let mut refusals = [Refusal::default(); 4];
+    /// let mut planner = Planner::new(Limits::KDS);
+    /// let progress = planner.plan(&records, &mut batches, &mut refusals);
+    /// assert_eq!(progress.status, Status::Done);
+    /// assert_eq!(progress.batches, 1);
+    /// assert_eq!(batches[0].range(), 0..3); // one request, spanning the refused record
+    /// assert_eq!(batches[0].refused(), 1);
+    /// assert_eq!(refusals[0].index, 1);
+    /// ```
+    pub fn plan<M: Measure>(
+        &mut self,
+        input: &[M],
+        batches: &mut [Batch],
+        refusals: &mut [Refusal],
+    ) -> Progress {
+        let limits = *self.packer.limits();
+        let rest = input.get(self.next..).unwrap_or_default();
+        let mut written = Progress {
+            status: Status::Done,
+            batches: 0,
+            refusals: 0,
+        };
+        let mut index = self.next;
+        for record in rest {
+            match record.measure(&limits) {
+                Ok(size) => {
+                    if !self.packer.fits(size) {
+                        let Some(slot) = batches.get_mut(written.batches) else {
+                            written.status = Status::BatchesFull;
+                            break;
+                        };
+                        if let Some(batch) = self.packer.close() {
+                            *slot = batch;
+                            written.batches += 1;
+                        }
+                    }
+                    self.packer.add(index, size);
+                }
+                Err(reason) => {
+                    let Some(slot) = refusals.get_mut(written.refusals) else {
+                        written.status = Status::RefusalsFull;
+                        break;
+                    };
+                    *slot = Refusal { index, reason };
+                    written.refusals += 1;
+                    self.packer.refuse(reason);
+                }
+            }
+            index += 1;
+        }
+        self.next = index;
+        if written.status == Status::Done && self.packer.open().is_some() {
+            match batches.get_mut(written.batches) {
+                Some(slot) => {
+                    if let Some(batch) = self.packer.close() {
+                        *slot = batch;
+                        written.batches += 1;
+                    }
+                }
+                None => written.status = Status::BatchesFull,
+            }
+        }
+        written
+    }
+
+    /// The next event of the plan: a closed batch or a refused record, in input order;
+    /// `None` once the whole input is planned.
+    pub fn next_event<M: Measure>(&mut self, input: &[M]) -> Option<Event> {
+        let limits = *self.packer.limits();
+        let rest = input.get(self.next..).unwrap_or_default();
+        for record in rest {
+            let index = self.next;
+            self.next += 1;
+            match record.measure(&limits) {
+                Ok(size) => {
+                    let closed = if self.packer.fits(size) {
+                        None
+                    } else {
+                        self.packer.close()
+                    };
+                    self.packer.add(index, size);
+                    if let Some(batch) = closed {
+                        return Some(Event::Batch(batch));
+                    }
+                }
+                Err(reason) => {
+                    self.packer.refuse(reason);
+                    return Some(Event::Refused(Refusal { index, reason }));
+                }
+            }
+        }
+        self.packer.close().map(Event::Batch)
+    }
+}
+
+/// The plan of an input as an iterator of [`Event`]s: the cursor style, for Rust.
+///
+/// ```
+/// use kinesis_batcher::{plan, Event, Limits, Reason, Record};
+///
+/// let records = [
+///     Record::new(b"a", b"key"),
+///     Record::new(b"b", b""), // empty key
+///     Record::new(b"c", b"key"),
+/// ];
+/// let events: Vec<Event> = plan(&records, Limits::KDS).collect();
+/// assert!(matches!(events[0], Event::Refused(r) if r.index == 1 && r.reason == Reason::KeyEmpty));
+/// assert!(matches!(events[1], Event::Batch(b) if b.range() == (0..3) && b.records == 2));
+/// assert_eq!(events.len(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Plan<'a, M> {
+    planner: Planner,
+    input: &'a [M],
+}
+
+impl<'a, M: Measure> Plan<'a, M> {
+    /// The plan of `input` under `limits`, computed lazily as it is iterated.
+    pub const fn new(input: &'a [M], limits: Limits) -> Plan<'a, M> {
+        Plan {
+            planner: Planner::new(limits),
+            input,
+        }
+    }
+
+    /// Counters so far.
+    pub const fn stats(&self) -> &Stats {
+        self.planner.stats()
+    }
+}
+
+impl<M: Measure> Iterator for Plan<'_, M> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.planner.next_event(self.input)
+    }
+}
+
+impl<M: Measure> core::iter::FusedIterator for Plan<'_, M> {}
+
+/// The plan of `input` under `limits`, as an iterator of [`Event`]s.
+pub const fn plan<M: Measure>(input: &[M], limits: Limits) -> Plan<'_, M> {
+    Plan::new(input, limits)
+}
