@@ -40,3 +40,8 @@ pub use limits::{KeyUnit, Limits, LimitsError};
 pub use plan::{
     Accumulator, Batch, Event, Plan, Planner, Progress, Push, Refusal, Stats, Status, plan,
 };
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

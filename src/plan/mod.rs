@@ -53,7 +53,10 @@ impl Batch {
     /// How many refused records lie inside the range; 0 means every index in
     /// [`Batch::range`] belongs to the request.
     pub const fn refused(&self) -> usize {
-        self.end - self.start - self.records as usize
+        // Saturating, so a hand-made inconsistent batch gives 0 rather than a panic.
+        self.end
+            .saturating_sub(self.start)
+            .saturating_sub(self.records as usize)
     }
 }
 
