@@ -83,12 +83,25 @@ pub trait Measure {
     /// The record's size in bytes as the service counts it, or why it must be refused.
     /// On `Ok`, the size is at most `limits.max_record_bytes()`.
     fn measure(&self, limits: &Limits) -> Result<u32, Reason>;
+
+    /// A 64-bit identity of the record's key, for per-key ordering: equal keys give equal
+    /// identities (different keys rarely do, which only costs a smaller request). `None`
+    /// when the record carries no key bytes to identify, as for [`RecordSize`].
+    fn key_identity(&self, limits: &Limits) -> Option<u64> {
+        let _ = limits;
+        None
+    }
 }
 
 impl<M: Measure + ?Sized> Measure for &M {
     #[inline]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
         (**self).measure(limits)
+    }
+
+    #[inline]
+    fn key_identity(&self, limits: &Limits) -> Option<u64> {
+        (**self).key_identity(limits)
     }
 }
 
@@ -143,6 +156,31 @@ impl Measure for Record<'_> {
         }
         fit(limits, size)
     }
+
+    /// The explicit hash key when there is one (it decides the shard), else the partition
+    /// key, hashed with FNV-1a; `None` under limits without partition keys.
+    fn key_identity(&self, limits: &Limits) -> Option<u64> {
+        if !limits.partition_keys() {
+            return None;
+        }
+        Some(match self.hash_key {
+            // Tagged so that a hash key and an equal partition key differ.
+            Some(hash_key) => fnv1a(hash_key) | 1,
+            None => fnv1a(self.key) & !1,
+        })
+    }
+}
+
+/// FNV-1a, 64 bits: a fast, well-spread hash of short keys, stable across platforms.
+pub const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
 }
 
 /// A record described by sizes alone, with no pointer in it: for callers that must not

@@ -7,7 +7,8 @@
 //!
 //! * [`limits`]: the service's limits as data, three profiles and validated custom sets;
 //! * [`cost`]: the service's size accounting and the reasons a record is refused;
-//! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine.
+//! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine;
+//! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass.
 //!
 //! ```
 //! use kinesis_batcher::{plan, Event, Limits, Record};
@@ -33,6 +34,7 @@
 
 pub mod cost;
 pub mod limits;
+pub mod lines;
 pub mod plan;
 
 pub use cost::{Measure, Reason, Record, RecordSize};

@@ -94,6 +94,16 @@ impl Accumulator {
         }
     }
 
+    /// Takes the next index for a record the caller refused itself (a line that is not
+    /// JSON, say) without measuring it: it joins no batch, a batch whose range spans it
+    /// counts it in [`Batch::refused`], and [`Stats`] (the core's reasons) does not count
+    /// it. Returns the index taken.
+    pub fn skip(&mut self) -> usize {
+        let index = self.next;
+        self.next += 1;
+        index
+    }
+
     /// Closes the open batch and returns it, if it holds a record: at the end of the
     /// input, or early (on a timer, say) at the cost of a fuller plan.
     pub fn flush(&mut self) -> Option<Batch> {
