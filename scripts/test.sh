@@ -13,19 +13,20 @@ fi
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "docs (broken links and examples are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "unit, boundary, property, no-allocation and doc tests (optimised, with overflow and debug checks)"
-cargo test --profile ci
+cargo test --workspace --profile ci
 
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
-cargo bench --bench plan -- --test
+cargo bench -- --test
 
-step "demo"
-cargo run --quiet --release --example demo >/dev/null
+step "the README's main command, and the Rust example"
+cargo run --quiet --release -- demo >/dev/null 2>&1
+cargo run --quiet --release --example plan_records >/dev/null
 
 echo
 echo "all checks passed"

@@ -1,6 +1,7 @@
-//! Plans a built-in, deterministic demo data set and prints what a producer would send.
+//! The record-array API from Rust: plans 20,000 deterministic records (views into one
+//! shared payload buffer) and prints what a producer would send.
 //!
-//! `cargo run --release --example demo [profile]`, where profile is `kds` (default),
+//! `cargo run --release --example plan_records [profile]`, where profile is `kds` (default),
 //! `kds-5mib` or `firehose`. The data: 20,000 records of mixed sizes (mostly small
 //! events, some large blobs), a few records over the 1 MiB cap, and a few bad keys.
 

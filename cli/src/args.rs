@@ -1,0 +1,540 @@
+//! Command-line parsing: subcommands, options, their checks, and the help text.
+//!
+//! Every limit comes from the core: a profile is a [`Limits`] constant, `--max-record-size`
+//! goes through [`Limits::with_max_record_bytes`] (its [`LimitsError`] message is the
+//! usage error), and a constant `--key` is measured by the core before any input is read.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use kinesis_batcher::{KeyUnit, Limits, LimitsError, Measure, Record};
+use lexopt::prelude::*;
+
+/// The help text, printed by `--help` and `-h` anywhere on the command line.
+pub const HELP: &str = "\
+kinesis-batcher: cut newline-delimited records into Kinesis PutRecords (or Firehose
+PutRecordBatch) requests, exactly as the service counts them, and say which records
+can never be sent and why.
+
+USAGE:
+    kinesis-batcher plan [OPTIONS] [FILE...]
+    kinesis-batcher emit --out DIR --stream NAME [OPTIONS] [FILE...]
+    kinesis-batcher demo [OPTIONS]
+    kinesis-batcher --help | --version
+
+    With no arguments at all and a terminal on stdin, runs the demo.
+
+COMMANDS:
+    plan    Read FILEs (stdin when there is none, or for '-'), one record per line
+            (a '\\r' before the '\\n' is dropped, empty lines are skipped), and print a
+            summary: records, requests, accepted records and bytes, fill, and refusals
+            by reason with their FILE:LINE (the first 10 of each, then a count).
+    emit    As plan, and write one request file per request: DIR/request-000001.json,
+            ... Each is accepted as is by AWS CLI v2 (blobs in base64, its default):
+              aws kinesis put-records --cli-input-json file://DIR/request-000001.json
+            {\"StreamName\": NAME, \"Records\": [{\"Data\": BASE64, \"PartitionKey\": KEY}, ...]}
+            With --profile firehose, for `aws firehose put-record-batch`:
+            {\"DeliveryStreamName\": NAME, \"Records\": [{\"Data\": BASE64}, ...]}
+            Refused records are not written. DIR is created if needed, and must not
+            already hold request-*.json files.
+    demo    Plan a built-in deterministic data set (about 20,000 NDJSON lines of mixed
+            sizes, some bad ones) generated in memory, keyed by --key-field device.
+
+OPTIONS (plan, emit, demo):
+    --profile kds|kds-5mib|firehose
+                        Service limits [default: kds]
+                          kds       500 records, 10 MiB per request, 1 MiB per record
+                          kds-5mib  500 records, 5 MiB per request, 1 MiB per record
+                          firehose  500 records, 4 MiB per request, 1,000 KiB per record,
+                                    no partition key
+    --max-record-size N[KiB|MiB]
+                        Record cap (data + key), e.g. 4MiB for a stream whose
+                        MaxRecordSizeInKiB is 4096 [default: the profile's]
+    --key-unit code-points|utf16|utf8-bytes
+                        How partition-key length is counted against 256
+                        [default: code-points]
+    --key-hash          Partition key = FNV-1a 64 hash of the line's bytes as 16 lowercase
+                        hex digits, so records spread over shards [the default]
+    --key TEXT          The same partition key for every record
+    --key-field NAME    Partition key = the line's JSON field NAME: a string's value, or a
+                        number's JSON text. Implies --format ndjson. A line that is not
+                        JSON is refused as invalid_json; one without the field, or whose
+                        field is not a string or number, as key_field_missing
+    --format lines|ndjson
+                        lines: any bytes; ndjson: lines that are not valid JSON are also
+                        refused, as invalid_json [default: lines]
+    --pack              Pack consecutive lines of a FILE into records up to the record
+                        cap: each record is the input's bytes from its first line to its
+                        last, newlines (and empty lines) included. Needs --key TEXT or
+                        --profile firehose, and --format lines
+    --stop-on-refusal   Stop at the first refused record, naming its FILE:LINE (exit 1),
+                        or at the first unreadable FILE (exit 3); the requests before it
+                        are still planned (and written by emit)
+    -q, --quiet         No per-refusal messages on stderr (the summary still counts them)
+    --batches PATH      Write every request as a JSON line to PATH ('-': stdout, and the
+                        summary goes to stderr):
+                          {\"batch\":1,\"file\":\"a.ndjson\",\"first_line\":1,\"last_line\":480,
+                           \"records\":479,\"bytes\":10480000,\"refused_inside\":1}
+                        file and first_line locate its first record, last_line its last
+                        line; a request that ends in another file than it starts in also
+                        has \"last_file\". bytes count data + keys as the service does;
+                        refused_inside counts the refused lines between its first and
+                        its last record (they are not in the request)
+    -h, --help          Print this help
+    -V, --version       Print the version
+
+OPTIONS (emit):
+    --out DIR           Directory for the request files
+    --stream NAME       StreamName (DeliveryStreamName for firehose) in every request
+
+Refusal reasons: record_too_large (a line longer than the record cap is refused whatever
+its content, without being parsed), key_empty, key_too_long, key_not_utf8 (from the
+library), invalid_json and key_field_missing (from the JSON options). Each refusal is
+reported on stderr as FILE:LINE: reason: detail (the first 50, then a count of the rest).
+stdin is named <stdin> and the demo data <demo>.
+
+EXIT CODES:
+    0   finished (refusals, if any, are in the summary)
+    1   stopped by --stop-on-refusal
+    2   usage error: bad option or value, invalid limits
+    3   input or output error: an unreadable FILE (the other files are still read
+        unless --stop-on-refusal, and the summary is printed), or an unwritable
+        --out, --batches or stdout (the run stops there)
+";
+
+/// What to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Plan and print a summary.
+    Plan,
+    /// Plan, write request files, print a summary.
+    Emit,
+    /// Plan the built-in demo data.
+    Demo,
+    /// Print the help.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Where a record's partition key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySpec {
+    /// FNV-1a 64 of the line's bytes, as 16 hex digits.
+    Hash,
+    /// The same key for every record.
+    Constant(String),
+    /// A field of the line read as a JSON object.
+    Field(String),
+    /// No key: the limits have none (Firehose).
+    None,
+}
+
+/// How lines are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Any bytes.
+    Lines,
+    /// Each line must be valid JSON.
+    Ndjson,
+}
+
+/// One input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A file by path.
+    Path(PathBuf),
+    /// Standard input.
+    Stdin,
+    /// The built-in demo data.
+    Demo,
+}
+
+/// Where the `--batches` lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchesTo {
+    /// A file.
+    Path(PathBuf),
+    /// Standard output (the summary then goes to stderr).
+    Stdout,
+}
+
+/// The profile chosen, for the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `Limits::KDS`.
+    Kds,
+    /// `Limits::KDS_5MIB`.
+    Kds5Mib,
+    /// `Limits::FIREHOSE`.
+    Firehose,
+}
+
+impl Profile {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Kds => "kds",
+            Profile::Kds5Mib => "kds-5mib",
+            Profile::Firehose => "firehose",
+        }
+    }
+
+    fn limits(self) -> Limits {
+        match self {
+            Profile::Kds => Limits::KDS,
+            Profile::Kds5Mib => Limits::KDS_5MIB,
+            Profile::Firehose => Limits::FIREHOSE,
+        }
+    }
+}
+
+/// A checked command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// What to do.
+    pub command: Command,
+    /// The profile named (the limits below may have another record cap or key unit).
+    pub profile: Profile,
+    /// The limits in force.
+    pub limits: Limits,
+    /// Where keys come from.
+    pub key: KeySpec,
+    /// How lines are checked.
+    pub format: Format,
+    /// Pack lines into records with `LinePacker`.
+    pub pack: bool,
+    /// Stop at the first refusal.
+    pub stop_on_refusal: bool,
+    /// No per-refusal messages.
+    pub quiet: bool,
+    /// `--batches`.
+    pub batches: Option<BatchesTo>,
+    /// `--out` (emit).
+    pub out: Option<PathBuf>,
+    /// `--stream` (emit).
+    pub stream: Option<String>,
+    /// The inputs, in order.
+    pub inputs: Vec<Input>,
+}
+
+/// A usage error: the message to print before exiting with code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl From<lexopt::Error> for UsageError {
+    fn from(error: lexopt::Error) -> Self {
+        UsageError(error.to_string())
+    }
+}
+
+fn usage<T>(message: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(message.into()))
+}
+
+/// Parses `args` (without the program name). `stdin_is_terminal` decides what no
+/// arguments at all mean: the demo on a terminal, a usage error otherwise.
+pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, UsageError> {
+    if args.is_empty() {
+        if stdin_is_terminal {
+            return finish(Raw::new(Command::Demo));
+        }
+        return usage("no command given: use plan, emit or demo (see --help)");
+    }
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut raw = Raw::new(Command::Plan);
+    let mut command = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => raw.command = Command::Help,
+            Short('V') | Long("version") => {
+                if raw.command != Command::Help {
+                    raw.command = Command::Version;
+                }
+            }
+            Value(value) if command.is_none() => {
+                let name = value.string()?;
+                command = Some(match name.as_str() {
+                    "plan" => Command::Plan,
+                    "emit" => Command::Emit,
+                    "demo" => Command::Demo,
+                    other => {
+                        return usage(format!("unknown command '{other}': use plan, emit or demo"));
+                    }
+                });
+            }
+            Value(value) => raw.files.push(value),
+            Long("profile") => raw.profile = Some(parser.value()?.string()?),
+            Long("max-record-size") => raw.max_record_size = Some(parser.value()?.string()?),
+            Long("key-unit") => raw.key_unit = Some(parser.value()?.string()?),
+            Long("key-hash") => raw.set_key(KeySpec::Hash, "--key-hash")?,
+            Long("key") => {
+                let key = parser.value()?.string()?;
+                raw.set_key(KeySpec::Constant(key), "--key")?;
+            }
+            Long("key-field") => {
+                let name = parser.value()?.string()?;
+                raw.set_key(KeySpec::Field(name), "--key-field")?;
+            }
+            Long("format") => raw.format = Some(parser.value()?.string()?),
+            Long("pack") => raw.pack = true,
+            Long("stop-on-refusal") => raw.stop_on_refusal = true,
+            Long("quiet") | Short('q') => raw.quiet = true,
+            Long("batches") => raw.batches = Some(parser.value()?),
+            Long("out") => raw.out = Some(parser.value()?),
+            Long("stream") => raw.stream = Some(parser.value()?.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if matches!(raw.command, Command::Help | Command::Version) {
+        return finish(raw);
+    }
+    match command {
+        Some(command) => raw.command = command,
+        None => return usage("no command given: use plan, emit or demo (see --help)"),
+    }
+    finish(raw)
+}
+
+/// The options as given, before they are checked together.
+struct Raw {
+    command: Command,
+    profile: Option<String>,
+    max_record_size: Option<String>,
+    key_unit: Option<String>,
+    key: Option<(KeySpec, &'static str)>,
+    format: Option<String>,
+    pack: bool,
+    stop_on_refusal: bool,
+    quiet: bool,
+    batches: Option<OsString>,
+    out: Option<OsString>,
+    stream: Option<String>,
+    files: Vec<OsString>,
+}
+
+impl Raw {
+    fn new(command: Command) -> Raw {
+        Raw {
+            command,
+            profile: None,
+            max_record_size: None,
+            key_unit: None,
+            key: None,
+            format: None,
+            pack: false,
+            stop_on_refusal: false,
+            quiet: false,
+            batches: None,
+            out: None,
+            stream: None,
+            files: Vec::new(),
+        }
+    }
+
+    fn set_key(&mut self, key: KeySpec, option: &'static str) -> Result<(), UsageError> {
+        if let Some((_, previous)) = &self.key {
+            if *previous != option {
+                return usage(format!("{previous} and {option} cannot be used together"));
+            }
+        }
+        self.key = Some((key, option));
+        Ok(())
+    }
+}
+
+fn finish(raw: Raw) -> Result<Options, UsageError> {
+    let profile = match raw.profile.as_deref() {
+        None | Some("kds") => Profile::Kds,
+        Some("kds-5mib") => Profile::Kds5Mib,
+        Some("firehose") => Profile::Firehose,
+        Some(other) => {
+            return usage(format!("--profile {other}: use kds, kds-5mib or firehose"));
+        }
+    };
+    let mut limits = profile.limits();
+    if let Some(text) = &raw.max_record_size {
+        let bytes = parse_size(text)
+            .map_err(|why| UsageError(format!("--max-record-size {text}: {why}")))?;
+        limits = limits
+            .with_max_record_bytes(bytes)
+            .map_err(|error: LimitsError| {
+                UsageError(format!("--max-record-size {text}: {}", error.message()))
+            })?;
+    }
+    if let Some(unit) = &raw.key_unit {
+        limits = limits.with_key_unit(match unit.as_str() {
+            "code-points" => KeyUnit::CodePoints,
+            "utf16" => KeyUnit::Utf16Units,
+            "utf8-bytes" => KeyUnit::Utf8Bytes,
+            other => {
+                return usage(format!(
+                    "--key-unit {other}: use code-points, utf16 or utf8-bytes"
+                ));
+            }
+        });
+    }
+
+    let given_key = raw.key.clone();
+    let key = match (&given_key, limits.partition_keys()) {
+        (Some((_, option)), false) => {
+            return usage(format!(
+                "{option}: Firehose records have no partition key (--profile firehose)"
+            ));
+        }
+        (None, false) => KeySpec::None,
+        (Some((key, _)), true) => key.clone(),
+        (None, true) if raw.command == Command::Demo && raw.format.as_deref() != Some("lines") => {
+            KeySpec::Field("device".into())
+        }
+        (None, true) => KeySpec::Hash,
+    };
+    if let KeySpec::Constant(text) = &key {
+        // The core measures the key once, as a record with no data: whatever it refuses
+        // here it would refuse on every line.
+        if let Err(reason) = Record::new(b"", text.as_bytes()).measure(&limits) {
+            return usage(format!("--key {text:?}: {}", reason.message()));
+        }
+    }
+    if let KeySpec::Field(name) = &key {
+        if name.is_empty() {
+            return usage("--key-field needs a field name");
+        }
+    }
+
+    let format = match raw.format.as_deref() {
+        None if matches!(key, KeySpec::Field(_)) || raw.command == Command::Demo => Format::Ndjson,
+        None | Some("lines") if matches!(key, KeySpec::Field(_)) => {
+            return usage(
+                "--key-field reads each line as JSON: it cannot be used with --format lines",
+            );
+        }
+        None | Some("lines") => Format::Lines,
+        Some("ndjson") => Format::Ndjson,
+        Some(other) => return usage(format!("--format {other}: use lines or ndjson")),
+    };
+
+    if raw.pack {
+        if !matches!(key, KeySpec::Constant(_) | KeySpec::None) {
+            return usage(
+                "--pack needs --key TEXT or --profile firehose: a packed record has one key, \
+                 and --key-hash / --key-field take it from each line",
+            );
+        }
+        if format == Format::Ndjson {
+            return usage(
+                "--pack joins lines into one record: it cannot be used with --format ndjson",
+            );
+        }
+    }
+
+    let inputs = match raw.command {
+        Command::Demo => {
+            if let Some(file) = raw.files.first() {
+                return usage(format!(
+                    "demo reads no files (got '{}'): use plan for files",
+                    file.to_string_lossy()
+                ));
+            }
+            vec![Input::Demo]
+        }
+        _ if raw.files.is_empty() => vec![Input::Stdin],
+        _ => raw
+            .files
+            .iter()
+            .map(|file| {
+                if file == "-" {
+                    Input::Stdin
+                } else {
+                    Input::Path(PathBuf::from(file))
+                }
+            })
+            .collect(),
+    };
+
+    let (out, stream) = match raw.command {
+        Command::Emit => {
+            let Some(out) = raw.out else {
+                return usage("emit needs --out DIR");
+            };
+            let Some(stream) = raw.stream else {
+                return usage("emit needs --stream NAME");
+            };
+            if stream.is_empty() {
+                return usage("--stream needs a stream name");
+            }
+            (Some(PathBuf::from(out)), Some(stream))
+        }
+        _ => {
+            if raw.out.is_some() {
+                return usage("--out is an option of emit");
+            }
+            if raw.stream.is_some() {
+                return usage("--stream is an option of emit");
+            }
+            (None, None)
+        }
+    };
+
+    let batches = match raw.batches {
+        None => None,
+        Some(path) if path == "-" => Some(BatchesTo::Stdout),
+        Some(path) if path.is_empty() => return usage("--batches needs a path, or '-' for stdout"),
+        Some(path) => Some(BatchesTo::Path(PathBuf::from(path))),
+    };
+
+    Ok(Options {
+        command: raw.command,
+        profile,
+        limits,
+        key,
+        format,
+        pack: raw.pack,
+        stop_on_refusal: raw.stop_on_refusal,
+        quiet: raw.quiet,
+        batches,
+        out,
+        stream,
+        inputs,
+    })
+}
+
+/// Parses a byte count: `N`, `NB`, `NKiB` or `NMiB` (the suffix in any case).
+fn parse_size(text: &str) -> Result<u32, &'static str> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = if let Some(digits) = lower.strip_suffix("kib") {
+        (digits, 1024)
+    } else if let Some(digits) = lower.strip_suffix("mib") {
+        (digits, 1024 * 1024)
+    } else if let Some(digits) = lower.strip_suffix('b') {
+        (digits, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    let digits = digits.trim_end();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a number of bytes, optionally followed by KiB or MiB (e.g. 4MiB)");
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or("too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("1000kib"), Ok(1_024_000));
+        assert_eq!(parse_size("12B"), Ok(12));
+        assert!(parse_size("4MB").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999MiB").is_err());
+    }
+}

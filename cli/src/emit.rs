@@ -1,0 +1,221 @@
+//! Request files for the AWS CLI: one JSON body per request, built as records are
+//! pushed (each record's data base64-encoded straight from the read buffer), written
+//! when the core says the request is complete.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use kinesis_batcher::cost::base64_len;
+use kinesis_batcher::{Batch, Limits};
+
+/// The name of the `n`th request file (1-based): `request-000001.json`.
+pub fn file_name(n: u64) -> String {
+    format!("request-{n:06}.json")
+}
+
+/// Builds request bodies and writes them to a directory.
+pub struct RequestWriter {
+    dir: PathBuf,
+    /// The body's opening: `{"StreamName":"...","Records":[`.
+    head: Vec<u8>,
+    /// Whether records carry a `PartitionKey`.
+    keys: bool,
+    /// The open request's body.
+    body: Vec<u8>,
+    /// Records in the open body.
+    records: u32,
+    /// Request files written.
+    files: u64,
+    /// Bytes written in them.
+    bytes: u64,
+}
+
+/// A failure to write a request file: the path and the error.
+#[derive(Debug)]
+pub struct WriteError {
+    /// What could not be written.
+    pub path: PathBuf,
+    /// Why.
+    pub error: io::Error,
+}
+
+impl RequestWriter {
+    /// A writer into `dir` (created if needed), which must not already hold request
+    /// files: a stale `request-000042.json` from a longer earlier run would be sent too.
+    pub fn create(dir: &Path, stream: &str, limits: &Limits) -> Result<RequestWriter, WriteError> {
+        let fail = |error| WriteError {
+            path: dir.to_path_buf(),
+            error,
+        };
+        fs::create_dir_all(dir).map_err(fail)?;
+        for entry in fs::read_dir(dir).map_err(fail)? {
+            let name = entry.map_err(fail)?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("request-") && name.ends_with(".json") {
+                return Err(fail(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "already holds request files ({name}, ...): remove them or choose another --out"
+                    ),
+                )));
+            }
+        }
+        let name_field = if limits.partition_keys() {
+            "StreamName"
+        } else {
+            "DeliveryStreamName"
+        };
+        let mut head = format!("{{\"{name_field}\":").into_bytes();
+        push_json_string(&mut head, stream.as_bytes());
+        head.extend_from_slice(b",\"Records\":[");
+        // The largest body: every request byte as base64, plus the framing of each record.
+        let capacity = base64_len(u64::from(limits.max_request_bytes()))
+            + u64::from(limits.max_records()) * 64
+            + head.len() as u64;
+        Ok(RequestWriter {
+            dir: dir.to_path_buf(),
+            body: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
+            head,
+            keys: limits.partition_keys(),
+            records: 0,
+            files: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Appends an accepted record to the open request.
+    pub fn push(&mut self, data: &[u8], key: &[u8]) {
+        if self.records == 0 {
+            self.body.clear();
+            self.body.extend_from_slice(&self.head);
+        } else {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(b"{\"Data\":\"");
+        push_base64(&mut self.body, data);
+        self.body.push(b'"');
+        if self.keys {
+            self.body.extend_from_slice(b",\"PartitionKey\":");
+            push_json_string(&mut self.body, key);
+        }
+        self.body.push(b'}');
+        self.records += 1;
+    }
+
+    /// Closes the open request, which the core reported as `batch`, and writes it.
+    pub fn finish(&mut self, batch: &Batch) -> Result<(), WriteError> {
+        if self.records != batch.records {
+            // The body and the core disagree: a bug here, never a user error.
+            return Err(WriteError {
+                path: self.dir.clone(),
+                error: io::Error::other(format!(
+                    "internal error: request body holds {} records, the core's batch {}",
+                    self.records, batch.records
+                )),
+            });
+        }
+        self.body.extend_from_slice(b"]}\n");
+        self.files += 1;
+        let path = self.dir.join(file_name(self.files));
+        fs::write(&path, &self.body).map_err(|error| WriteError { path, error })?;
+        self.bytes += self.body.len() as u64;
+        self.records = 0;
+        Ok(())
+    }
+
+    /// The directory written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Request files written so far, and their bytes.
+    pub fn written(&self) -> (u64, u64) {
+        (self.files, self.bytes)
+    }
+}
+
+/// Appends `data` in standard base64 with padding: `base64_len(data.len())` bytes.
+pub fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let start = out.len();
+    let len = usize::try_from(base64_len(data.len() as u64)).unwrap_or(usize::MAX);
+    out.resize(start + len, b'=');
+    let target = &mut out[start..];
+    let chunks = data.chunks_exact(3);
+    let rest = chunks.remainder();
+    let mut quads = target.chunks_exact_mut(4);
+    for (three, four) in chunks.zip(&mut quads) {
+        let n = u32::from(three[0]) << 16 | u32::from(three[1]) << 8 | u32::from(three[2]);
+        four[0] = ALPHABET[(n >> 18) as usize & 63];
+        four[1] = ALPHABET[(n >> 12) as usize & 63];
+        four[2] = ALPHABET[(n >> 6) as usize & 63];
+        four[3] = ALPHABET[n as usize & 63];
+    }
+    if let Some(four) = quads.next() {
+        // One or two bytes left: two or three digits, then the padding already there.
+        let second = rest.get(1).copied().unwrap_or(0);
+        let n = u32::from(rest[0]) << 16 | u32::from(second) << 8;
+        four[0] = ALPHABET[(n >> 18) as usize & 63];
+        four[1] = ALPHABET[(n >> 12) as usize & 63];
+        if rest.len() == 2 {
+            four[2] = ALPHABET[(n >> 6) as usize & 63];
+        }
+    }
+}
+
+/// Appends `text` as a JSON string literal. Invalid UTF-8 (never in a key the core
+/// accepted) is written lossily.
+pub fn push_json_string(out: &mut Vec<u8>, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if u32::from(c) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes());
+            }
+            c => {
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_vectors() {
+        // RFC 4648, section 10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut out = b"x".to_vec();
+            push_base64(&mut out, plain.as_bytes());
+            assert_eq!(out, format!("x{encoded}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn json_strings() {
+        let mut out = Vec::new();
+        push_json_string(&mut out, "a\"b\\c\n\u{1}é".as_bytes());
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"".as_bytes());
+        let back: String = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(back, "a\"b\\c\n\u{1}é");
+    }
+}

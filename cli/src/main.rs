@@ -1,0 +1,53 @@
+//! `kinesis-batcher`: the command-line tool of the kinesis-batcher library.
+//!
+//! It plans newline-delimited records into Kinesis `PutRecords` (or Firehose
+//! `PutRecordBatch`) requests and writes request files for the AWS CLI. Every size,
+//! limit, key check and request boundary comes from the library; the tool reads, keys,
+//! reports and writes. See `kinesis-batcher --help`.
+//!
+//! * [`args`]: the command line and the help text;
+//! * [`input`]: inputs read in chunks for the core's streaming protocol;
+//! * [`keys`]: partition keys (constant, hash, JSON field) and the JSON checks;
+//! * [`run`]: the one pass from lines to the core's answers;
+//! * [`emit`]: request files, built as records are pushed;
+//! * [`report`]: refusals and the summary; [`progress`]: the progress line;
+//! * [`demo`]: the built-in demo data.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod demo;
+mod emit;
+mod input;
+mod keys;
+mod progress;
+mod report;
+mod run;
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use args::{Command, UsageError};
+
+fn main() -> ExitCode {
+    let args = std::env::args_os().skip(1).collect();
+    let options = match args::parse(args, io::stdin().is_terminal()) {
+        Ok(options) => options,
+        Err(UsageError(message)) => {
+            eprintln!("kinesis-batcher: {message}");
+            eprintln!("Try 'kinesis-batcher --help' for more information.");
+            return ExitCode::from(run::exit::USAGE);
+        }
+    };
+    let text = match options.command {
+        Command::Help => args::HELP.to_owned(),
+        Command::Version => format!("kinesis-batcher {}\n", env!("CARGO_PKG_VERSION")),
+        Command::Plan | Command::Emit | Command::Demo => {
+            return ExitCode::from(run::run(options));
+        }
+    };
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(run::exit::IO),
+    }
+}

@@ -1,0 +1,285 @@
+//! What the tool tells people: refusal reasons and where they were seen, the per-refusal
+//! messages on stderr, and the summary printed at the end.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use kinesis_batcher::{Limits, Reason, Stats};
+
+use crate::args::Profile;
+
+/// How many refusals are described on stderr, one line each, before a count of the rest.
+pub const MESSAGES_SHOWN: u64 = 50;
+
+/// How many `FILE:LINE` locations the summary lists per reason.
+pub const EXAMPLES_PER_REASON: usize = 10;
+
+/// Why a line was refused: by the core, or by the tool's JSON options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The core refused the record.
+    Core(Reason),
+    /// `--format ndjson` (or `--key-field`): the line is not valid JSON.
+    InvalidJson,
+    /// `--key-field`: the field is missing, or neither a string nor a number.
+    KeyFieldMissing,
+}
+
+impl Why {
+    /// How many reasons there are.
+    pub const COUNT: usize = Reason::COUNT + 2;
+
+    /// Every reason, in summary order.
+    pub fn all() -> impl Iterator<Item = Why> {
+        Reason::ALL
+            .into_iter()
+            .map(Why::Core)
+            .chain([Why::InvalidJson, Why::KeyFieldMissing])
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Why::Core(reason) => reason as usize,
+            Why::InvalidJson => Reason::COUNT,
+            Why::KeyFieldMissing => Reason::COUNT + 1,
+        }
+    }
+
+    /// The stable identifier, as in the summary (the core's `Reason::as_str`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Why::Core(reason) => reason.as_str(),
+            Why::InvalidJson => "invalid_json",
+            Why::KeyFieldMissing => "key_field_missing",
+        }
+    }
+
+    /// Words for the per-refusal message.
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::Core(Reason::RecordTooLarge) => "record too large",
+            Why::Core(Reason::KeyEmpty) => "partition key empty",
+            Why::Core(Reason::KeyTooLong) => "partition key too long",
+            Why::Core(Reason::KeyNotUtf8) => "partition key not UTF-8",
+            Why::Core(Reason::HashKeyInvalid) => "explicit hash key invalid",
+            Why::InvalidJson => "invalid JSON",
+            Why::KeyFieldMissing => "key field missing",
+        }
+    }
+}
+
+/// A place in the input: (input index, 1-based line number).
+pub type Location = (usize, u64);
+
+/// Refusals counted by reason, with the first few locations of each.
+pub struct Refusals {
+    counts: [u64; Why::COUNT],
+    examples: [Vec<Location>; Why::COUNT],
+    messages: u64,
+    quiet: bool,
+}
+
+impl Refusals {
+    /// No refusal yet; `quiet` turns the per-refusal messages off.
+    pub fn new(quiet: bool) -> Refusals {
+        Refusals {
+            counts: [0; Why::COUNT],
+            examples: Default::default(),
+            messages: 0,
+            quiet,
+        }
+    }
+
+    /// Counts a refusal at `at`; true when its message should be printed.
+    pub fn add(&mut self, why: Why, at: Location) -> bool {
+        let i = why.index();
+        self.counts[i] += 1;
+        if self.examples[i].len() < EXAMPLES_PER_REASON {
+            self.examples[i].push(at);
+        }
+        if self.quiet || self.messages >= MESSAGES_SHOWN {
+            return false;
+        }
+        self.messages += 1;
+        true
+    }
+
+    /// Refusals counted for `why`.
+    pub fn count(&self, why: Why) -> u64 {
+        self.counts[why.index()]
+    }
+
+    /// All refusals counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Refusals that were counted but got no message (0 with `--quiet`: none are due).
+    pub fn not_shown(&self) -> u64 {
+        if self.quiet {
+            0
+        } else {
+            self.total() - self.messages
+        }
+    }
+}
+
+/// Everything the summary reports.
+pub struct Summary<'a> {
+    /// `plan`, `emit` or `demo`.
+    pub command: &'static str,
+    /// The profile named.
+    pub profile: Profile,
+    /// The limits in force.
+    pub limits: Limits,
+    /// How keys were made, in words.
+    pub keys: String,
+    /// Display names of the inputs.
+    pub names: &'a [String],
+    /// Inputs that could not be read (whole or in part).
+    pub input_errors: u64,
+    /// Bytes read from all inputs.
+    pub bytes_read: u64,
+    /// Lines read (up to each input's last non-empty line).
+    pub lines: u64,
+    /// Records formed: one per non-empty line, or one per packed run.
+    pub records: u64,
+    /// Whether lines were packed.
+    pub packed: bool,
+    /// The core's counters, after the last batch was flushed.
+    pub stats: Stats,
+    /// Refusals by reason.
+    pub refusals: &'a Refusals,
+    /// Where `--stop-on-refusal` stopped.
+    pub stopped_at: Option<Location>,
+    /// With emit: the directory and the request files written, and their bytes.
+    pub written: Option<(&'a Path, u64, u64)>,
+}
+
+impl Summary<'_> {
+    /// Writes the summary, one fact per line.
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let limits = &self.limits;
+        let at = |(input, line): Location| format!("{}:{line}", self.names[input]);
+        writeln!(
+            out,
+            "kinesis-batcher {}: profile {}: {} records, {} bytes per request, {} bytes per record",
+            self.command,
+            self.profile.name(),
+            limits.max_records(),
+            limits.max_request_bytes(),
+            limits.max_record_bytes(),
+        )?;
+        writeln!(out, "keys         {}", self.keys)?;
+        let files = self.names.len();
+        write!(
+            out,
+            "input        {files} {}, {} bytes ({}), {} {}",
+            if files == 1 { "input" } else { "inputs" },
+            self.bytes_read,
+            human(self.bytes_read),
+            self.lines,
+            if self.lines == 1 { "line" } else { "lines" },
+        )?;
+        if self.input_errors > 0 {
+            write!(
+                out,
+                ", {} unreadable (see the messages above)",
+                self.input_errors
+            )?;
+        }
+        writeln!(out)?;
+        let refused = self.refusals.total();
+        writeln!(
+            out,
+            "records      {}{}: {} accepted, {refused} refused",
+            self.records,
+            if self.packed {
+                " (lines packed up to the record cap)"
+            } else {
+                ""
+            },
+            self.stats.records,
+        )?;
+        writeln!(out, "requests     {}", self.stats.batches)?;
+        writeln!(
+            out,
+            "accepted     {} {}, {} bytes ({}) of data{}",
+            self.stats.records,
+            if self.stats.records == 1 {
+                "record"
+            } else {
+                "records"
+            },
+            self.stats.bytes,
+            human(self.stats.bytes),
+            if limits.partition_keys() {
+                " + keys"
+            } else {
+                ""
+            },
+        )?;
+        writeln!(
+            out,
+            "fill         bytes {:.2}% of {} per request, records {:.2}% of {} per request",
+            100.0 * self.stats.byte_fill(limits),
+            human(u64::from(limits.max_request_bytes())),
+            100.0 * self.stats.record_fill(limits),
+            limits.max_records(),
+        )?;
+        writeln!(out, "refused      {refused}")?;
+        for why in Why::all() {
+            let count = self.refusals.count(why);
+            if count == 0 {
+                continue;
+            }
+            let examples = &self.refusals.examples[why.index()];
+            let mut places: Vec<String> = examples.iter().map(|&place| at(place)).collect();
+            let more = count - examples.len() as u64;
+            if more > 0 {
+                places.push(format!("and {more} more"));
+            }
+            writeln!(out, "  {:<18} {count:>8}  {}", why.id(), places.join(", "))?;
+        }
+        if let Some((dir, files, bytes)) = self.written {
+            if files == 0 {
+                writeln!(out, "wrote        no request file to {}", dir.display())?;
+            } else if files == 1 {
+                writeln!(
+                    out,
+                    "wrote        1 request file to {} (request-000001.json), {bytes} bytes ({})",
+                    dir.display(),
+                    human(bytes),
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "wrote        {files} request files to {} (request-000001.json .. {}), {bytes} bytes ({})",
+                    dir.display(),
+                    crate::emit::file_name(files),
+                    human(bytes),
+                )?;
+            }
+        }
+        if let Some(place) = self.stopped_at {
+            writeln!(out, "stopped      at {} (--stop-on-refusal)", at(place))?;
+        }
+        out.flush()
+    }
+}
+
+/// A byte count in binary units, for people: "146.9 MiB".
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

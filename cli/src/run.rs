@@ -1,0 +1,499 @@
+//! The one pass: read every input in chunks, split it with the core's line splitter, key
+//! each line, push it into one `Accumulator`, and act on what the core answers: a request
+//! is complete (log it, write it), a record is refused (report it), or it joined the
+//! open request. The tool decides no size, limit or boundary itself.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+
+use kinesis_batcher::cost::{key_units, record_size};
+use kinesis_batcher::limits::MAX_KEY_UNITS;
+use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
+use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
+
+use crate::args::{BatchesTo, Command, KeySpec, Options};
+use crate::emit::{RequestWriter, push_json_string};
+use crate::input::{self, ChunkBuffer};
+use crate::keys::{KeyError, KeyMaker};
+use crate::progress::Progress;
+use crate::report::{Location, Refusals, Summary, Why};
+
+/// The exit codes.
+pub mod exit {
+    /// Finished; refusals, if any, are in the summary.
+    pub const OK: u8 = 0;
+    /// Stopped by `--stop-on-refusal`.
+    pub const STOPPED: u8 = 1;
+    /// Usage error: bad option or value, invalid limits.
+    pub const USAGE: u8 = 2;
+    /// Input or output error.
+    pub const IO: u8 = 3;
+}
+
+/// An error that ends the run at once: an output that cannot be written.
+struct Fatal(String);
+
+/// Whether to go on reading.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Where the open request's lines are, and the tool's own refusals inside it.
+#[derive(Clone, Copy)]
+struct Span {
+    first: Location,
+    last_input: usize,
+    last_line: u64,
+    /// Lines the tool refused (invalid_json, key_field_missing) between its records.
+    refused_here: u64,
+}
+
+/// `--batches`: one JSON line per request.
+struct BatchLog {
+    out: BufWriter<Box<dyn Write>>,
+    name: String,
+}
+
+/// Runs a plan, emit or demo command and returns its exit code.
+pub fn run(options: Options) -> u8 {
+    match Run::new(&options).and_then(|run| run.go(&options)) {
+        Ok(code) => code,
+        Err(Fatal(message)) => {
+            if !message.is_empty() {
+                eprintln!("kinesis-batcher: {message}");
+            }
+            exit::IO
+        }
+    }
+}
+
+/// Everything but the key maker, so that a key borrowed from it can be pushed.
+struct State {
+    limits: Limits,
+    /// The same limits without keys: measures a line's data alone.
+    data_only: Limits,
+    acc: Accumulator,
+    stop_on_refusal: bool,
+    field: Option<String>,
+    names: Vec<String>,
+    open: Option<Span>,
+    /// The tool's refusals since the last accepted record.
+    refused_pending: u64,
+    refusals: Refusals,
+    batch_log: Option<BatchLog>,
+    emit: Option<RequestWriter>,
+    progress: Progress,
+    records: u64,
+    lines: u64,
+    bytes_read: u64,
+    input_errors: u64,
+    stopped_at: Option<Location>,
+}
+
+struct Run {
+    keys: KeyMaker,
+    state: State,
+}
+
+impl Run {
+    fn new(options: &Options) -> Result<Run, Fatal> {
+        let limits = options.limits;
+        let batch_log = match &options.batches {
+            None => None,
+            Some(BatchesTo::Stdout) => Some(BatchLog {
+                out: BufWriter::new(Box::new(io::stdout())),
+                name: "stdout".into(),
+            }),
+            Some(BatchesTo::Path(path)) => {
+                let file = File::create(path)
+                    .map_err(|e| Fatal(format!("--batches {}: {e}", path.display())))?;
+                Some(BatchLog {
+                    out: BufWriter::new(Box::new(file)),
+                    name: path.display().to_string(),
+                })
+            }
+        };
+        let emit = match (&options.out, &options.stream) {
+            (Some(dir), Some(stream)) => Some(
+                RequestWriter::create(dir, stream, &limits)
+                    .map_err(|e| Fatal(format!("--out {}: {}", e.path.display(), e.error)))?,
+            ),
+            _ => None,
+        };
+        let keys = KeyMaker::new(options.key.clone(), options.format);
+        Ok(Run {
+            state: State {
+                limits,
+                data_only: limits.without_partition_keys(),
+                acc: Accumulator::new(limits),
+                stop_on_refusal: options.stop_on_refusal,
+                field: keys.field().map(str::to_owned),
+                names: options.inputs.iter().map(input::display_name).collect(),
+                open: None,
+                refused_pending: 0,
+                refusals: Refusals::new(options.quiet),
+                batch_log,
+                emit,
+                progress: Progress::new(input::total_size(&options.inputs)),
+                records: 0,
+                lines: 0,
+                bytes_read: 0,
+                input_errors: 0,
+                stopped_at: None,
+            },
+            keys,
+        })
+    }
+
+    fn go(mut self, options: &Options) -> Result<u8, Fatal> {
+        let limits = options.limits;
+        let record_cap = limits.max_record_bytes() as usize;
+        // The window the core's protocol needs to always make progress.
+        let need = record_cap + 2;
+        let mut chunk = ChunkBuffer::new(need);
+        let key_len = match &options.key {
+            KeySpec::Constant(key) => u32::try_from(key.len()).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        for (index, input) in options.inputs.iter().enumerate() {
+            let flow = match input::open(input) {
+                Err(error) => self.state.input_error(index, &error),
+                Ok(mut reader) if options.pack => {
+                    let packer = LinePacker::new(&limits, key_len);
+                    self.read(index, &mut *reader, packer, &mut chunk)?
+                }
+                Ok(mut reader) => {
+                    self.read(index, &mut *reader, Lines::new(&limits), &mut chunk)?
+                }
+            };
+            if flow == Flow::Stop {
+                break;
+            }
+        }
+        let state = &mut self.state;
+        if let Some(batch) = state.acc.flush() {
+            let span = state.open.take();
+            state.close(&batch, span)?;
+        }
+        state.progress.clear();
+        if let Some(log) = &mut state.batch_log {
+            log.out
+                .flush()
+                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+        }
+        let stats = *state.acc.stats();
+        for reason in Reason::ALL {
+            debug_assert_eq!(
+                state.refusals.count(Why::Core(reason)),
+                stats.refused_for(reason)
+            );
+        }
+        let not_shown = state.refusals.not_shown();
+        if not_shown > 0 {
+            eprintln!(
+                "kinesis-batcher: {not_shown} more refusals not shown (the summary counts them all)"
+            );
+        }
+        let summary = Summary {
+            command: match options.command {
+                Command::Emit => "emit",
+                Command::Demo => "demo",
+                _ => "plan",
+            },
+            profile: options.profile,
+            limits,
+            keys: describe_keys(&options.key, limits.key_unit()),
+            names: &state.names,
+            input_errors: state.input_errors,
+            bytes_read: state.bytes_read,
+            lines: state.lines,
+            records: state.records,
+            packed: options.pack,
+            stats,
+            refusals: &state.refusals,
+            stopped_at: state.stopped_at,
+            written: state.emit.as_ref().map(|emit| {
+                let (files, bytes) = emit.written();
+                (emit.dir(), files, bytes)
+            }),
+        };
+        let written = if options.batches == Some(BatchesTo::Stdout) {
+            summary.write(&mut io::stderr().lock())
+        } else {
+            summary.write(&mut io::stdout().lock())
+        };
+        written.map_err(|e| output_error("summary", &e))?;
+        Ok(if state.input_errors > 0 {
+            exit::IO
+        } else if state.stopped_at.is_some() {
+            exit::STOPPED
+        } else {
+            exit::OK
+        })
+    }
+
+    /// Reads one input to its end (or to a stop), feeding every line to the core.
+    fn read<S: LineSource>(
+        &mut self,
+        input: usize,
+        reader: &mut dyn Read,
+        mut source: S,
+        chunk: &mut ChunkBuffer,
+    ) -> Result<Flow, Fatal> {
+        chunk.reset();
+        let mut last_line = 0;
+        loop {
+            match chunk.refill(reader) {
+                Ok(n) => self.state.bytes_read += n as u64,
+                Err(error) => {
+                    // The bytes after the last whole line are dropped: a truncated line
+                    // must not be sent as a record.
+                    self.state.lines += last_line;
+                    return Ok(self.state.input_error(input, &error));
+                }
+            }
+            loop {
+                let (step, consumed) = source.next_line(chunk.data(), chunk.eof());
+                match step {
+                    LineStep::Line(line) => {
+                        last_line = line.last_number;
+                        let flow = self.line(input, &line)?;
+                        chunk.consume(consumed);
+                        if flow == Flow::Stop {
+                            self.state.lines += last_line;
+                            return Ok(Flow::Stop);
+                        }
+                    }
+                    LineStep::NeedMore if !chunk.eof() => {
+                        chunk.consume(consumed);
+                        break;
+                    }
+                    LineStep::NeedMore | LineStep::End => {
+                        chunk.consume(consumed);
+                        self.state.lines += last_line;
+                        return Ok(Flow::Go);
+                    }
+                }
+            }
+            let state = &mut self.state;
+            state
+                .progress
+                .tick(state.bytes_read, state.records, state.acc.stats().batches);
+        }
+    }
+
+    /// One line (or packed run of lines): its key, then the core's answer.
+    fn line(&mut self, input: usize, line: &Line<'_>) -> Result<Flow, Fatal> {
+        self.state.records += 1;
+        let at = (input, line.number);
+        // A line over the record cap is refused as too large whatever it holds, so it is
+        // not parsed: the core measures its data alone to say so.
+        let over_cap = !line.is_whole()
+            || Record::new(line.bytes, b"")
+                .measure(&self.state.data_only)
+                .is_err();
+        let stand_in = over_cap && self.keys.is_stand_in();
+        let key = if over_cap {
+            self.keys.unparsed_key(line.bytes)
+        } else {
+            match self.keys.key(line.bytes) {
+                Ok(key) => key,
+                Err(KeyError { why, detail }) => {
+                    self.state.refused_pending += 1;
+                    return Ok(self.state.refuse(at, why, |_| detail));
+                }
+            }
+        };
+        self.state.push(input, line, key, stand_in)
+    }
+}
+
+impl State {
+    /// Pushes an accepted-so-far line into the accumulator and acts on the answer.
+    fn push(
+        &mut self,
+        input: usize,
+        line: &Line<'_>,
+        key: &[u8],
+        stand_in: bool,
+    ) -> Result<Flow, Fatal> {
+        let at = (input, line.number);
+        match self.acc.push(&Record::new(line.bytes, key)) {
+            Push::Added => {
+                match &mut self.open {
+                    Some(span) => {
+                        span.last_input = input;
+                        span.last_line = line.last_number;
+                        span.refused_here += self.refused_pending;
+                    }
+                    None => self.open = Some(Span::new(at, line.last_number)),
+                }
+                self.refused_pending = 0;
+                if let Some(emit) = &mut self.emit {
+                    emit.push(line.bytes, key);
+                }
+                Ok(Flow::Go)
+            }
+            Push::SendFirst(batch) => {
+                let span = self.open.take();
+                self.close(&batch, span)?;
+                self.open = Some(Span::new(at, line.last_number));
+                self.refused_pending = 0;
+                if let Some(emit) = &mut self.emit {
+                    emit.push(line.bytes, key);
+                }
+                Ok(Flow::Go)
+            }
+            Push::Refused(reason) => Ok(self.refuse(at, Why::Core(reason), |state| {
+                state.detail(reason, line, key, stand_in)
+            })),
+        }
+    }
+
+    /// Counts a refusal, reports it, and stops if asked to.
+    fn refuse(&mut self, at: Location, why: Why, detail: impl FnOnce(&State) -> String) -> Flow {
+        let print = self.refusals.add(why, at);
+        if !print && !self.stop_on_refusal {
+            return Flow::Go;
+        }
+        self.progress.clear();
+        let detail = detail(self);
+        let message = if detail.is_empty() {
+            format!("{}:{}: {}", self.names[at.0], at.1, why.label())
+        } else {
+            format!("{}:{}: {}: {detail}", self.names[at.0], at.1, why.label())
+        };
+        if self.stop_on_refusal {
+            eprintln!("kinesis-batcher: stopped at {message} (--stop-on-refusal)");
+            self.stopped_at = Some(at);
+            return Flow::Stop;
+        }
+        eprintln!("{message}");
+        Flow::Go
+    }
+
+    /// The detail of a refusal by the core, from the core's own measures.
+    fn detail(&self, reason: Reason, line: &Line<'_>, key: &[u8], stand_in: bool) -> String {
+        let limits = &self.limits;
+        let field = self
+            .field
+            .as_deref()
+            .map(|name| format!("field \"{name}\": "));
+        let field = field.unwrap_or_default();
+        match reason {
+            Reason::RecordTooLarge => {
+                let cap = limits.max_record_bytes();
+                if !line.is_whole() {
+                    format!("line of more than {} bytes, cap {cap}", line.bytes.len())
+                } else if stand_in {
+                    format!("{} bytes of data alone, cap {cap}", line.len)
+                } else if limits.partition_keys() {
+                    let size = record_size(limits, line.len, key.len() as u64, 0);
+                    format!("{size} bytes with its key, cap {cap}")
+                } else {
+                    format!("{} bytes, cap {cap}", line.len)
+                }
+            }
+            Reason::KeyEmpty => match &self.field {
+                Some(name) => format!("field \"{name}\" is an empty string"),
+                None => String::new(),
+            },
+            Reason::KeyTooLong => {
+                let unit = limits.key_unit();
+                let units = std::str::from_utf8(key).map_or(key.len(), |key| key_units(key, unit));
+                format!("{field}{units} {}, max {MAX_KEY_UNITS}", unit_name(unit))
+            }
+            Reason::KeyNotUtf8 | Reason::HashKeyInvalid => field.trim_end_matches(": ").to_owned(),
+        }
+    }
+
+    /// A request is complete: log it and write it.
+    fn close(&mut self, batch: &Batch, span: Option<Span>) -> Result<(), Fatal> {
+        let Some(span) = span else {
+            return Err(Fatal(
+                "internal error: a request closed with no line recorded".into(),
+            ));
+        };
+        let number = self.acc.stats().batches;
+        if let Some(log) = &mut self.batch_log {
+            let mut json = Vec::with_capacity(160);
+            json.extend_from_slice(format!("{{\"batch\":{number},\"file\":").as_bytes());
+            push_json_string(&mut json, self.names[span.first.0].as_bytes());
+            json.extend_from_slice(format!(",\"first_line\":{}", span.first.1).as_bytes());
+            if span.last_input != span.first.0 {
+                json.extend_from_slice(b",\"last_file\":");
+                push_json_string(&mut json, self.names[span.last_input].as_bytes());
+            }
+            json.extend_from_slice(
+                format!(
+                    ",\"last_line\":{},\"records\":{},\"bytes\":{},\"refused_inside\":{}}}\n",
+                    span.last_line,
+                    batch.records,
+                    batch.bytes,
+                    batch.refused() as u64 + span.refused_here,
+                )
+                .as_bytes(),
+            );
+            log.out
+                .write_all(&json)
+                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+        }
+        if let Some(emit) = &mut self.emit {
+            emit.finish(batch)
+                .map_err(|e| output_error(&e.path.display().to_string(), &e.error))?;
+        }
+        Ok(())
+    }
+
+    /// An input that cannot be opened or read: reported, and the run goes on with the
+    /// next one (exit code 3 at the end), unless `--stop-on-refusal` stops it at once.
+    fn input_error(&mut self, input: usize, error: &io::Error) -> Flow {
+        self.progress.clear();
+        eprintln!("{}: {error}", self.names[input]);
+        self.input_errors += 1;
+        if self.stop_on_refusal {
+            Flow::Stop
+        } else {
+            Flow::Go
+        }
+    }
+}
+
+impl Span {
+    fn new(first: Location, last_line: u64) -> Span {
+        Span {
+            first,
+            last_input: first.0,
+            last_line,
+            refused_here: 0,
+        }
+    }
+}
+
+fn output_error(what: &str, error: &io::Error) -> Fatal {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        // The reader went away (`| head`): nothing more to say.
+        return Fatal(String::new());
+    }
+    Fatal(format!("{what}: {error}"))
+}
+
+fn unit_name(unit: KeyUnit) -> &'static str {
+    match unit {
+        KeyUnit::CodePoints => "code points",
+        KeyUnit::Utf16Units => "UTF-16 units",
+        KeyUnit::Utf8Bytes => "UTF-8 bytes",
+    }
+}
+
+fn describe_keys(key: &KeySpec, unit: KeyUnit) -> String {
+    let source = match key {
+        KeySpec::Hash => "FNV-1a 64 hash of each line, 16 hex digits".to_owned(),
+        KeySpec::Constant(key) => format!("the same key for every record: {key:?}"),
+        KeySpec::Field(name) => format!("the JSON field \"{name}\" of each line"),
+        KeySpec::None => return "none (Firehose records have no partition key)".into(),
+    };
+    format!("{source}; lengths counted in {}", unit_name(unit))
+}

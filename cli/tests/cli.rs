@@ -1,0 +1,1045 @@
+//! End-to-end tests of the `kinesis-batcher` binary: every subcommand, every exit code,
+//! the demo, request files checked against the input and the service's limits, the
+//! `--batches` log against the summary, packing, JSON keys, stdin and `\r\n` input.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+const MIB: usize = 1024 * 1024;
+
+/// A directory under the system's temporary directory, unique to the test, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let unique = format!(
+            "kinesis-batcher-cli-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            name
+        );
+        let path = std::env::temp_dir().join(unique);
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temporary directory");
+        TempDir(path)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `contents` to a file in the directory and returns its path as a string.
+    fn file(&self, name: &str, contents: &[u8]) -> String {
+        let path = self.path(name);
+        fs::write(&path, contents).expect("write test input");
+        path.to_str().expect("UTF-8 temp path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The result of one run of the binary.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, None)
+}
+
+fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kinesis-batcher"));
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = command.spawn().expect("start kinesis-batcher");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let bytes = bytes.to_vec();
+        // Written from a thread so that a large input cannot dead-lock with the output.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait for kinesis-batcher");
+    Run {
+        code: status.code().expect("exit code"),
+        stdout: String::from_utf8(stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("UTF-8 stderr"),
+    }
+}
+
+impl Run {
+    /// The rest of the summary line that starts with `label`.
+    fn line(&self, label: &str) -> &str {
+        self.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no '{label}' line in:\n{}", self.stdout))
+    }
+
+    /// The first number on the summary line that starts with `label`.
+    fn number(&self, label: &str) -> u64 {
+        first_number(self.line(label))
+    }
+
+    /// Accepted and refused records from the `records` line.
+    fn accepted_refused(&self) -> (u64, u64) {
+        let line = self.line("records");
+        let accepted = line
+            .split(": ")
+            .nth(1)
+            .map(first_number)
+            .expect("accepted count");
+        let refused = line
+            .rsplit(", ")
+            .next()
+            .map(first_number)
+            .expect("refused count");
+        (accepted, refused)
+    }
+
+    /// Refusals by reason id, from the summary.
+    fn refusals(&self) -> BTreeMap<String, u64> {
+        self.stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("  "))
+            .map(|line| {
+                let mut words = line.split_whitespace();
+                let id = words.next().expect("reason id").to_owned();
+                (id, first_number(words.next().expect("count")))
+            })
+            .collect()
+    }
+}
+
+fn first_number(text: &str) -> u64 {
+    let digits: String = text
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number at the start of {text:?}"))
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|&(id, n)| (id.to_owned(), n)).collect()
+}
+
+/// One request file, parsed.
+struct Request {
+    name: String,
+    records: Vec<(Vec<u8>, Option<String>)>,
+}
+
+/// Reads every request file in `dir`, in order, checking the file names are contiguous.
+fn read_requests(dir: &Path, name_field: &str, stream: &str) -> Vec<Request> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read --out")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8 name")
+        })
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            assert_eq!(name, &format!("request-{:06}.json", i + 1));
+            let body = fs::read(dir.join(name)).expect("read request");
+            let json: Value = serde_json::from_slice(&body).expect("request is JSON");
+            let object = json.as_object().expect("request is an object");
+            assert_eq!(
+                object.len(),
+                2,
+                "{name}: only the stream name and the records"
+            );
+            assert_eq!(object[name_field], stream);
+            let records = object["Records"].as_array().expect("Records array");
+            let records = records
+                .iter()
+                .map(|record| {
+                    let record = record.as_object().expect("record object");
+                    let data = STANDARD
+                        .decode(record["Data"].as_str().expect("Data string"))
+                        .expect("Data is base64");
+                    let key = record
+                        .get("PartitionKey")
+                        .map(|key| key.as_str().expect("PartitionKey string").to_owned());
+                    assert_eq!(record.len(), 1 + usize::from(key.is_some()));
+                    (data, key)
+                })
+                .collect();
+            Request {
+                name: name.clone(),
+                records,
+            }
+        })
+        .collect()
+}
+
+/// Checks every request against the limits: records, request bytes, record bytes.
+fn check_limits(requests: &[Request], max_request: usize, max_record: usize) {
+    for request in requests {
+        assert!(
+            !request.records.is_empty(),
+            "{}: empty request",
+            request.name
+        );
+        assert!(
+            request.records.len() <= 500,
+            "{}: over 500 records",
+            request.name
+        );
+        let mut total = 0;
+        for (data, key) in &request.records {
+            let size = data.len() + key.as_ref().map_or(0, String::len);
+            if let Some(key) = key {
+                assert!(!key.is_empty() && key.chars().count() <= 256);
+            }
+            assert!(
+                size <= max_record,
+                "{}: a record of {size} bytes",
+                request.name
+            );
+            total += size;
+        }
+        assert!(total <= max_request, "{}: {total} bytes", request.name);
+    }
+}
+
+/// The `--batches` lines, parsed.
+fn batches(text: &str) -> Vec<serde_json::Map<String, Value>> {
+    text.lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .expect("batch line is JSON")
+                .as_object()
+                .expect("batch line is an object")
+                .clone()
+        })
+        .collect()
+}
+
+fn int(batch: &serde_json::Map<String, Value>, field: &str) -> u64 {
+    batch[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {batch:?}"))
+}
+
+#[test]
+fn help_and_version() {
+    let help = run(&["--help"]);
+    assert_eq!(help.code, 0);
+    for needle in [
+        "plan [OPTIONS] [FILE...]",
+        "emit --out DIR --stream NAME",
+        "demo",
+        "--profile kds|kds-5mib|firehose",
+        "--max-record-size",
+        "--key-unit code-points|utf16|utf8-bytes",
+        "--key-hash",
+        "FNV-1a 64",
+        "--key-field NAME",
+        "--format lines|ndjson",
+        "--pack",
+        "--stop-on-refusal",
+        "--quiet",
+        "--batches PATH",
+        "EXIT CODES",
+    ] {
+        assert!(help.stdout.contains(needle), "--help lacks {needle}");
+    }
+    assert_eq!(run(&["plan", "--help"]).stdout, help.stdout);
+    assert_eq!(run(&["-h"]).stdout, help.stdout);
+    let version = run(&["--version"]);
+    assert_eq!(
+        (version.code, version.stdout.trim()),
+        (0, "kinesis-batcher 0.1.0")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new("usage");
+    let file = dir.file("in.txt", b"a\n");
+    for (args, message) in [
+        (vec!["plan", "--bogus", &file], "--bogus"),
+        (vec!["frobnicate"], "unknown command"),
+        (vec!["plan", "--profile", "kinesis"], "--profile kinesis"),
+        (
+            vec!["plan", "--max-record-size", "20MiB", &file],
+            "max_record_bytes is above 10 MiB (10485760), the service's maximum per record",
+        ),
+        (
+            vec![
+                "plan",
+                "--profile",
+                "firehose",
+                "--max-record-size",
+                "5MiB",
+                &file,
+            ],
+            "max_record_bytes is above max_request_bytes",
+        ),
+        (
+            vec!["plan", "--max-record-size", "0", &file],
+            "max_record_bytes is 0",
+        ),
+        (
+            vec!["plan", "--max-record-size", "lots", &file],
+            "expected a number",
+        ),
+        (
+            vec!["plan", "--key-unit", "bytes", &file],
+            "--key-unit bytes",
+        ),
+        (vec!["plan", "--key", "", &file], "partition key is empty"),
+        (
+            vec!["plan", "--key", &"k".repeat(257), &file],
+            "longer than 256",
+        ),
+        (
+            vec![
+                "plan",
+                "--key-unit",
+                "utf8-bytes",
+                "--key",
+                &"é".repeat(200),
+                &file,
+            ],
+            "longer than 256",
+        ),
+        (
+            vec!["plan", "--key", "a", "--key-field", "b", &file],
+            "cannot be used together",
+        ),
+        (
+            vec!["plan", "--profile", "firehose", "--key", "a", &file],
+            "no partition key",
+        ),
+        (vec!["plan", "--pack", &file], "--pack needs --key TEXT"),
+        (
+            vec!["plan", "--pack", "--key", "k", "--format", "ndjson", &file],
+            "--pack",
+        ),
+        (
+            vec!["plan", "--key-field", "d", "--format", "lines", &file],
+            "--format lines",
+        ),
+        (vec!["emit", "--stream", "s", &file], "emit needs --out"),
+        (vec!["emit", "--out", &file, &file], "emit needs --stream"),
+        (
+            vec!["plan", "--out", "x", &file],
+            "--out is an option of emit",
+        ),
+        (vec!["demo", &file], "demo reads no files"),
+        (vec!["plan", "--batches"], "missing argument"),
+    ] {
+        let result = run(&args);
+        assert_eq!(result.code, 2, "{args:?}: {}", result.stderr);
+        assert!(
+            result.stderr.contains(message),
+            "{args:?}: {}",
+            result.stderr
+        );
+        assert!(result.stdout.is_empty(), "{args:?}");
+    }
+    // No arguments and no terminal on stdin: nothing to guess.
+    assert_eq!(run(&[]).code, 2);
+}
+
+#[test]
+fn plan_counts_requests_and_refusals() {
+    let dir = TempDir::new("plan");
+    let mut input = Vec::new();
+    for i in 0..1200 {
+        input.extend_from_slice(format!("event {i}\n").as_bytes());
+        if i == 600 {
+            // One byte over the cap once its 16-byte hash key is added: line 602.
+            input.extend(std::iter::repeat_n(b'x', MIB - 15));
+            input.push(b'\n');
+        }
+    }
+    let file = dir.file("events.log", &input);
+    let result = run(&["plan", &file]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(result.accepted_refused(), (1200, 1));
+    assert_eq!(result.number("requests"), 3);
+    assert_eq!(result.number("input"), 1);
+    assert!(result.line("fill").contains("records 80.00% of 500"));
+    assert_eq!(result.refusals(), counts(&[("record_too_large", 1)]));
+    let at = format!("{file}:602");
+    assert!(result.line("  record_too_large").ends_with(&at));
+    assert_eq!(
+        result.stderr.trim(),
+        format!("{at}: record too large: 1048577 bytes with its key, cap 1048576")
+    );
+
+    // The same line fits a stream with a 2 MiB record cap.
+    let bigger = run(&["plan", "--max-record-size", "2MiB", &file]);
+    assert_eq!(bigger.accepted_refused(), (1201, 0));
+    assert!(bigger.stderr.is_empty());
+}
+
+#[test]
+fn record_cap_is_inclusive_with_the_key() {
+    let dir = TempDir::new("inclusive");
+    let mut input = vec![b'a'; MIB - 2]; // with the key "k1": exactly the cap
+    input.push(b'\n');
+    input.extend(std::iter::repeat_n(b'b', MIB - 1)); // one byte over
+    input.push(b'\n');
+    let file = dir.file("edge.txt", &input);
+    let result = run(&["plan", "--key", "k1", &file]);
+    assert_eq!(result.accepted_refused(), (1, 1));
+    assert!(
+        result
+            .stderr
+            .contains(":2: record too large: 1048577 bytes with its key")
+    );
+}
+
+#[test]
+fn stop_on_refusal_exits_1_and_keeps_what_came_before() {
+    let dir = TempDir::new("stop");
+    let file = dir.file("in.txt", b"one\ntwo\nthree\nfour\n");
+    let out = dir.path("out");
+    let args = [
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--max-record-size",
+        "5",
+        "--key",
+        "k",
+        "--stop-on-refusal",
+        &file,
+    ];
+    let result = run(&args);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains(&format!("stopped at {file}:3: record too large")),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        result.line("stopped"),
+        format!("at {file}:3 (--stop-on-refusal)")
+    );
+    assert_eq!(result.accepted_refused(), (2, 1));
+    let requests = read_requests(&out, "StreamName", "s");
+    assert_eq!(requests.len(), 1);
+    let data: Vec<&[u8]> = requests[0].records.iter().map(|r| r.0.as_slice()).collect();
+    assert_eq!(data, [b"one".as_slice(), b"two"]);
+
+    // Without the flag the same input finishes with exit 0.
+    let result = run(&["plan", "--max-record-size", "5", "--key", "k", &file]);
+    assert_eq!(result.code, 0);
+    assert_eq!(result.accepted_refused(), (3, 1));
+}
+
+#[test]
+fn unreadable_inputs_exit_3_after_the_others() {
+    let dir = TempDir::new("unreadable");
+    let good = dir.file("good.txt", b"a\nb\n");
+    let missing = dir.path("missing.txt");
+    let missing = missing.to_str().expect("path");
+    let directory = dir.0.to_str().expect("path");
+    let result = run(&["plan", missing, &good, directory]);
+    assert_eq!(result.code, 3);
+    assert!(
+        result.stderr.contains(&format!("{missing}: ")),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains(&format!("{directory}: ")),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.accepted_refused(), (2, 0));
+    assert!(result.line("input").contains("2 unreadable"));
+
+    // With --stop-on-refusal an unreadable input stops the run at once.
+    let result = run(&["plan", "--stop-on-refusal", missing, &good]);
+    assert_eq!(result.code, 3);
+    assert_eq!(result.accepted_refused(), (0, 0));
+}
+
+#[test]
+fn unwritable_outputs_exit_3() {
+    let dir = TempDir::new("unwritable");
+    let file = dir.file("in.txt", b"a\n");
+    let under_file = format!("{file}/out");
+    let result = run(&["emit", "--out", &under_file, "--stream", "s", &file]);
+    assert_eq!(result.code, 3);
+    assert!(result.stderr.contains("--out"), "{}", result.stderr);
+
+    let result = run(&["plan", "--batches", &under_file, &file]);
+    assert_eq!(result.code, 3);
+    assert!(result.stderr.contains("--batches"), "{}", result.stderr);
+
+    // A directory that already holds request files is not overwritten.
+    let out = dir.path("out");
+    let out = out.to_str().expect("path");
+    assert_eq!(run(&["emit", "--out", out, "--stream", "s", &file]).code, 0);
+    let again = run(&["emit", "--out", out, "--stream", "s", &file]);
+    assert_eq!(again.code, 3);
+    assert!(again.stderr.contains("already holds request files"));
+}
+
+#[test]
+fn demo_is_deterministic_with_known_refusals() {
+    let first = run(&["demo"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let second = run(&["demo"]);
+    assert_eq!(
+        (&first.stdout, &first.stderr),
+        (&second.stdout, &second.stderr)
+    );
+    assert_eq!(first.number("input"), 1);
+    assert!(first.line("input").contains("20000 lines"));
+    assert_eq!(first.number("records"), 20_000);
+    assert_eq!(
+        first.refusals(),
+        counts(&[
+            ("record_too_large", 12),
+            ("key_empty", 8),
+            ("key_too_long", 8),
+            ("invalid_json", 2),
+            ("key_field_missing", 5),
+        ])
+    );
+    assert_eq!(first.accepted_refused(), (20_000 - 35, 35));
+    assert!(
+        first
+            .line("  key_empty")
+            .starts_with("8  <demo>:8, <demo>:2508,")
+    );
+    assert!(first.line("  record_too_large").ends_with("and 2 more"));
+    assert!(
+        first
+            .stderr
+            .contains("<demo>:100: key field missing: no field \"device\"")
+    );
+    assert!(first.stderr.contains(
+        "<demo>:1235: partition key too long: field \"device\": 300 code points, max 256"
+    ));
+    assert!(first.stderr.contains("<demo>:4322: invalid JSON"));
+
+    // Firehose: no keys, so only sizes and JSON can be refused.
+    let firehose = run(&["demo", "--quiet", "--profile", "firehose"]);
+    assert_eq!(firehose.code, 0);
+    assert!(firehose.stderr.is_empty());
+    let reasons = firehose.refusals();
+    assert_eq!(
+        reasons.keys().collect::<Vec<_>>(),
+        ["invalid_json", "record_too_large"]
+    );
+}
+
+#[test]
+fn batches_log_agrees_with_the_summary() {
+    let dir = TempDir::new("batches");
+    let log = dir.path("batches.jsonl");
+    let result = run(&["demo", "--quiet", "--batches", log.to_str().expect("path")]);
+    assert_eq!(result.code, 0);
+    let text = fs::read_to_string(&log).expect("read --batches");
+    let lines = batches(&text);
+    assert_eq!(lines.len() as u64, result.number("requests"));
+    let (accepted, refused) = result.accepted_refused();
+    let records: u64 = lines.iter().map(|b| int(b, "records")).sum();
+    let bytes: u64 = lines.iter().map(|b| int(b, "bytes")).sum();
+    let inside: u64 = lines.iter().map(|b| int(b, "refused_inside")).sum();
+    assert_eq!(records, accepted);
+    assert_eq!(bytes, bytes_accepted(&result));
+    assert!(inside <= refused);
+    let mut previous_last = 0;
+    for (i, batch) in lines.iter().enumerate() {
+        assert_eq!(int(batch, "batch"), i as u64 + 1);
+        assert_eq!(batch["file"], "<demo>");
+        assert!(!batch.contains_key("last_file"));
+        let (first, last) = (int(batch, "first_line"), int(batch, "last_line"));
+        assert!(previous_last < first && first <= last);
+        // Every line in the span is an accepted record or a refusal inside it.
+        assert_eq!(
+            last - first + 1,
+            int(batch, "records") + int(batch, "refused_inside")
+        );
+        assert!(int(batch, "records") <= 500 && int(batch, "bytes") <= 10 * MIB as u64);
+        previous_last = last;
+    }
+
+    // To stdout with '-': the summary moves to stderr.
+    let to_stdout = run(&["demo", "--quiet", "--batches", "-"]);
+    assert_eq!(to_stdout.stdout, text);
+    assert!(to_stdout.stderr.contains("requests"));
+}
+
+fn bytes_accepted(result: &Run) -> u64 {
+    let line = result.line("accepted");
+    first_number(line.split(", ").nth(1).expect("bytes"))
+}
+
+/// Lines of mixed sizes and a few bad ones, for the emit tests.
+fn mixed_input() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut state: u64 = 0x1234_5678_9abc_def1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut lines = Vec::new();
+    for i in 0..1500u64 {
+        let size = match next() % 100 {
+            0..=3 => 100_000 + next() % 400_000,
+            _ => 20 + next() % 300,
+        } as usize;
+        let size = if i == 700 { 1_100_000 } else { size };
+        let line: Vec<u8> = (0..size)
+            .map(|j| b'a' + ((i as usize + j) % 26) as u8)
+            .collect();
+        lines.push(line);
+    }
+    lines.push("ünïcödé ✓".as_bytes().to_vec());
+    let mut input = Vec::new();
+    for line in &lines {
+        input.extend_from_slice(line);
+        input.push(b'\n');
+    }
+    (input, lines)
+}
+
+#[test]
+fn emit_kds_requests_hold_every_accepted_line_in_order() {
+    let dir = TempDir::new("emit-kds");
+    let (input, lines) = mixed_input();
+    let file = dir.file("mixed.log", &input);
+    let out = dir.path("out");
+    let log = dir.path("batches.jsonl");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "my-stream",
+        "--profile",
+        "kds-5mib",
+        "--quiet",
+        "--batches",
+        log.to_str().expect("path"),
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let (accepted, refused) = result.accepted_refused();
+    assert_eq!(accepted + refused, lines.len() as u64);
+    assert_eq!(refused, 1); // line 701, over 1 MiB
+    let requests = read_requests(&out, "StreamName", "my-stream");
+    assert_eq!(requests.len() as u64, result.number("requests"));
+    assert!(requests.len() > 3, "byte-bound requests expected");
+    check_limits(&requests, 5 * MIB, MIB);
+    let sent: Vec<&Vec<u8>> = requests
+        .iter()
+        .flat_map(|r| r.records.iter().map(|(d, _)| d))
+        .collect();
+    let expected: Vec<&Vec<u8>> = lines.iter().filter(|line| line.len() < MIB).collect();
+    assert_eq!(
+        sent, expected,
+        "records decoded from the requests are the accepted lines"
+    );
+    // Default keys: the FNV-1a hash of the line, 16 hex digits.
+    for request in &requests {
+        for (_, key) in &request.records {
+            let key = key.as_deref().expect("a partition key");
+            assert!(key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+    // The --batches log describes the same requests.
+    let logged = batches(&fs::read_to_string(&log).expect("read log"));
+    assert_eq!(logged.len(), requests.len());
+    for (batch, request) in logged.iter().zip(&requests) {
+        assert_eq!(int(batch, "records"), request.records.len() as u64);
+        let size: usize = request
+            .records
+            .iter()
+            .map(|(data, key)| data.len() + key.as_ref().map_or(0, String::len))
+            .sum();
+        assert_eq!(int(batch, "bytes"), size as u64);
+    }
+    assert!(
+        result
+            .line("wrote")
+            .starts_with(&format!("{} request files", requests.len()))
+    );
+}
+
+#[test]
+fn emit_firehose_requests_have_no_keys() {
+    let dir = TempDir::new("emit-firehose");
+    let (input, lines) = mixed_input();
+    let file = dir.file("mixed.log", &input);
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "delivery",
+        "--profile",
+        "firehose",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let requests = read_requests(&out, "DeliveryStreamName", "delivery");
+    check_limits(&requests, 4 * MIB, 1_024_000);
+    let sent: Vec<&Vec<u8>> = requests
+        .iter()
+        .flat_map(|r| r.records.iter().map(|(d, _)| d))
+        .collect();
+    let expected: Vec<&Vec<u8>> = lines
+        .iter()
+        .filter(|line| line.len() <= 1_024_000)
+        .collect();
+    assert_eq!(sent, expected);
+    assert!(
+        requests
+            .iter()
+            .flat_map(|r| &r.records)
+            .all(|(_, key)| key.is_none())
+    );
+    assert!(
+        result
+            .stderr
+            .contains(":701: record too large: line of more than")
+    );
+}
+
+#[test]
+fn pack_joins_lines_up_to_the_record_cap() {
+    let dir = TempDir::new("pack");
+    let lines: Vec<String> = (0..3000).map(|i| format!("line number {i:05}")).collect();
+    let mut input = lines.join("\n");
+    input.push('\n');
+    let file = dir.file("lines.txt", input.as_bytes());
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--pack",
+        "--key",
+        "packed",
+        "--max-record-size",
+        "1000",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let requests = read_requests(&out, "StreamName", "s");
+    check_limits(&requests, 10 * MIB, 1000);
+    let records: Vec<&(Vec<u8>, Option<String>)> =
+        requests.iter().flat_map(|r| &r.records).collect();
+    assert_eq!(records.len() as u64, result.number("records"));
+    assert!(records.len() < 3000 / 40, "{} records", records.len());
+    // Each record is whole lines joined by their newlines, and they are all there.
+    let joined: Vec<String> = records
+        .iter()
+        .map(|(data, key)| {
+            assert_eq!(key.as_deref(), Some("packed"));
+            String::from_utf8(data.clone()).expect("UTF-8")
+        })
+        .collect();
+    assert_eq!(joined.join("\n"), lines.join("\n"));
+    // Greedy: no record could have taken the next line too.
+    for pair in joined.windows(2) {
+        let next_line = pair[1].split('\n').next().expect("a line");
+        assert!(pair[0].len() + 1 + next_line.len() + "packed".len() > 1000);
+    }
+
+    // Firehose packs without a key.
+    let firehose = run(&["plan", "--pack", "--profile", "firehose", &file]);
+    assert_eq!(firehose.code, 0);
+    assert_eq!(firehose.accepted_refused(), (1, 0));
+}
+
+#[test]
+fn key_field_refuses_invalid_json_and_missing_fields() {
+    let dir = TempDir::new("key-field");
+    let input = [
+        r#"{"device":"sensor-1","t":1}"#,  // 1 accepted
+        r#"{"device":"sensor-1","t":1"#,   // 2 invalid_json
+        r#"{"t":3}"#,                      // 3 key_field_missing
+        r#"{"device":null}"#,              // 4 key_field_missing
+        r#"{"device":42,"t":5}"#,          // 5 accepted, key "42"
+        r#"{"device":""}"#,                // 6 key_empty (the core)
+        r#"[1,2,3]"#,                      // 7 key_field_missing
+        "plain text",                      // 8 invalid_json
+        r#"{"device":"caf\u00e9","t":9}"#, // 9 accepted, key "café"
+        r#"{"device":{"id":1}}"#,          // 10 key_field_missing
+    ]
+    .join("\n");
+    let file = dir.file("events.ndjson", input.as_bytes());
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--key-field",
+        "device",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(
+        result.refusals(),
+        counts(&[
+            ("key_empty", 1),
+            ("invalid_json", 2),
+            ("key_field_missing", 4)
+        ])
+    );
+    assert_eq!(result.accepted_refused(), (3, 7));
+    assert!(
+        result
+            .line("  invalid_json")
+            .ends_with(&format!("{file}:2, {file}:8"))
+    );
+    assert!(
+        result
+            .stderr
+            .contains(&format!("{file}:3: key field missing: no field \"device\""))
+    );
+    assert!(result.stderr.contains(&format!(
+        "{file}:4: key field missing: field \"device\" is null"
+    )));
+    assert!(
+        result
+            .stderr
+            .contains(&format!("{file}:6: partition key empty"))
+    );
+    let requests = read_requests(&out, "StreamName", "s");
+    let keys: Vec<&str> = requests[0]
+        .records
+        .iter()
+        .filter_map(|(_, k)| k.as_deref())
+        .collect();
+    assert_eq!(keys, ["sensor-1", "42", "café"]);
+
+    // One batch spans lines 1..9, with the 6 refused lines between its records.
+    let log = run(&[
+        "plan",
+        "--quiet",
+        "--key-field",
+        "device",
+        "--batches",
+        "-",
+        &file,
+    ]);
+    let logged = batches(&log.stdout);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(
+        (int(&logged[0], "first_line"), int(&logged[0], "last_line")),
+        (1, 9)
+    );
+    assert_eq!(int(&logged[0], "refused_inside"), 6);
+
+    // --format ndjson alone checks JSON but keys by hash.
+    let ndjson = run(&["plan", "--quiet", "--format", "ndjson", &file]);
+    assert_eq!(ndjson.refusals(), counts(&[("invalid_json", 2)]));
+}
+
+#[test]
+fn stdin_and_crlf_input() {
+    let input = b"first\r\nsecond\r\n\r\nfourth\r\n";
+    let dir = TempDir::new("stdin");
+    let out = dir.path("out");
+    let result = run_with_stdin(
+        &[
+            "emit",
+            "--out",
+            out.to_str().expect("path"),
+            "--stream",
+            "s",
+            "--key",
+            "k",
+        ],
+        Some(input),
+    );
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(result.line("input").contains("4 lines"));
+    let requests = read_requests(&out, "StreamName", "s");
+    let data: Vec<&[u8]> = requests[0].records.iter().map(|r| r.0.as_slice()).collect();
+    assert_eq!(data, [b"first".as_slice(), b"second", b"fourth"]);
+
+    // '-' is stdin too, among files; a batch spanning inputs names its last file.
+    let file = dir.file("after.txt", b"after\n");
+    let mixed = run_with_stdin(&["plan", "--batches", "-", "-", &file], Some(input));
+    assert_eq!(mixed.code, 0);
+    let logged = batches(&mixed.stdout);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["file"], "<stdin>");
+    assert_eq!(logged[0]["last_file"], file.as_str());
+    assert_eq!(
+        (int(&logged[0], "first_line"), int(&logged[0], "last_line")),
+        (1, 1)
+    );
+    assert_eq!(int(&logged[0], "records"), 4);
+
+    // A refusal on stdin is named <stdin>:LINE.
+    let refused = run_with_stdin(&["plan", "--max-record-size", "20"], Some(input));
+    assert_eq!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("<stdin>:1: record too large: 21 bytes with its key, cap 20")
+    );
+}
+
+#[test]
+fn quiet_and_message_cap() {
+    let input = "x\n".repeat(120);
+    let dir = TempDir::new("quiet");
+    let file = dir.file("in.txt", input.as_bytes());
+    let loud = run(&["plan", "--max-record-size", "10", &file]);
+    assert_eq!(loud.accepted_refused(), (0, 120));
+    assert_eq!(loud.stderr.lines().count(), 51);
+    assert!(loud.stderr.contains("70 more refusals not shown"));
+    assert!(loud.line("  record_too_large").ends_with("and 110 more"));
+    assert_eq!(loud.number("requests"), 0);
+
+    let quiet = run(&["plan", "--quiet", "--max-record-size", "10", &file]);
+    assert!(quiet.stderr.is_empty());
+    assert_eq!(quiet.stdout, loud.stdout);
+}
+
+#[test]
+fn key_units_follow_the_option() {
+    let dir = TempDir::new("key-unit");
+    // 200 code points, 400 UTF-8 bytes.
+    let line = format!("{{\"device\":\"{}\"}}\n", "é".repeat(200));
+    let file = dir.file("keys.ndjson", line.as_bytes());
+    let points = run(&["plan", "--key-field", "device", &file]);
+    assert_eq!(points.accepted_refused(), (1, 0));
+    let bytes = run(&[
+        "plan",
+        "--key-field",
+        "device",
+        "--key-unit",
+        "utf8-bytes",
+        &file,
+    ]);
+    assert_eq!(bytes.accepted_refused(), (0, 1));
+    assert!(bytes.stderr.contains("400 UTF-8 bytes, max 256"));
+    let utf16 = run(&[
+        "plan",
+        "--key-field",
+        "device",
+        "--key-unit",
+        "utf16",
+        &file,
+    ]);
+    assert_eq!(utf16.accepted_refused(), (1, 0));
+}
+
+#[test]
+fn pack_streams_across_chunks_and_refuses_long_lines() {
+    let dir = TempDir::new("pack-stream");
+    let mut state: u64 = 0x0dd_ba11_cafe_f00d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for i in 0..400usize {
+        let size = match next() % 10 {
+            0 => 100_000 + next() % 300_000,
+            _ => 1 + next() % 2_000,
+        } as usize;
+        let size = if i % 97 == 50 { 1_024_001 + i } else { size };
+        lines.push((0..size).map(|j| b'A' + ((i + j) % 26) as u8).collect());
+    }
+    let mut input = Vec::new();
+    for line in &lines {
+        input.extend_from_slice(line);
+        input.extend_from_slice(b"\r\n");
+    }
+    let file = dir.file("stream.txt", &input);
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "d",
+        "--profile",
+        "firehose",
+        "--pack",
+        "--quiet",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let long = lines.iter().filter(|line| line.len() > 1_024_000).count() as u64;
+    assert_eq!(result.refusals(), counts(&[("record_too_large", long)]));
+    let requests = read_requests(&out, "DeliveryStreamName", "d");
+    check_limits(&requests, 4 * MIB, 1_024_000);
+    // Packed records keep the input's own "\r\n" between lines; the last '\r' is dropped.
+    let unpacked: Vec<Vec<u8>> = requests
+        .iter()
+        .flat_map(|request| &request.records)
+        .flat_map(|(data, _)| {
+            data.split(|&b| b == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: Vec<Vec<u8>> = lines
+        .into_iter()
+        .filter(|line| line.len() <= 1_024_000)
+        .collect();
+    assert_eq!(unpacked.len(), expected.len());
+    assert!(
+        unpacked == expected,
+        "packed records do not hold the accepted lines in order"
+    );
+}
