@@ -8,7 +8,8 @@
 //! * [`limits`]: the service's limits as data, three profiles and validated custom sets;
 //! * [`cost`]: the service's size accounting and the reasons a record is refused;
 //! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine;
-//! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass.
+//! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass;
+//! * [`retry`]: partial failures re-planned without loss, duplicates or reordering.
 //!
 //! ```
 //! use kinesis_batcher::{plan, Event, Limits, Record};
@@ -36,6 +37,7 @@ pub mod cost;
 pub mod limits;
 pub mod lines;
 pub mod plan;
+pub mod retry;
 
 pub use cost::{Measure, Reason, Record, RecordSize};
 pub use limits::{KeyUnit, Limits, LimitsError};
