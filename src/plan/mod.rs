@@ -1,6 +1,6 @@
 //! The planner: records in, batches (index ranges) and refusals out, in input order.
 //!
-//! One engine, [`Packer`], decides every boundary: it fills the open batch greedily and
+//! One engine (the private `Packer`) decides every boundary: it fills the open batch greedily and
 //! closes it when the next accepted record would break a limit. Greedy in-order filling
 //! gives the fewest requests any order-keeping plan can. Three call styles drive it and
 //! therefore produce identical plans:
