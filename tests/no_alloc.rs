@@ -1,8 +1,10 @@
-//! Proves that no core entry point allocates: a counting global allocator wraps the
-//! system one, and each entry point runs between two readings of this thread's count.
+//! Proves that no core entry point allocates: a counting global allocator (tests/support)
+//! wraps the system one, and each entry point runs between two readings of this thread's
+//! count. The retry tests use it too, around whole delivery loops.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod support;
+
+use support::{allocations, assert_no_alloc};
 
 use kinesis_batcher::cost::{base64_len, is_valid_hash_key, key_units, record_size};
 use kinesis_batcher::{
@@ -10,57 +12,12 @@ use kinesis_batcher::{
     Refusal, Status, plan,
 };
 
-struct Counting;
-
-thread_local! {
-    // Per thread, so the test harness's own threads do not disturb the count.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no
-// effect on the memory returned.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: the caller upholds `alloc`'s contract, which we pass on as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` through `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and fails if it allocated.
-fn assert_no_alloc<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let before = ALLOCATIONS.with(Cell::get);
-    let out = std::hint::black_box(f());
-    let after = ALLOCATIONS.with(Cell::get);
-    assert_eq!(
-        after - before,
-        0,
-        "{what} allocated {} times",
-        after - before
-    );
-    out
-}
-
 #[test]
 fn the_counter_sees_an_allocation() {
     // Without this, a broken counter would make every other assertion vacuous.
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     let v = std::hint::black_box(vec![1u8; 10]);
-    assert!(ALLOCATIONS.with(Cell::get) > before);
+    assert!(allocations() > before);
     drop(v);
 }
 

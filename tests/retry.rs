@@ -22,10 +22,11 @@
 //! backoff function at its extremes, and a counting allocator proves a whole delivery loop
 //! allocates nothing. Every property runs at least 10,000 cases.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod support;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use support::assert_no_alloc;
 
 use kinesis_batcher::retry::{
     Backoff, Delivery, ErrorKind, Next, NextStatus, Outcome, Pending, RetryPolicy, SettleError,
@@ -36,55 +37,6 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
-
-// ---------------------------------------------------------------------------------------
-// A counting allocator, for the no-allocation test (same pattern as tests/no_alloc.rs)
-// ---------------------------------------------------------------------------------------
-
-struct Counting;
-
-thread_local! {
-    // Per thread, so the test harness's own threads do not disturb the count.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no
-// effect on the memory returned.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: the caller upholds `alloc`'s contract, which we pass on as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` through `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and fails if it allocated.
-fn assert_no_alloc<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let before = ALLOCATIONS.with(Cell::get);
-    let out = std::hint::black_box(f());
-    let after = ALLOCATIONS.with(Cell::get);
-    assert_eq!(
-        after - before,
-        0,
-        "{what} allocated {} times",
-        after - before
-    );
-    out
-}
 
 // ---------------------------------------------------------------------------------------
 // Inputs
@@ -1759,14 +1711,6 @@ fn the_key_pool_has_distinct_identities() {
             .unwrap();
         assert!(seen.insert(id, hash_key.to_vec()).is_none());
     }
-}
-
-#[test]
-fn the_counter_sees_an_allocation() {
-    let before = ALLOCATIONS.with(Cell::get);
-    let v = std::hint::black_box(vec![1u8; 10]);
-    assert!(ALLOCATIONS.with(Cell::get) > before);
-    drop(v);
 }
 
 #[test]
