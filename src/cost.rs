@@ -91,7 +91,32 @@ pub trait Measure {
         let _ = limits;
         None
     }
+
+    /// The sum of the sizes of `records` when [`Measure::measure`] accepts every one of
+    /// them, or a value above any request cap ([`REFUSED_WEIGHT`] or more) otherwise: the
+    /// planner's fast path over a few records at a time (at most 64). An override may
+    /// answer "above the cap" for accepted records too, at a cost in speed only.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn weigh(records: &[Self], limits: &Limits) -> u64
+    where
+        Self: Sized,
+    {
+        let mut sum = 0;
+        for record in records {
+            sum += match record.measure(limits) {
+                Ok(size) => u64::from(size),
+                Err(_) => REFUSED_WEIGHT,
+            };
+        }
+        sum
+    }
 }
+
+/// What [`Measure::weigh`] counts for a refused record: more than any request holds,
+/// and small enough that 64 of them cannot overflow a `u64` sum.
+#[doc(hidden)]
+pub const REFUSED_WEIGHT: u64 = 1 << 40;
 
 impl<M: Measure + ?Sized> Measure for &M {
     #[inline]
@@ -139,7 +164,7 @@ impl<'a> Record<'a> {
 }
 
 impl Measure for Record<'_> {
-    #[inline]
+    #[inline(always)]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
         if !limits.partition_keys() {
             return fit(limits, self.data.len() as u64);
@@ -241,6 +266,45 @@ impl RecordSize {
 }
 
 impl Measure for RecordSize {
+    /// Branch-free: reductions over the records, one verdict at the end. Conservative
+    /// where that is cheaper: a key of exactly 256 units, or (under a cap that is not a
+    /// power of two) a record above the largest power of two within the cap, makes the
+    /// chunk take the one-at-a-time path, which decides exactly.
+    #[inline(always)]
+    fn weigh(records: &[Self], limits: &Limits) -> u64 {
+        if !limits.partition_keys() || limits.counts_hash_key() {
+            let mut sum = 0;
+            for record in records {
+                sum += match record.measure(limits) {
+                    Ok(size) => u64::from(size),
+                    Err(_) => REFUSED_WEIGHT,
+                };
+            }
+            return sum;
+        }
+        let (mut sum, mut size_bits, mut data_bits, mut unit_bits, mut flags) =
+            (0u64, 0u64, 0u64, 0u32, 0u32);
+        let mut empty = false;
+        for record in records {
+            // Wraps only for a data length of 2^64 - 2^32 or more, caught by `data_bits`.
+            let size = record.data_len.wrapping_add(u64::from(record.key_len));
+            sum = sum.wrapping_add(size);
+            size_bits |= size;
+            data_bits |= record.data_len;
+            unit_bits |= record.key_units;
+            flags |= record.flags;
+            empty |= record.key_len == 0;
+        }
+        let accepted = data_bits >> 32 == 0
+            && unit_bits < MAX_KEY_UNITS
+            && flags & (RecordSize::KEY_NOT_UTF8 | RecordSize::HASH_KEY_INVALID) == 0
+            && !empty
+            // Every size below the largest power of two not above cap + 1: all of them
+            // within the cap (exactly so for the usual power-of-two caps).
+            && size_bits < 1 << (63 - (u64::from(limits.max_record_bytes()) + 1).leading_zeros());
+        if accepted { sum } else { REFUSED_WEIGHT }
+    }
+
     #[inline]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
         if !limits.partition_keys() {
@@ -344,7 +408,7 @@ fn check_key(key: &[u8], unit: KeyUnit) -> Result<(), Reason> {
     // at most 256 bytes can only fail on encoding, and one of over 1024 bytes that is
     // valid UTF-8 is always too long. Counting is needed only in between.
     const SHORT: usize = MAX_KEY_UNITS as usize;
-    if key.len() <= SHORT && key.is_ascii() {
+    if is_ascii_short(key) {
         return if key.is_empty() {
             Err(Reason::KeyEmpty)
         } else {
@@ -358,6 +422,38 @@ fn check_key(key: &[u8], unit: KeyUnit) -> Result<(), Reason> {
         return Err(Reason::KeyTooLong);
     }
     Ok(())
+}
+
+/// `key.len() <= 256 && key.is_ascii()`. Keys of 8 to 48 bytes, the usual ids and UUIDs,
+/// are tested with a fixed number of overlapping word reads instead of `is_ascii`'s loop,
+/// whose trip count, and so whose mispredicted exit, depends on the length and alignment.
+#[inline(always)]
+fn is_ascii_short(key: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn word(bytes: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+    let n = key.len();
+    if (16..=48).contains(&n) {
+        // Three 16-byte windows, at the start, the middle and the end, cover 16..=48 bytes.
+        let mid = n / 2 - 8;
+        let all = word(key, 0)
+            | word(key, 8)
+            | word(key, mid)
+            | word(key, mid + 8)
+            | word(key, n - 16)
+            | word(key, n - 8);
+        all & HIGH == 0
+    } else if (8..16).contains(&n) {
+        (word(key, 0) | word(key, n - 8)) & HIGH == 0
+    } else if n <= MAX_KEY_UNITS as usize {
+        key.is_ascii()
+    } else {
+        false
+    }
 }
 
 #[inline]

@@ -74,10 +74,14 @@ impl Accumulator {
     }
 
     /// Measures `record` and adds it, or says to send the open batch first, or refuses it.
+    #[inline]
     pub fn push<M: Measure + ?Sized>(&mut self, record: &M) -> Push {
         let index = self.next;
         self.next += 1;
-        match record.measure(self.packer.limits()) {
+        // A copy: a reference into `self` handed to a `measure` that is not inlined would
+        // keep the accumulator in memory, in the caller's loop too once `push` is inlined.
+        let limits = *self.packer.limits();
+        match record.measure(&limits) {
             Ok(size) => {
                 let closed = if self.packer.fits(size) {
                     None

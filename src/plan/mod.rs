@@ -27,7 +27,7 @@ mod planner;
 pub use accumulator::{Accumulator, Push};
 pub use planner::{Plan, Planner, Progress, Status, plan};
 
-use crate::cost::Reason;
+use crate::cost::{Measure, Reason};
 use crate::limits::Limits;
 
 /// One request: the input indices `start..end`, of which `records` are accepted and
@@ -134,6 +134,9 @@ fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// How many records the bulk planner tries to add to the open batch at once.
+pub(crate) const CHUNK: usize = 8;
+
 /// The engine every call style shares: the open batch and the counters. It knows
 /// nothing of where records come from; callers measure, ask [`Packer::fits`], then
 /// [`Packer::add`] (after [`Packer::close`] when the record does not fit).
@@ -202,10 +205,48 @@ impl Packer {
         self.open.bytes += size;
     }
 
+    /// Adds `chunk`, the records from input index `index` on, as a whole when every one
+    /// is accepted and all fit in the open batch, which is then exactly what adding them
+    /// one by one would do; otherwise changes nothing and returns `false`.
+    #[inline(always)]
+    pub(crate) fn add_chunk<M: Measure>(&mut self, chunk: &[M], index: usize) -> bool {
+        // A refused record weighs more than any request may hold, so one comparison of the
+        // sum says both "all accepted" and "all fit".
+        debug_assert!(chunk.len() <= 64);
+        let records = self.open.records as usize + chunk.len();
+        if records > self.limits.max_records() as usize {
+            return false;
+        }
+        // A copy, for the reason given in `Accumulator::push`.
+        let limits = self.limits;
+        let sum = M::weigh(chunk, &limits);
+        if sum > u64::from(self.limits.max_request_bytes() - self.open.bytes) {
+            return false;
+        }
+        if self.open.records == 0 {
+            self.open.start = index;
+        }
+        self.open.end = index + chunk.len();
+        // Lossless: at most max_records and max_request_bytes, both u32.
+        self.open.records = records as u32;
+        self.open.bytes += sum as u32;
+        true
+    }
+
     /// Counts a refused record.
+    ///
+    /// Every counter is written at a fixed offset: an index known only at run time would
+    /// keep the whole packer in memory (LLVM's SROA gives up on the aggregate), so that
+    /// each record of a planning loop would store and reload the open batch.
     #[inline]
     pub(crate) fn refuse(&mut self, reason: Reason) {
-        self.stats.refused[reason as usize] += 1;
+        let r = reason as usize;
+        let [a, b, c, d, e] = &mut self.stats.refused;
+        *a += u64::from(r == 0);
+        *b += u64::from(r == 1);
+        *c += u64::from(r == 2);
+        *d += u64::from(r == 3);
+        *e += u64::from(r == 4);
     }
 
     /// Closes the open batch, if it holds a record.

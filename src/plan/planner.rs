@@ -1,7 +1,7 @@
 //! Planning over a whole array the caller owns: in bulk into output arrays, or one event
 //! at a time. Both keep O(1) state in a [`Planner`] and resume exactly where they stopped.
 
-use super::{Batch, Event, Packer, Refusal, Stats};
+use super::{Batch, CHUNK, Event, Packer, Refusal, Stats};
 use crate::cost::Measure;
 use crate::limits::Limits;
 
@@ -98,28 +98,42 @@ impl Planner {
         batches: &mut [Batch],
         refusals: &mut [Refusal],
     ) -> Progress {
-        let limits = *self.packer.limits();
-        let rest = input.get(self.next..).unwrap_or_default();
+        // Work on a copy held in registers: through `self`, every record would store the
+        // open batch to memory and load it back, a loop-carried store-to-load round trip.
+        let mut packer = self.packer;
+        let limits = *packer.limits();
         let mut written = Progress {
             status: Status::Done,
             batches: 0,
             refusals: 0,
         };
         let mut index = self.next;
-        for record in rest {
+        // Records before this index are planned one at a time: the last chunk tried did
+        // not fit whole, so it holds a refusal or the end of the open batch.
+        let mut single_until = index;
+        while let Some(record) = input.get(index) {
+            if index >= single_until {
+                if let Some(chunk) = input.get(index..index + CHUNK) {
+                    if packer.add_chunk(chunk, index) {
+                        index += CHUNK;
+                        continue;
+                    }
+                }
+                single_until = index + CHUNK;
+            }
             match record.measure(&limits) {
                 Ok(size) => {
-                    if !self.packer.fits(size) {
+                    if !packer.fits(size) {
                         let Some(slot) = batches.get_mut(written.batches) else {
                             written.status = Status::BatchesFull;
                             break;
                         };
-                        if let Some(batch) = self.packer.close() {
+                        if let Some(batch) = packer.close() {
                             *slot = batch;
                             written.batches += 1;
                         }
                     }
-                    self.packer.add(index, size);
+                    packer.add(index, size);
                 }
                 Err(reason) => {
                     let Some(slot) = refusals.get_mut(written.refusals) else {
@@ -128,16 +142,16 @@ impl Planner {
                     };
                     *slot = Refusal { index, reason };
                     written.refusals += 1;
-                    self.packer.refuse(reason);
+                    packer.refuse(reason);
                 }
             }
             index += 1;
         }
         self.next = index;
-        if written.status == Status::Done && self.packer.open().is_some() {
+        if written.status == Status::Done && packer.open().is_some() {
             match batches.get_mut(written.batches) {
                 Some(slot) => {
-                    if let Some(batch) = self.packer.close() {
+                    if let Some(batch) = packer.close() {
                         *slot = batch;
                         written.batches += 1;
                     }
@@ -145,36 +159,57 @@ impl Planner {
                 None => written.status = Status::BatchesFull,
             }
         }
+        self.packer = packer;
         written
     }
 
     /// The next event of the plan: a closed batch or a refused record, in input order;
     /// `None` once the whole input is planned.
     pub fn next_event<M: Measure>(&mut self, input: &[M]) -> Option<Event> {
-        let limits = *self.packer.limits();
-        let rest = input.get(self.next..).unwrap_or_default();
-        for record in rest {
-            let index = self.next;
-            self.next += 1;
+        // Local copies, for the reason given in `plan`.
+        let mut packer = self.packer;
+        let limits = *packer.limits();
+        let mut index = self.next;
+        let mut single_until = index;
+        let event = loop {
+            let Some(record) = input.get(index) else {
+                break packer.close().map(Event::Batch);
+            };
+            if index >= single_until {
+                if let Some(chunk) = input.get(index..index + CHUNK) {
+                    if packer.add_chunk(chunk, index) {
+                        index += CHUNK;
+                        continue;
+                    }
+                }
+                single_until = index + CHUNK;
+            }
+            let this = index;
+            index += 1;
             match record.measure(&limits) {
                 Ok(size) => {
-                    let closed = if self.packer.fits(size) {
+                    let closed = if packer.fits(size) {
                         None
                     } else {
-                        self.packer.close()
+                        packer.close()
                     };
-                    self.packer.add(index, size);
+                    packer.add(this, size);
                     if let Some(batch) = closed {
-                        return Some(Event::Batch(batch));
+                        break Some(Event::Batch(batch));
                     }
                 }
                 Err(reason) => {
-                    self.packer.refuse(reason);
-                    return Some(Event::Refused(Refusal { index, reason }));
+                    packer.refuse(reason);
+                    break Some(Event::Refused(Refusal {
+                        index: this,
+                        reason,
+                    }));
                 }
             }
-        }
-        self.packer.close().map(Event::Batch)
+        };
+        self.packer = packer;
+        self.next = index;
+        event
     }
 }
 
