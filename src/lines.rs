@@ -282,8 +282,13 @@ impl LinePacker {
     pub fn next_line<'b>(&mut self, input: &'b [u8], eof: bool) -> (LineStep<'b>, usize) {
         loop {
             let read = (self.lines.offset() - self.base) as usize;
+            // Bytes already read must be passed again (the protocol); an input shorter
+            // than that breaks it, and gets no line rather than a panic.
+            let Some(unread) = input.get(read..) else {
+                return (LineStep::NeedMore, 0);
+            };
             let before = self.lines;
-            let (step, _) = self.lines.next_line(&input[read..], eof);
+            let (step, _) = self.lines.next_line(unread, eof);
             match step {
                 LineStep::Line(line) => {
                     let end = line.offset + line.len;
@@ -337,12 +342,16 @@ impl LinePacker {
     }
 
     fn emit<'b>(&mut self, input: &'b [u8]) -> (LineStep<'b>, usize) {
-        let Some((offset, len, number, last_number)) = self.open.take() else {
+        let Some((offset, len, number, last_number)) = self.open else {
             return (LineStep::NeedMore, 0);
         };
         let start = (offset - self.base) as usize;
+        let Some(bytes) = input.get(start..start + len as usize) else {
+            return (LineStep::NeedMore, 0); // The protocol was broken, as above.
+        };
+        self.open = None;
         let line = Line {
-            bytes: &input[start..start + len as usize],
+            bytes,
             len,
             number,
             last_number,

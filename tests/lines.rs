@@ -1560,3 +1560,18 @@ proptest! {
         }
     }
 }
+
+/// A caller that breaks the streaming protocol (passes fewer bytes than the packer has
+/// already read) gets no line, never a panic.
+#[test]
+fn packer_given_a_shorter_input_than_it_read_does_not_panic() {
+    let limits = limits(500, 1000, 100).without_partition_keys();
+    let mut packer = LinePacker::new(&limits, 0);
+    let (step, consumed) = packer.next_line(b"abc\ndef\ngh", false);
+    assert_eq!((step, consumed), (LineStep::NeedMore, 0));
+    assert_eq!(packer.next_line(b"ab", false), (LineStep::NeedMore, 0));
+    assert_eq!(packer.next_line(b"", true), (LineStep::NeedMore, 0));
+    // Given the bytes again, it goes on as if nothing happened.
+    let (step, _) = packer.next_line(b"abc\ndef\ngh", true);
+    assert!(matches!(step, LineStep::Line(line) if line.bytes == b"abc\ndef\ngh"));
+}
