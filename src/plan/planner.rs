@@ -108,18 +108,10 @@ impl Planner {
             refusals: 0,
         };
         let mut index = self.next;
-        // Records before this index are planned one at a time: the last chunk tried did
-        // not fit whole, so it holds a refusal or the end of the open batch.
         let mut single_until = index;
         while let Some(record) = input.get(index) {
-            if index >= single_until {
-                if let Some(chunk) = input.get(index..index + CHUNK) {
-                    if packer.add_chunk(chunk, index) {
-                        index += CHUNK;
-                        continue;
-                    }
-                }
-                single_until = index + CHUNK;
+            if fast_forward(&mut packer, input, &mut index, &mut single_until) {
+                continue;
             }
             match record.measure(&limits) {
                 Ok(size) => {
@@ -175,14 +167,8 @@ impl Planner {
             let Some(record) = input.get(index) else {
                 break packer.close().map(Event::Batch);
             };
-            if index >= single_until {
-                if let Some(chunk) = input.get(index..index + CHUNK) {
-                    if packer.add_chunk(chunk, index) {
-                        index += CHUNK;
-                        continue;
-                    }
-                }
-                single_until = index + CHUNK;
+            if fast_forward(&mut packer, input, &mut index, &mut single_until) {
+                continue;
             }
             let this = index;
             index += 1;
@@ -262,4 +248,28 @@ impl<M: Measure> core::iter::FusedIterator for Plan<'_, M> {}
 /// The plan of `input` under `limits`, as an iterator of [`Event`]s.
 pub const fn plan<M: Measure>(input: &[M], limits: Limits) -> Plan<'_, M> {
     Plan::new(input, limits)
+}
+
+/// The fast path of both styles: adds the next [`CHUNK`] records whole when they are all
+/// accepted and all fit the open batch, and says so. When they do not, the records up to
+/// `single_until` (which hold a refusal or the end of the open batch) are left to the
+/// one-at-a-time path, which decides exactly.
+#[inline(always)]
+fn fast_forward<M: Measure>(
+    packer: &mut Packer,
+    input: &[M],
+    index: &mut usize,
+    single_until: &mut usize,
+) -> bool {
+    if *index < *single_until {
+        return false;
+    }
+    if let Some(chunk) = input.get(*index..*index + CHUNK) {
+        if packer.add_chunk(chunk, *index) {
+            *index += CHUNK;
+            return true;
+        }
+    }
+    *single_until = *index + CHUNK;
+    false
 }
