@@ -112,12 +112,26 @@ pub trait Measure {
 fn weigh_one_by_one<M: Measure>(records: &[M], limits: &Limits) -> u64 {
     let mut sum = 0;
     for record in records {
-        sum += match record.measure(limits) {
+        sum += match measure_within(record, limits) {
             Ok(size) => u64::from(size),
             Err(_) => REFUSED_WEIGHT,
         };
     }
     sum
+}
+
+/// `record.measure(limits)`, with a size above the record cap refused as too large: every
+/// planning path measures through this, so a [`Measure`] implementation that breaks its
+/// contract can never put a batch over the limits (or overflow a sum).
+#[inline(always)]
+pub(crate) fn measure_within<M: Measure + ?Sized>(
+    record: &M,
+    limits: &Limits,
+) -> Result<u32, Reason> {
+    match record.measure(limits) {
+        Ok(size) if size > limits.max_record_bytes() => Err(Reason::RecordTooLarge),
+        measured => measured,
+    }
 }
 
 /// What [`Measure::weigh`] counts for a refused record: more than any request holds,

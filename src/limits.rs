@@ -60,6 +60,8 @@ pub struct Limits {
     partition_keys: bool,
     key_unit: KeyUnit,
     count_hash_key: bool,
+    /// The highest record cap the service behind these limits accepts.
+    record_ceiling: u32,
 }
 
 impl Default for Limits {
@@ -76,12 +78,14 @@ impl Limits {
     /// Kinesis Data Streams before the October 2025 increase: 500 records, 5 MiB per
     /// request, 1 MiB per record. The original Python KinesisBatcher's defaults, and what
     /// emulators such as moto enforce.
-    pub const KDS_5MIB: Limits = Limits::unchecked(SERVICE_MAX_RECORDS, 5 * MIB, MIB);
+    pub const KDS_5MIB: Limits =
+        Limits::unchecked(SERVICE_MAX_RECORDS, 5 * MIB, MIB).with_ceiling(MIB);
 
     /// Amazon Data Firehose `PutRecordBatch`: 500 records, 4 MiB per request,
     /// 1,000 KiB (1,024,000 bytes) per record, no partition key.
-    pub const FIREHOSE: Limits =
-        Limits::unchecked(SERVICE_MAX_RECORDS, 4 * MIB, 1_024_000).without_partition_keys();
+    pub const FIREHOSE: Limits = Limits::unchecked(SERVICE_MAX_RECORDS, 4 * MIB, 1_024_000)
+        .with_ceiling(1_024_000)
+        .without_partition_keys();
 
     const fn unchecked(max_records: u32, max_request_bytes: u32, max_record_bytes: u32) -> Limits {
         Limits {
@@ -91,6 +95,15 @@ impl Limits {
             partition_keys: true,
             key_unit: KeyUnit::CodePoints,
             count_hash_key: false,
+            record_ceiling: SERVICE_MAX_RECORD_BYTES,
+        }
+    }
+
+    /// The same limits for a service whose records can never exceed `ceiling` bytes.
+    const fn with_ceiling(self, ceiling: u32) -> Limits {
+        Limits {
+            record_ceiling: ceiling,
+            ..self
         }
     }
 
@@ -152,9 +165,15 @@ impl Limits {
         Limits::KDS.with_max_record_bytes(kib * 1024)
     }
 
-    /// The same limits with another per-record cap, validated as in [`Limits::new`].
+    /// The same limits with another per-record cap, validated as in [`Limits::new`] and
+    /// against the profile's own ceiling: records of at most 1 MiB for
+    /// [`Limits::KDS_5MIB`] and 1,024,000 bytes for [`Limits::FIREHOSE`], whose services
+    /// accept no larger ones.
     pub const fn with_max_record_bytes(self, max_record_bytes: u32) -> Result<Limits, LimitsError> {
         match Limits::new(self.max_records, self.max_request_bytes, max_record_bytes) {
+            Ok(_) if max_record_bytes > self.record_ceiling => {
+                Err(LimitsError::RecordBytesAboveProfile)
+            }
             Ok(checked) => Ok(Limits {
                 max_record_bytes: checked.max_record_bytes,
                 ..self
@@ -254,6 +273,9 @@ pub enum LimitsError {
     RecordAboveRequest,
     /// A stream's `MaxRecordSizeInKiB` must be between 1024 and 10240.
     StreamRecordSizeOutOfRange,
+    /// Bytes per record is above what the profile's service accepts (1 MiB for the
+    /// pre-2025 Kinesis API, 1,024,000 bytes for Firehose).
+    RecordBytesAboveProfile,
 }
 
 impl LimitsError {
@@ -281,6 +303,9 @@ impl LimitsError {
             }
             LimitsError::StreamRecordSizeOutOfRange => {
                 "MaxRecordSizeInKiB must be between 1024 and 10240"
+            }
+            LimitsError::RecordBytesAboveProfile => {
+                "max_record_bytes is above this profile's maximum record size (1048576 for KDS_5MIB, 1024000 for FIREHOSE)"
             }
         }
     }

@@ -526,16 +526,19 @@ impl<S: LineSource> LinePlanner<S> {
         };
         loop {
             let before = self.source;
-            let (step, consumed) = self.source.next_line(&input[done.consumed..], eof);
+            // A source never reports consuming more than it was given; one that did
+            // would get an empty input here, not a panic.
+            let rest = input.get(done.consumed..).unwrap_or_default();
+            let (step, consumed) = self.source.next_line(rest, eof);
             let line = match step {
                 LineStep::Line(line) => line,
                 LineStep::NeedMore => {
-                    done.consumed += consumed;
+                    done.consumed = (done.consumed + consumed).min(input.len());
                     done.status = LineStatus::NeedMore;
                     return done;
                 }
                 LineStep::End => {
-                    done.consumed += consumed;
+                    done.consumed = (done.consumed + consumed).min(input.len());
                     if self.packer.open().is_some() {
                         match batches.get_mut(done.batches) {
                             Some(slot) => {
@@ -588,7 +591,7 @@ impl<S: LineSource> LinePlanner<S> {
                 self.packer.refuse(Reason::RecordTooLarge);
             }
             self.records += 1;
-            done.consumed += consumed;
+            done.consumed = (done.consumed + consumed).min(input.len());
         }
     }
 

@@ -13,7 +13,7 @@
 //! loop {
 //!     next = delivery.next_request(records, request, refusals, now)
 //!     report refusals[..next.refusals]
-//!     if next.entries == 0 && next.status == Done: break
+//!     if next.entries == 0 { if next.status == Done { break } else { continue } }
 //!     send records[request[i].index] for i in 0..next.entries
 //!     on a response:  delivery.settle(&request[..n], outcomes, now, terminal)
 //!     on no response: delivery.settle_all(&request[..n], kind, now, terminal)
@@ -28,7 +28,7 @@
 
 use core::fmt;
 
-use crate::cost::{Measure, Reason};
+use crate::cost::{Measure, Reason, measure_within};
 use crate::limits::{Limits, SERVICE_MAX_RECORDS};
 use crate::plan::{Packer, Refusal};
 
@@ -316,8 +316,8 @@ pub enum NextStatus {
     /// some of its entries fail. Keep settling and calling until a call returns `Done`
     /// with no entries and nothing [`waiting`](Delivery::waiting).
     Done,
-    /// The refusal array filled; the request (possibly smaller than it could be) is ready,
-    /// and the next call goes on.
+    /// The refusal array filled; the request (possibly smaller than it could be, possibly
+    /// empty) is ready, and the next call goes on.
     RefusalsFull,
     /// The previous request has not been settled yet: nothing was written.
     InFlight,
@@ -513,7 +513,7 @@ impl Delivery {
             let Some(record) = input.get(pending.index) else {
                 break;
             };
-            let Ok(size) = record.measure(&limits) else {
+            let Ok(size) = measure_within(record, &limits) else {
                 break;
             };
             if !packer.fits(size) || !self.keys.insert(key_of(per_key, &limits, record)) {
@@ -533,7 +533,7 @@ impl Delivery {
                 if next.entries == request.len() {
                     break;
                 }
-                match record.measure(&limits) {
+                match measure_within(record, &limits) {
                     Ok(size) => {
                         if !packer.fits(size) || !self.keys.insert(key_of(per_key, &limits, record))
                         {

@@ -414,3 +414,94 @@ fn sizes_that_would_overflow_are_refused_not_wrapped() {
         u64::MAX
     );
 }
+
+#[test]
+fn each_profile_keeps_its_service_record_ceiling() {
+    // Firehose takes records of at most 1,000 KiB and the pre-2025 API of at most 1 MiB,
+    // whatever the request cap would allow.
+    assert_eq!(
+        Limits::FIREHOSE.with_max_record_bytes(1_024_001),
+        Err(LimitsError::RecordBytesAboveProfile)
+    );
+    assert_eq!(
+        Limits::KDS_5MIB.with_max_record_bytes(MIB as u32 + 1),
+        Err(LimitsError::RecordBytesAboveProfile)
+    );
+    assert_eq!(
+        Limits::FIREHOSE
+            .with_max_record_bytes(500_000)
+            .map(|l| l.max_record_bytes()),
+        Ok(500_000)
+    );
+    assert!(Limits::KDS.with_max_record_bytes(10 * MIB as u32).is_ok());
+    assert!(
+        LimitsError::RecordBytesAboveProfile
+            .message()
+            .contains("1024000")
+    );
+}
+
+/// A `Measure` that breaks its contract: it says a record is larger than the cap.
+struct Liar(u32);
+
+impl Measure for Liar {
+    fn measure(&self, _: &Limits) -> Result<u32, Reason> {
+        Ok(self.0)
+    }
+}
+
+#[test]
+fn a_measure_that_breaks_its_contract_cannot_put_a_batch_over_the_limits() {
+    for lie in [u32::MAX, 20 * MIB as u32, MIB as u32 + 1] {
+        let input = [Liar(10), Liar(lie), Liar(10)];
+        let (batches, refusals) = bulk(&input, Limits::KDS);
+        assert_eq!(batches, [batch(0, 3, 2, 20)], "{lie}");
+        assert_eq!(refusals, [refused(1, Reason::RecordTooLarge)]);
+        let mut acc = Accumulator::new(Limits::KDS);
+        assert_eq!(acc.push(&Liar(lie)), Push::Refused(Reason::RecordTooLarge));
+    }
+}
+
+#[test]
+fn stats_with_extreme_counters_do_not_overflow() {
+    let stats = kinesis_batcher::Stats {
+        batches: u64::MAX,
+        records: u64::MAX,
+        bytes: u64::MAX,
+        refused: [u64::MAX; Reason::COUNT],
+    };
+    assert_eq!(stats.refused_total(), u64::MAX);
+    assert!(stats.byte_fill(&Limits::KDS) <= 1.0);
+    assert!(stats.record_fill(&Limits::KDS) <= 1.0);
+}
+
+#[test]
+fn a_line_source_that_overreports_what_it_consumed_cannot_make_the_planner_panic() {
+    use kinesis_batcher::lines::{LineBatch, LinePlanner, LineRefusal, LineSource, LineStep};
+
+    #[derive(Clone, Copy)]
+    struct Greedy;
+    impl LineSource for Greedy {
+        fn next_line<'b>(&mut self, input: &'b [u8], _: bool) -> (LineStep<'b>, usize) {
+            match input {
+                [] => (LineStep::End, 0),
+                _ => (
+                    LineStep::Line(kinesis_batcher::lines::Line {
+                        bytes: &input[..1],
+                        len: 1,
+                        number: 1,
+                        last_number: 1,
+                        offset: 0,
+                    }),
+                    input.len() + 100,
+                ),
+            }
+        }
+    }
+    let mut planner = LinePlanner::with_source(Limits::KDS, b"k", Greedy).unwrap();
+    let mut batches = [LineBatch::default(); 4];
+    let mut refusals = [LineRefusal::default(); 4];
+    let p = planner.plan(b"abc", true, &mut batches, &mut refusals);
+    assert!(p.consumed <= 3);
+    assert_eq!(p.batches, 1);
+}

@@ -2,7 +2,7 @@
 //! them in a buffer of their own until a request is full.
 
 use super::{Batch, Packer, Stats};
-use crate::cost::{Measure, Reason};
+use crate::cost::{Measure, Reason, measure_within};
 use crate::limits::Limits;
 
 /// What became of a pushed record.
@@ -81,7 +81,7 @@ impl Accumulator {
         // A copy: a reference into `self` handed to a `measure` that is not inlined would
         // keep the accumulator in memory, in the caller's loop too once `push` is inlined.
         let limits = *self.packer.limits();
-        match record.measure(&limits) {
+        match measure_within(record, &limits) {
             Ok(size) => {
                 let closed = if self.packer.fits(size) {
                     None

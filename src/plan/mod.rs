@@ -108,7 +108,7 @@ impl Stats {
 
     /// Refused records for every reason.
     pub fn refused_total(&self) -> u64 {
-        self.refused.iter().sum()
+        self.refused.iter().fold(0, |sum, &n| sum.saturating_add(n))
     }
 
     /// How full the batches are by bytes: bytes / (batches × request cap), in 0..=1;
@@ -116,13 +116,17 @@ impl Stats {
     pub fn byte_fill(&self, limits: &Limits) -> f64 {
         ratio(
             self.bytes,
-            self.batches * u64::from(limits.max_request_bytes()),
+            self.batches
+                .saturating_mul(u64::from(limits.max_request_bytes())),
         )
     }
 
     /// How full the batches are by count: records / (batches × record count cap).
     pub fn record_fill(&self, limits: &Limits) -> f64 {
-        ratio(self.records, self.batches * u64::from(limits.max_records()))
+        ratio(
+            self.records,
+            self.batches.saturating_mul(u64::from(limits.max_records())),
+        )
     }
 }
 

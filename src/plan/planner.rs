@@ -2,7 +2,7 @@
 //! at a time. Both keep O(1) state in a [`Planner`] and resume exactly where they stopped.
 
 use super::{Batch, CHUNK, Event, Packer, Refusal, Stats};
-use crate::cost::Measure;
+use crate::cost::{Measure, measure_within};
 use crate::limits::Limits;
 
 /// Plans one input array, across as many calls as its caller likes.
@@ -113,7 +113,7 @@ impl Planner {
             if fast_forward(&mut packer, input, &mut index, &mut single_until) {
                 continue;
             }
-            match record.measure(&limits) {
+            match measure_within(record, &limits) {
                 Ok(size) => {
                     if !packer.fits(size) {
                         let Some(slot) = batches.get_mut(written.batches) else {
@@ -172,7 +172,7 @@ impl Planner {
             }
             let this = index;
             index += 1;
-            match record.measure(&limits) {
+            match measure_within(record, &limits) {
                 Ok(size) => {
                     let closed = if packer.fits(size) {
                         None
