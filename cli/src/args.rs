@@ -30,7 +30,10 @@ COMMANDS:
             summary: records, requests, accepted records and bytes, fill, and refusals
             by reason with their FILE:LINE (the first 10 of each, then a count).
     emit    As plan, and write one request file per request: DIR/request-000001.json,
-            ... Each is accepted as is by AWS CLI v2 (blobs in base64, its default):
+            ..., request-999999.json, request-a1000000.json, ... (from 7 digits on, a
+            letter before the number says how many: a for 7, b for 8, ...), so that
+            the names always sort in request order. Each is accepted as is by AWS CLI
+            v2 (blobs in base64, its default):
               aws kinesis put-records --cli-input-json file://DIR/request-000001.json
             {\"StreamName\": NAME, \"Records\": [{\"Data\": BASE64, \"PartitionKey\": KEY}, ...]}
             With --profile firehose, for `aws firehose put-record-batch`:

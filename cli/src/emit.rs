@@ -9,9 +9,22 @@ use std::path::{Path, PathBuf};
 use kinesis_batcher::cost::base64_len;
 use kinesis_batcher::{Batch, Limits};
 
-/// The name of the `n`th request file (1-based): `request-000001.json`.
+/// The name of the `n`th request file (1-based): `request-000001.json` to
+/// `request-999999.json`, then `request-a1000000.json` to `request-a9999999.json`,
+/// `request-b10000000.json`, ... up to `request-n18446744073709551615.json` (`u64::MAX`).
+///
+/// The number is written in full, at least 6 digits; one of 7 digits or more has a
+/// letter before it that says how many (`a` for 7, `b` for 8, ...). Letters sort after
+/// digits, and a longer number gets a later letter, so the names sort in request order
+/// whatever the count: by bytes (`LC_ALL=C ls`, shell globs in the C locale), and in the
+/// usual locales and natural ("version") sorts too.
 pub fn file_name(n: u64) -> String {
-    format!("request-{n:06}.json")
+    let digits = n.checked_ilog10().map_or(1, |log| log + 1);
+    match digits.checked_sub(7) {
+        None => format!("request-{n:06}.json"),
+        // At most 20 digits: the letter is `a` to `n`.
+        Some(extra) => format!("request-{}{n}.json", char::from(b'a' + extra as u8)),
+    }
 }
 
 /// Builds request bodies and writes them to a directory.
@@ -42,7 +55,8 @@ pub struct WriteError {
 
 impl RequestWriter {
     /// A writer into `dir` (created if needed), which must not already hold request
-    /// files: a stale `request-000042.json` from a longer earlier run would be sent too.
+    /// files (`request-*.json`): a stale `request-000042.json` from a longer earlier run
+    /// would be sent too.
     pub fn create(dir: &Path, stream: &str, limits: &Limits) -> Result<RequestWriter, WriteError> {
         let fail = |error| WriteError {
             path: dir.to_path_buf(),
@@ -207,6 +221,31 @@ mod tests {
             let mut out = b"x".to_vec();
             push_base64(&mut out, plain.as_bytes());
             assert_eq!(out, format!("x{encoded}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn file_names_sort_in_request_order_for_any_count() {
+        assert_eq!(file_name(1), "request-000001.json");
+        assert_eq!(file_name(999_999), "request-999999.json");
+        assert_eq!(file_name(1_000_000), "request-a1000000.json");
+        assert_eq!(file_name(9_999_999), "request-a9999999.json");
+        assert_eq!(file_name(10_000_000), "request-b10000000.json");
+        assert_eq!(file_name(u64::MAX), "request-n18446744073709551615.json");
+        // Around every power of ten, and the ends: byte order is request order.
+        let mut numbers = vec![1, 2, u64::MAX - 1, u64::MAX];
+        for power in 1..=19 {
+            let p = 10u64.pow(power);
+            numbers.extend([p - 1, p, p + 1, p.saturating_mul(2) - 1]);
+        }
+        numbers.sort_unstable();
+        numbers.dedup();
+        let names: Vec<String> = numbers.iter().map(|&n| file_name(n)).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
+        for name in &names {
+            assert!(name.starts_with("request-") && name.ends_with(".json"));
         }
     }
 

@@ -2,10 +2,16 @@
 //!
 //! The core's line splitters take the bytes not yet consumed plus whatever was read since,
 //! and say how many they consumed. [`ChunkBuffer`] keeps exactly that window: it drops
-//! consumed bytes, moves the rest to the front, and reads more behind them. It grows
-//! only when a line fills it, and never beyond what the protocol needs to make progress
-//! (`max_record_bytes + 2` for `Lines`, `2 * max_record_bytes + 2` for `LinePacker`), so
-//! memory stays bounded whatever the input.
+//! consumed bytes, moves the rest to the front, and reads more behind them. It starts at
+//! [`CHUNK`] bytes and grows only when unconsumed bytes fill it, doubling up to the size
+//! it was given: `max_record_bytes + 2`, with which the core guarantees progress for
+//! every line source (`Lines` and `LinePacker` alike), or [`CHUNK`] if that is larger.
+//! So it never grows past `max(CHUNK, max_record_bytes + 2)`, and memory stays bounded
+//! whatever the input; only a splitter that broke that guarantee would make it grow
+//! further, [`CHUNK`] bytes at a time, rather than loop for ever.
+//!
+//! A read that fails after it got some bytes returns those bytes first, and the error on
+//! the next [`ChunkBuffer::refill`]: the whole lines read before an error are planned.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -23,6 +29,8 @@ pub struct ChunkBuffer {
     end: usize,
     max: usize,
     eof: bool,
+    /// A read error met after some bytes were read in the same refill, for the next.
+    error: Option<io::Error>,
 }
 
 impl ChunkBuffer {
@@ -35,14 +43,16 @@ impl ChunkBuffer {
             end: 0,
             max,
             eof: false,
+            error: None,
         }
     }
 
-    /// Empties the window for the next input.
+    /// Empties the window for the next input, and forgets a read error kept for it.
     pub fn reset(&mut self) {
         self.start = 0;
         self.end = 0;
         self.eof = false;
+        self.error = None;
     }
 
     /// The bytes read and not yet consumed.
@@ -68,7 +78,14 @@ impl ChunkBuffer {
 
     /// Moves the unconsumed bytes to the front, grows the buffer if they fill it, and
     /// reads until it is full or the input ends. Returns the bytes read.
+    ///
+    /// A read error is returned at once if nothing was read in this call. If some bytes
+    /// were, they are returned (`Ok`) and the error is kept for the next call, which
+    /// returns it without reading; [`ChunkBuffer::data`] is then all that was read.
     pub fn refill(&mut self, reader: &mut dyn Read) -> io::Result<usize> {
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -98,7 +115,11 @@ impl ChunkBuffer {
                     read += n;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
+                Err(error) if read == 0 => return Err(error),
+                Err(error) => {
+                    self.error = Some(error);
+                    break;
+                }
             }
         }
         Ok(read)
@@ -157,5 +178,45 @@ mod tests {
             buffer.consume(buffer.data().len());
         }
         assert!(reader.is_empty());
+    }
+
+    /// Yields its parts one read at a time, then fails on every read.
+    struct FailsAfter(Vec<&'static [u8]>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::other("device gone"));
+            }
+            let part = self.0.remove(0);
+            buf[..part.len()].copy_from_slice(part);
+            Ok(part.len())
+        }
+    }
+
+    #[test]
+    fn a_read_error_after_bytes_returns_the_bytes_first() {
+        let mut buffer = ChunkBuffer::new(CHUNK);
+        let mut reader = FailsAfter(vec![b"a\n", b"b\nc"]);
+        // Both reads in one refill, then the error: the bytes first.
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(5));
+        assert_eq!(buffer.data(), b"a\nb\nc");
+        assert!(!buffer.eof());
+        buffer.consume(2);
+        // Then the error, without reading again; the bytes stay.
+        let error = buffer.refill(&mut reader).err().map(|e| e.to_string());
+        assert_eq!(error.as_deref(), Some("device gone"));
+        assert_eq!(buffer.data(), b"b\nc");
+        // An error with nothing read in the call is returned at once.
+        assert!(buffer.refill(&mut reader).is_err());
+
+        // reset() forgets a kept error: the next input starts clean.
+        let mut reader = FailsAfter(vec![b"x"]);
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(1));
+        buffer.reset();
+        let mut next: &[u8] = b"next\n";
+        assert_eq!(buffer.refill(&mut next).ok(), Some(5));
+        assert_eq!(buffer.data(), b"next\n");
+        assert!(buffer.eof());
     }
 }

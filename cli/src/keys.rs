@@ -28,8 +28,10 @@ pub struct KeyMaker {
     ndjson: bool,
     /// The hex digits of the last hash key.
     hex: [u8; 16],
-    /// The last key-field string that had escapes, decoded.
-    decoded: String,
+    /// The last key-field string that had escapes, decoded: UTF-8, or for a string with
+    /// an unpaired UTF-16 surrogate escape, WTF-8 (the surrogate as the 3 bytes that
+    /// UTF-8 forbids), which the core refuses as `key_not_utf8`.
+    decoded: Vec<u8>,
 }
 
 impl KeyMaker {
@@ -39,7 +41,7 @@ impl KeyMaker {
             spec,
             ndjson: format == Format::Ndjson,
             hex: [b'0'; 16],
-            decoded: String::new(),
+            decoded: Vec::new(),
         }
     }
 
@@ -64,9 +66,13 @@ impl KeyMaker {
                             Ok(&text.as_bytes()[1..text.len() - 1])
                         }
                         Some(b'"') => {
-                            self.decoded =
-                                serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
-                            Ok(self.decoded.as_bytes())
+                            // Valid JSON, already parsed: decoding cannot fail, and an
+                            // unpaired surrogate (`"\ud800"`) is valid JSON too. It is
+                            // decoded as bytes, not refused here as invalid_json.
+                            let mut de = serde_json::Deserializer::from_str(text);
+                            de.deserialize_bytes(Decode(&mut self.decoded))
+                                .map_err(|e| invalid_json(&e))?;
+                            Ok(&self.decoded)
                         }
                         Some(b'-' | b'0'..=b'9') => Ok(text.as_bytes()),
                         first => {
@@ -229,14 +235,16 @@ impl<'de> Visitor<'de> for FindField<'_> {
     }
 }
 
-/// Compares an object key with the field name, borrowing when it has no escapes.
+/// Compares an object key with the field name, borrowing when it has no escapes. Read as
+/// bytes, so that a name with an unpaired surrogate escape (valid JSON) is just another
+/// name: it is never the field's, whose name is UTF-8.
 struct IsName<'n>(&'n str);
 
 impl<'de> DeserializeSeed<'de> for IsName<'_> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
+        deserializer.deserialize_bytes(self)
     }
 }
 
@@ -247,8 +255,25 @@ impl<'de> Visitor<'de> for IsName<'_> {
         f.write_str("a field name")
     }
 
-    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
-        Ok(name == self.0)
+    fn visit_bytes<E>(self, name: &[u8]) -> Result<bool, E> {
+        Ok(name == self.0.as_bytes())
+    }
+}
+
+/// Decodes a JSON string into a buffer, unpaired surrogates as WTF-8.
+struct Decode<'b>(&'b mut Vec<u8>);
+
+impl<'de> Visitor<'de> for Decode<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_bytes<E>(self, bytes: &[u8]) -> Result<(), E> {
+        self.0.clear();
+        self.0.extend_from_slice(bytes);
+        Ok(())
     }
 }
 
@@ -296,6 +321,30 @@ mod tests {
         assert!(invalid(r#"{"device":"x"} trailing"#));
         assert!(invalid("not json"));
         assert!(invalid("{\"device\":\"\u{1}\"}"));
+    }
+
+    #[test]
+    fn key_field_with_unpaired_surrogates() {
+        let mut keys = KeyMaker::new(KeySpec::Field("d".into()), Format::Ndjson);
+        let mut key = |line: &str| {
+            keys.key(line.as_bytes())
+                .map(<[u8]>::to_vec)
+                .map_err(|e| format!("{}: {}", e.why.id(), e.detail))
+        };
+        // Valid JSON whose key cannot be UTF-8: the bytes the core refuses as not UTF-8.
+        assert_eq!(
+            key(r#"{"d":"\ud800","p":""}"#),
+            Ok(b"\xED\xA0\x80".to_vec())
+        );
+        assert_eq!(key(r#"{"d":"a\uDC00"}"#), Ok(b"a\xED\xB0\x80".to_vec()));
+        // A pair is one character.
+        assert_eq!(key(r#"{"d":"\ud83d\ude00"}"#), Ok("😀".as_bytes().to_vec()));
+        // An unpaired surrogate in another field's name is not this field's name.
+        assert_eq!(key(r#"{"\ud800":1,"d":"x"}"#), Ok(b"x".to_vec()));
+        assert_eq!(
+            key(r#"{"\ud800":"y"}"#),
+            Err("key_field_missing: no field \"d\"".into())
+        );
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub struct Summary<'a> {
     pub input_errors: u64,
     /// Bytes read from all inputs.
     pub bytes_read: u64,
-    /// Lines read (up to each input's last non-empty line).
+    /// Lines read, empty ones included (from the line sources' own counts); not a last
+    /// line cut short by a read error, nor lines after a `--stop-on-refusal` stop.
     pub lines: u64,
     /// Records formed: one per non-empty line, or one per packed run.
     pub records: u64,

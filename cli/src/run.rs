@@ -11,7 +11,7 @@ use kinesis_batcher::limits::MAX_KEY_UNITS;
 use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
 use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
 
-use crate::args::{BatchesTo, Command, KeySpec, Options};
+use crate::args::{BatchesTo, Command, Input, KeySpec, Options};
 use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
@@ -40,15 +40,44 @@ enum Flow {
     Stop,
 }
 
-/// Where the open request's lines are, and the tool's own refusals inside it.
+/// Where the open request's lines are.
 #[derive(Clone, Copy)]
 struct Span {
     first: Location,
     last_input: usize,
     last_line: u64,
-    /// Lines the tool refused (invalid_json, key_field_missing) between its records.
-    refused_here: u64,
 }
+
+/// What feeding bytes to a line source came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fed {
+    /// It needs more bytes: this many of those given are consumed.
+    More(usize),
+    /// Every line has been planned.
+    End,
+    /// A refusal stopped the run (`--stop-on-refusal`).
+    Stop,
+}
+
+/// A line source of the core, and how many lines it has started, empty ones included.
+trait Source: LineSource {
+    fn seen(&self) -> u64;
+}
+
+impl Source for Lines {
+    fn seen(&self) -> u64 {
+        self.lines_seen()
+    }
+}
+
+impl Source for LinePacker {
+    fn seen(&self) -> u64 {
+        self.lines_seen()
+    }
+}
+
+/// Opens an input for reading: [`input::open`], or a stand-in in tests.
+type Opener<'a> = &'a mut dyn FnMut(&Input) -> io::Result<Box<dyn Read>>;
 
 /// `--batches`: one JSON line per request.
 struct BatchLog {
@@ -58,7 +87,13 @@ struct BatchLog {
 
 /// Runs a plan, emit or demo command and returns its exit code.
 pub fn run(options: Options) -> u8 {
-    match Run::new(&options).and_then(|run| run.go(&options)) {
+    run_with(&options, &mut input::open, None)
+}
+
+/// [`run`], with the inputs opened by `open`, and the summary written to `summary` if
+/// given (else to stdout, or stderr when `--batches -` has stdout).
+fn run_with(options: &Options, open: Opener<'_>, summary: Option<&mut dyn Write>) -> u8 {
+    match Run::new(options).and_then(|run| run.go(options, open, summary)) {
         Ok(code) => code,
         Err(Fatal(message)) => {
             if !message.is_empty() {
@@ -79,8 +114,6 @@ struct State {
     field: Option<String>,
     names: Vec<String>,
     open: Option<Span>,
-    /// The tool's refusals since the last accepted record.
-    refused_pending: u64,
     refusals: Refusals,
     batch_log: Option<BatchLog>,
     emit: Option<RequestWriter>,
@@ -132,7 +165,6 @@ impl Run {
                 field: keys.field().map(str::to_owned),
                 names: options.inputs.iter().map(input::display_name).collect(),
                 open: None,
-                refused_pending: 0,
                 refusals: Refusals::new(options.quiet),
                 batch_log,
                 emit,
@@ -147,7 +179,12 @@ impl Run {
         })
     }
 
-    fn go(mut self, options: &Options) -> Result<u8, Fatal> {
+    fn go(
+        mut self,
+        options: &Options,
+        open: Opener<'_>,
+        summary_to: Option<&mut dyn Write>,
+    ) -> Result<u8, Fatal> {
         let limits = options.limits;
         let record_cap = limits.max_record_bytes() as usize;
         // The window the core's protocol needs to always make progress.
@@ -158,8 +195,8 @@ impl Run {
             _ => 0,
         };
         for (index, input) in options.inputs.iter().enumerate() {
-            let flow = match input::open(input) {
-                Err(error) => self.state.input_error(index, &error),
+            let flow = match open(input) {
+                Err(error) => self.state.input_error(index, &error, 0),
                 Ok(mut reader) if options.pack => {
                     let packer = LinePacker::new(&limits, key_len);
                     self.read(index, &mut *reader, packer, &mut chunk)?
@@ -219,7 +256,9 @@ impl Run {
                 (emit.dir(), files, bytes)
             }),
         };
-        let written = if options.batches == Some(BatchesTo::Stdout) {
+        let written = if let Some(out) = summary_to {
+            summary.write(out)
+        } else if options.batches == Some(BatchesTo::Stdout) {
             summary.write(&mut io::stderr().lock())
         } else {
             summary.write(&mut io::stdout().lock())
@@ -235,7 +274,13 @@ impl Run {
     }
 
     /// Reads one input to its end (or to a stop), feeding every line to the core.
-    fn read<S: LineSource>(
+    ///
+    /// On a read error, the whole lines already read are still planned (a packed run
+    /// open at the error is closed, as at the end of an input); the bytes after the last
+    /// newline, a line cut short, are dropped and the message says so: a truncated line
+    /// must not be sent as a record. A refusal among those lines that stops the run
+    /// (`--stop-on-refusal`) stops it there, before the error.
+    fn read<S: Source>(
         &mut self,
         input: usize,
         reader: &mut dyn Read,
@@ -243,44 +288,58 @@ impl Run {
         chunk: &mut ChunkBuffer,
     ) -> Result<Flow, Fatal> {
         chunk.reset();
-        let mut last_line = 0;
-        loop {
+        let flow = loop {
             match chunk.refill(reader) {
                 Ok(n) => self.state.bytes_read += n as u64,
                 Err(error) => {
-                    // The bytes after the last whole line are dropped: a truncated line
-                    // must not be sent as a record.
-                    self.state.lines += last_line;
-                    return Ok(self.state.input_error(input, &error));
+                    let data = chunk.data();
+                    let whole = data
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |last| last + 1);
+                    if self.feed(input, &mut source, &data[..whole], true)? == Fed::Stop {
+                        break Flow::Stop;
+                    }
+                    break self.state.input_error(input, &error, data.len() - whole);
                 }
             }
-            loop {
-                let (step, consumed) = source.next_line(chunk.data(), chunk.eof());
-                match step {
-                    LineStep::Line(line) => {
-                        last_line = line.last_number;
-                        let flow = self.line(input, &line)?;
-                        chunk.consume(consumed);
-                        if flow == Flow::Stop {
-                            self.state.lines += last_line;
-                            return Ok(Flow::Stop);
-                        }
-                    }
-                    LineStep::NeedMore if !chunk.eof() => {
-                        chunk.consume(consumed);
-                        break;
-                    }
-                    LineStep::NeedMore | LineStep::End => {
-                        chunk.consume(consumed);
-                        self.state.lines += last_line;
-                        return Ok(Flow::Go);
-                    }
-                }
+            match self.feed(input, &mut source, chunk.data(), chunk.eof())? {
+                Fed::More(consumed) => chunk.consume(consumed),
+                Fed::End => break Flow::Go,
+                Fed::Stop => break Flow::Stop,
             }
             let state = &mut self.state;
             state
                 .progress
                 .tick(state.bytes_read, state.records, state.acc.stats().batches);
+        };
+        self.state.lines += source.seen();
+        Ok(flow)
+    }
+
+    /// Feeds `data` (and `eof`) to `source`, one line after another, until it needs more
+    /// bytes, has no more lines, or a refusal stops the run.
+    fn feed<S: Source>(
+        &mut self,
+        input: usize,
+        source: &mut S,
+        data: &[u8],
+        eof: bool,
+    ) -> Result<Fed, Fatal> {
+        let mut done = 0;
+        loop {
+            let (step, consumed) = source.next_line(&data[done..], eof);
+            match step {
+                LineStep::Line(line) => {
+                    let flow = self.line(input, &line)?;
+                    done += consumed;
+                    if flow == Flow::Stop {
+                        return Ok(Fed::Stop);
+                    }
+                }
+                LineStep::NeedMore if !eof => return Ok(Fed::More(done + consumed)),
+                LineStep::NeedMore | LineStep::End => return Ok(Fed::End),
+            }
         }
     }
 
@@ -301,7 +360,9 @@ impl Run {
             match self.keys.key(line.bytes) {
                 Ok(key) => key,
                 Err(KeyError { why, detail }) => {
-                    self.state.refused_pending += 1;
+                    // The core takes the line's index without measuring it: a request
+                    // spanning it counts it in `Batch::refused`.
+                    self.state.acc.skip();
                     return Ok(self.state.refuse(at, why, |_| detail));
                 }
             }
@@ -326,11 +387,9 @@ impl State {
                     Some(span) => {
                         span.last_input = input;
                         span.last_line = line.last_number;
-                        span.refused_here += self.refused_pending;
                     }
                     None => self.open = Some(Span::new(at, line.last_number)),
                 }
-                self.refused_pending = 0;
                 if let Some(emit) = &mut self.emit {
                     emit.push(line.bytes, key);
                 }
@@ -340,7 +399,6 @@ impl State {
                 let span = self.open.take();
                 self.close(&batch, span)?;
                 self.open = Some(Span::new(at, line.last_number));
-                self.refused_pending = 0;
                 if let Some(emit) = &mut self.emit {
                     emit.push(line.bytes, key);
                 }
@@ -386,7 +444,10 @@ impl State {
             Reason::RecordTooLarge => {
                 let cap = limits.max_record_bytes();
                 if !line.is_whole() {
-                    format!("line of more than {} bytes, cap {cap}", line.bytes.len())
+                    // Refused before its end arrived: `bytes` is what was seen, and a '\r'
+                    // last may be the start of its "\r\n".
+                    let seen = line.bytes.len() - usize::from(line.bytes.ends_with(b"\r"));
+                    format!("line of at least {seen} bytes, cap {cap}")
                 } else if stand_in {
                     format!("{} bytes of data alone, cap {cap}", line.len)
                 } else if limits.partition_keys() {
@@ -405,7 +466,13 @@ impl State {
                 let units = std::str::from_utf8(key).map_or(key.len(), |key| key_units(key, unit));
                 format!("{field}{units} {}, max {MAX_KEY_UNITS}", unit_name(unit))
             }
-            Reason::KeyNotUtf8 | Reason::HashKeyInvalid => field.trim_end_matches(": ").to_owned(),
+            // A key field is read from valid JSON, so its key is UTF-8 unless a `\u` escape
+            // in it is half of a surrogate pair.
+            Reason::KeyNotUtf8 => match &self.field {
+                Some(name) => format!("field \"{name}\" holds an unpaired UTF-16 surrogate"),
+                None => String::new(),
+            },
+            Reason::HashKeyInvalid => field.trim_end_matches(": ").to_owned(),
         }
     }
 
@@ -432,7 +499,7 @@ impl State {
                     span.last_line,
                     batch.records,
                     batch.bytes,
-                    batch.refused() as u64 + span.refused_here,
+                    batch.refused(),
                 )
                 .as_bytes(),
             );
@@ -449,9 +516,10 @@ impl State {
 
     /// An input that cannot be opened or read: reported, and the run goes on with the
     /// next one (exit code 3 at the end), unless `--stop-on-refusal` stops it at once.
-    fn input_error(&mut self, input: usize, error: &io::Error) -> Flow {
+    /// `dropped`: the bytes of an unfinished last line read before the error.
+    fn input_error(&mut self, input: usize, error: &io::Error, dropped: usize) -> Flow {
         self.progress.clear();
-        eprintln!("{}: {error}", self.names[input]);
+        eprintln!("{}", read_error_message(&self.names[input], error, dropped));
         self.input_errors += 1;
         if self.stop_on_refusal {
             Flow::Stop
@@ -467,8 +535,16 @@ impl Span {
             first,
             last_input: first.0,
             last_line,
-            refused_here: 0,
         }
+    }
+}
+
+/// `FILE: error`, and the bytes of a line cut short by it, if any.
+fn read_error_message(name: &str, error: &io::Error, dropped: usize) -> String {
+    match dropped {
+        0 => format!("{name}: {error}"),
+        1 => format!("{name}: {error}; 1 byte of an unfinished last line dropped"),
+        n => format!("{name}: {error}; {n} bytes of an unfinished last line dropped"),
     }
 }
 
@@ -496,4 +572,157 @@ fn describe_keys(key: &KeySpec, unit: KeyUnit) -> String {
         KeySpec::None => return "none (Firehose records have no partition key)".into(),
     };
     format!("{source}; lengths counted in {}", unit_name(unit))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::fs;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::args;
+
+    /// Yields `bytes` in one read, then fails on every read.
+    struct FailsAfter(Option<&'static [u8]>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.take() {
+                Some(bytes) => {
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(io::Error::other("device gone")),
+            }
+        }
+    }
+
+    /// Runs `args` with `broken.txt` yielding "a\nb\nc" then an error, and `good.txt`
+    /// holding "d\n". Returns the exit code, the summary, and every request's `Data`.
+    fn run_broken(name: &str, args: &[&str]) -> (u8, String, Vec<Vec<String>>) {
+        let dir =
+            std::env::temp_dir().join(format!("kinesis-batcher-run-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let out = dir.to_str().expect("UTF-8 temp path");
+        let mut line = vec!["emit", "--out", out, "--stream", "s", "--quiet"];
+        line.extend_from_slice(args);
+        let options = args::parse(line.into_iter().map(OsString::from).collect(), false)
+            .expect("valid options");
+        let mut open = |input: &Input| -> io::Result<Box<dyn Read>> {
+            match input {
+                Input::Path(path) if path.ends_with("broken.txt") => {
+                    Ok(Box::new(FailsAfter(Some(b"a\nb\nc"))))
+                }
+                Input::Path(path) if path.ends_with("good.txt") => Ok(Box::new(&b"d\n"[..])),
+                _ => Err(io::Error::other("no such test input")),
+            }
+        };
+        let mut summary = Vec::new();
+        let code = run_with(&options, &mut open, Some(&mut summary));
+        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+            .expect("read --out")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        names.sort();
+        let requests = names
+            .iter()
+            .map(|path| {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&fs::read(path).expect("read request")).expect("JSON");
+                body["Records"]
+                    .as_array()
+                    .expect("Records")
+                    .iter()
+                    .map(|record| record["Data"].as_str().expect("Data").to_owned())
+                    .collect()
+            })
+            .collect();
+        let _ = fs::remove_dir_all(&dir);
+        (code, String::from_utf8(summary).expect("UTF-8"), requests)
+    }
+
+    #[test]
+    fn whole_lines_read_before_a_read_error_are_planned() {
+        // "a" and "b" are planned and written ("YQ==", "Yg=="), "c" (cut short) is not;
+        // the next input is still read, and the run exits with 3.
+        let (code, summary, requests) = run_broken("lines", &["--key", "k", "broken.txt"]);
+        assert_eq!(code, exit::IO, "{summary}");
+        assert_eq!(requests, [["YQ==", "Yg=="]]);
+        assert!(
+            summary.contains("1 input, 5 bytes (5 B), 2 lines, 1 unreadable"),
+            "{summary}"
+        );
+        let (code, summary, requests) =
+            run_broken("next", &["--key", "k", "broken.txt", "good.txt"]);
+        assert_eq!(code, exit::IO, "{summary}");
+        assert_eq!(requests, [["YQ==", "Yg==", "ZA=="]]);
+        assert!(summary.contains("3 lines, 1 unreadable"), "{summary}");
+
+        // Packed: the open run "a\nb" is closed at the error, as at the end of an input.
+        let (code, summary, requests) = run_broken("pack", &["--pack", "--key", "k", "broken.txt"]);
+        assert_eq!(code, exit::IO, "{summary}");
+        assert_eq!(requests, [["YQpi"]]);
+        assert!(summary.contains("2 lines, 1 unreadable"), "{summary}");
+
+        // A refusal among those lines stops the run there, before the error.
+        let (code, summary, requests) = run_broken(
+            "stop",
+            &[
+                "--key",
+                "k",
+                "--max-record-size",
+                "1",
+                "--stop-on-refusal",
+                "broken.txt",
+            ],
+        );
+        assert_eq!(code, exit::STOPPED, "{summary}");
+        assert!(requests.is_empty());
+        assert!(
+            summary.contains("stopped      at broken.txt:1"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn the_tools_own_refusals_take_an_index_in_the_core() {
+        let line = ["plan", "--quiet", "--key-field", "d", "in.ndjson"];
+        let options = args::parse(line.into_iter().map(OsString::from).collect(), false)
+            .expect("valid options");
+        let Ok(mut run) = Run::new(&options) else {
+            panic!("a run");
+        };
+        let mut chunk = ChunkBuffer::new(input::CHUNK);
+        let mut reader: &[u8] = b"{\"d\":\"a\"}\nnot json\n{\"e\":1}\n{\"d\":\"b\"}\n{\"d\":1}\n";
+        let source = Lines::new(&options.limits);
+        assert!(run.read(0, &mut reader, source, &mut chunk).ok() == Some(Flow::Go));
+        let state = &run.state;
+        // invalid_json and key_field_missing: skipped, so every line has its index, and
+        // the open request counts them as refused inside it.
+        assert_eq!(state.acc.pushed() as u64, state.records);
+        let pending = state.acc.pending().copied().expect("an open request");
+        assert_eq!(
+            (pending.range(), pending.records, pending.refused()),
+            (0..5, 3, 2)
+        );
+        // The core's reasons do not count them; the tool's do.
+        assert_eq!(state.acc.stats().refused_total(), 0);
+        assert_eq!(state.refusals.total(), 2);
+        assert_eq!(state.lines, 5);
+    }
+
+    #[test]
+    fn read_error_messages_say_what_was_dropped() {
+        let error = io::Error::other("device gone");
+        assert_eq!(read_error_message("f", &error, 0), "f: device gone");
+        assert_eq!(
+            read_error_message("f", &error, 1),
+            "f: device gone; 1 byte of an unfinished last line dropped"
+        );
+        assert_eq!(
+            read_error_message("f", &error, 4096),
+            "f: device gone; 4096 bytes of an unfinished last line dropped"
+        );
+    }
 }

@@ -266,6 +266,7 @@ fn help_and_version() {
     for needle in [
         "plan [OPTIONS] [FILE...]",
         "emit --out DIR --stream NAME",
+        "request-999999.json, request-a1000000.json",
         "demo",
         "--profile kds|kds-5mib|firehose",
         "--max-record-size",
@@ -747,7 +748,7 @@ fn emit_firehose_requests_have_no_keys() {
     assert!(
         result
             .stderr
-            .contains(":701: record too large: line of more than")
+            .contains(":701: record too large: line of at least ")
     );
 }
 
@@ -1042,4 +1043,110 @@ fn pack_streams_across_chunks_and_refuses_long_lines() {
         unpacked == expected,
         "packed records do not hold the accepted lines in order"
     );
+}
+
+#[test]
+fn key_field_with_a_lone_surrogate_is_refused_as_key_not_utf8() {
+    let dir = TempDir::new("surrogate");
+    let input = [
+        r#"{"d":"\ud800","p":""}"#, // 1 key_not_utf8: a lone leading surrogate
+        r#"{"d":"x\udc00y"}"#,      // 2 key_not_utf8: a lone trailing surrogate
+        r#"{"d":"\ud83d\ude00","p":1}"#, // 3 accepted: a pair, the key "😀"
+        r#"{"\ud800":1,"d":"named"}"#, // 4 accepted: a lone surrogate in another name
+        r#"{"d":"ok","other":"\udfff"}"#, // 5 accepted: a lone surrogate elsewhere
+        r#"{"d":"\ud800"#,          // 6 invalid_json: unterminated
+    ]
+    .join("\n");
+    let file = dir.file("surrogates.ndjson", input.as_bytes());
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--key-field",
+        "d",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(
+        result.refusals(),
+        counts(&[("key_not_utf8", 2), ("invalid_json", 1)]),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        result.line("  key_not_utf8"),
+        format!("2  {file}:1, {file}:2")
+    );
+    for line in [1, 2] {
+        assert!(
+            result.stderr.contains(&format!(
+                "{file}:{line}: partition key not UTF-8: field \"d\" holds an unpaired UTF-16 surrogate\n"
+            )),
+            "{}",
+            result.stderr
+        );
+    }
+    let requests = read_requests(&out, "StreamName", "s");
+    let keys: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| &r.records)
+        .filter_map(|(_, k)| k.as_deref())
+        .collect();
+    assert_eq!(keys, ["😀", "named", "ok"]);
+}
+
+#[test]
+fn long_lines_are_refused_with_a_lower_bound_of_their_size() {
+    let dir = TempDir::new("long-lines");
+    // Each is longer than the first read (1 MiB), so it is refused before its end is seen.
+    // Exactly 1 MiB, then its newline: at least 1 MiB, not "more than" that.
+    let mut exact = vec![b'x'; MIB];
+    exact.push(b'\n');
+    let exact = dir.file("exact.txt", &exact);
+    // 1 MiB - 1 bytes, then "\r\n": the '\r' at the end of the first read is not counted.
+    let mut crlf = vec![b'y'; MIB - 1];
+    crlf.extend_from_slice(b"\r\n");
+    let crlf = dir.file("crlf.txt", &crlf);
+    // Longer than a read: at least what was seen.
+    let longer = dir.file("longer.txt", &vec![b'z'; 3 * MIB]);
+    let result = run(&["plan", "--max-record-size", "10", &exact, &crlf, &longer]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(result.refusals(), counts(&[("record_too_large", 3)]));
+    let messages: Vec<&str> = result.stderr.lines().collect();
+    assert_eq!(
+        messages,
+        [
+            format!("{exact}:1: record too large: line of at least 1048576 bytes, cap 10"),
+            format!("{crlf}:1: record too large: line of at least 1048575 bytes, cap 10"),
+            format!("{longer}:1: record too large: line of at least 1048576 bytes, cap 10"),
+        ]
+    );
+}
+
+#[test]
+fn summary_counts_every_line_read_empty_ones_included() {
+    let dir = TempDir::new("line-count");
+    let file = dir.file("empties.txt", b"a\n\n\n");
+    let result = run(&["plan", &file]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.line("input").ends_with(", 3 lines"),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(result.accepted_refused(), (1, 0));
+
+    // Packed: the same count, and the empty lines between records are counted too.
+    let file = dir.file("packed.txt", b"\na\n\nb\n\n");
+    let packed = run(&["plan", "--pack", "--key", "k", &file]);
+    assert_eq!(packed.code, 0, "{}", packed.stderr);
+    assert!(
+        packed.line("input").ends_with(", 5 lines"),
+        "{}",
+        packed.stdout
+    );
+    assert_eq!(packed.accepted_refused(), (1, 0));
 }
