@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench lines`; compare line_planner with both baselines.
 
+mod common;
+use common::Rng;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -16,16 +19,10 @@ const SIZE: usize = 256 * 1024 * 1024;
 
 /// NDJSON-like lines of 40..400 bytes, deterministic.
 fn buffer() -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut buf = Vec::with_capacity(SIZE + 512);
     while buf.len() < SIZE {
-        let len = 40 + (next() % 360) as usize;
+        let len = rng.range(40, 400) as usize;
         buf.extend_from_slice(b"{\"event\":\"");
         buf.resize(buf.len() + len - 12, b'x');
         buf.extend_from_slice(b"\"}\n");

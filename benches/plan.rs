@@ -7,6 +7,9 @@
 //! outside the timed closures; every variant's plan is checked against the library's
 //! before timing starts.
 
+mod common;
+use common::Rng;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -19,23 +22,6 @@ use kinesis_batcher::{
 const N: usize = 1_000_000;
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const MAX_KEY_CHARS: usize = 256;
-
-/// xorshift64*: small, deterministic, good enough to scatter lengths.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform enough in `lo..hi` for a benchmark.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// What one generated record is, before it becomes a `RecordSize` or a `Record`.
 #[derive(Clone, Copy)]

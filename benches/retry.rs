@@ -16,6 +16,9 @@
 //! * `planner_baseline`: one batch from the plain `Planner` cursor over the same records,
 //!   for the cost of planning without retry bookkeeping.
 
+mod common;
+use common::Rng;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -27,22 +30,6 @@ const N: usize = 100_000;
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
 static PAYLOAD: [u8; 200] = [b'x'; 200];
-
-/// xorshift64*: small, deterministic, good enough to scatter lengths.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// `count` distinct-enough keys of 16 to 36 ASCII bytes.
 fn keys(rng: &mut Rng, count: usize) -> Vec<Vec<u8>> {
