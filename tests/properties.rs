@@ -14,8 +14,11 @@
 //! Every property runs at least 10,000 cases (more with `PROPTEST_CASES`). Failures are not
 //! persisted to a regressions file; proptest prints the minimal failing input instead.
 
+#[path = "support/records.rs"]
+mod records;
+use records::{Rec, ZEROS, views};
+
 use std::collections::HashSet;
-use std::fmt;
 
 use kinesis_batcher::{
     Accumulator, Batch, Event, KeyUnit, Limits, LimitsError, Measure, Planner, Progress, Push,
@@ -27,10 +30,6 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::{RngAlgorithm, TestCaseError};
 
 const MIB: usize = 1024 * 1024;
-
-/// Payload bytes for every record view: large enough for the largest record cap plus the
-/// margin the generators go past it. Zeroed, so it lives in `.bss` and costs nothing.
-static ZEROS: [u8; 10 * MIB + 64 * 1024] = [0; 10 * MIB + 64 * 1024];
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -47,40 +46,10 @@ fn config() -> ProptestConfig {
 // Test inputs
 // ---------------------------------------------------------------------------------------
 
-/// An owned record: the payload is only a length, sliced from [`ZEROS`] when viewed.
-#[derive(Clone, PartialEq, Eq)]
-struct Rec {
-    data_len: usize,
-    key: Vec<u8>,
-    hash_key: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for Rec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Rec({}, \"{}\"", self.data_len, self.key.escape_ascii())?;
-        if let Some(hash_key) = &self.hash_key {
-            write!(f, ", hash \"{}\"", hash_key.escape_ascii())?;
-        }
-        f.write_str(")")
-    }
-}
-
 #[derive(Clone, Debug)]
 struct Case {
     limits: Limits,
     records: Vec<Rec>,
-}
-
-/// The records as the library's borrowed form.
-fn views(records: &[Rec]) -> Vec<Record<'_>> {
-    records
-        .iter()
-        .map(|r| Record {
-            data: &ZEROS[..r.data_len],
-            key: &r.key,
-            hash_key: r.hash_key.as_deref(),
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,8 +24,11 @@
 
 mod support;
 
+#[path = "support/records.rs"]
+mod records;
+use records::{Rec, views};
+
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use support::assert_no_alloc;
 
 use kinesis_batcher::retry::{
@@ -42,9 +45,6 @@ use proptest::test_runner::TestCaseError;
 // Inputs
 // ---------------------------------------------------------------------------------------
 
-/// Payload bytes for every record view; never read by the library.
-static ZEROS: [u8; 512] = [0; 512];
-
 /// The partition keys records draw from: few, so that keys repeat constantly.
 const KEYS: &[&[u8]] = &[
     b"a",
@@ -58,35 +58,6 @@ const KEYS: &[&[u8]] = &[
 
 /// Valid explicit hash keys (they replace the partition key as the key identity).
 const HASH_KEYS: &[&[u8]] = &[b"0", b"42", b"340282366920938463463374607431768211455"];
-
-/// An owned record: the payload is only a length, sliced from [`ZEROS`] when viewed.
-#[derive(Clone, PartialEq, Eq)]
-struct Rec {
-    data_len: usize,
-    key: Vec<u8>,
-    hash_key: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for Rec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Rec({}, \"{}\"", self.data_len, self.key.escape_ascii())?;
-        if let Some(hash_key) = &self.hash_key {
-            write!(f, ", hash \"{}\"", hash_key.escape_ascii())?;
-        }
-        f.write_str(")")
-    }
-}
-
-fn views(records: &[Rec]) -> Vec<Record<'_>> {
-    records
-        .iter()
-        .map(|r| Record {
-            data: &ZEROS[..r.data_len],
-            key: &r.key,
-            hash_key: r.hash_key.as_deref(),
-        })
-        .collect()
-}
 
 /// What decides a record's shard, by the documentation: the explicit hash key when there
 /// is one, else the partition key. Compared as bytes, not hashed.
