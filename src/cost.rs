@@ -187,34 +187,60 @@ impl<'a> Record<'a> {
 impl Measure for Record<'_> {
     #[inline(always)]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
-        if !limits.partition_keys() {
-            return fit(limits, self.data.len() as u64);
-        }
-        check_key(self.key, limits.key_unit())?;
-        let mut size = self.data.len() as u64 + self.key.len() as u64;
-        if let Some(hash_key) = self.hash_key {
-            if !is_valid_hash_key(hash_key) {
-                return Err(Reason::HashKeyInvalid);
-            }
-            if limits.counts_hash_key() {
-                size += hash_key.len() as u64;
-            }
-        }
-        fit(limits, size)
+        measure_parts(limits, self.data.len() as u64, self.key, self.hash_key)
     }
 
     /// The explicit hash key when there is one (it decides the shard), else the partition
     /// key, hashed with FNV-1a; `None` under limits without partition keys.
     fn key_identity(&self, limits: &Limits) -> Option<u64> {
-        if !limits.partition_keys() {
-            return None;
-        }
-        Some(match self.hash_key {
-            // Tagged so that a hash key and an equal partition key differ.
-            Some(hash_key) => fnv1a(hash_key) | 1,
-            None => fnv1a(self.key) & !1,
-        })
+        key_identity_of(limits, self.key, self.hash_key)
     }
+}
+
+/// What [`Record`]'s [`Measure::measure`] answers, for a record whose data is known only
+/// by its length (the C ABI's records, whose data is never turned into a slice).
+///
+/// ```
+/// use kinesis_batcher::cost::measure_parts;
+/// use kinesis_batcher::{Limits, Reason};
+///
+/// assert_eq!(measure_parts(&Limits::KDS, 1000, b"key", None), Ok(1003));
+/// assert_eq!(measure_parts(&Limits::KDS, 1 << 20, b"key", None), Err(Reason::RecordTooLarge));
+/// assert_eq!(measure_parts(&Limits::KDS, 10, b"key", Some(b"01")), Err(Reason::HashKeyInvalid));
+/// ```
+#[inline(always)]
+pub fn measure_parts(
+    limits: &Limits,
+    data_len: u64,
+    key: &[u8],
+    hash_key: Option<&[u8]>,
+) -> Result<u32, Reason> {
+    if !limits.partition_keys() {
+        return fit(limits, data_len);
+    }
+    check_key(key, limits.key_unit())?;
+    let mut size = data_len.saturating_add(key.len() as u64);
+    if let Some(hash_key) = hash_key {
+        if !is_valid_hash_key(hash_key) {
+            return Err(Reason::HashKeyInvalid);
+        }
+        if limits.counts_hash_key() {
+            size = size.saturating_add(hash_key.len() as u64);
+        }
+    }
+    fit(limits, size)
+}
+
+/// What [`Record`]'s [`Measure::key_identity`] answers, from the key bytes alone.
+pub fn key_identity_of(limits: &Limits, key: &[u8], hash_key: Option<&[u8]>) -> Option<u64> {
+    if !limits.partition_keys() {
+        return None;
+    }
+    Some(match hash_key {
+        // Tagged so that a hash key and an equal partition key differ.
+        Some(hash_key) => fnv1a(hash_key) | 1,
+        None => fnv1a(key) & !1,
+    })
 }
 
 /// FNV-1a, 64 bits: a fast, well-spread hash of short keys, stable across platforms.

@@ -170,12 +170,39 @@ impl Limits {
     /// [`Limits::KDS_5MIB`] and 1,024,000 bytes for [`Limits::FIREHOSE`], whose services
     /// accept no larger ones.
     pub const fn with_max_record_bytes(self, max_record_bytes: u32) -> Result<Limits, LimitsError> {
-        match Limits::new(self.max_records, self.max_request_bytes, max_record_bytes) {
+        self.with_caps(self.max_records, self.max_request_bytes, max_record_bytes)
+    }
+
+    /// The same limits (profile, key options) with all three caps replaced, validated as
+    /// in [`Limits::new`] and against the profile's record ceiling as in
+    /// [`Limits::with_max_record_bytes`]. The C ABI builds limits this way from a profile
+    /// and three numbers.
+    ///
+    /// ```
+    /// use kinesis_batcher::{Limits, LimitsError};
+    ///
+    /// let small = Limits::FIREHOSE.with_caps(10, 1 << 20, 1000)?;
+    /// assert!(!small.partition_keys()); // still Firehose
+    /// assert_eq!(
+    ///     Limits::FIREHOSE.with_caps(500, 4 << 20, 1 << 20),
+    ///     Err(LimitsError::RecordBytesAboveProfile)
+    /// );
+    /// # Ok::<(), LimitsError>(())
+    /// ```
+    pub const fn with_caps(
+        self,
+        max_records: u32,
+        max_request_bytes: u32,
+        max_record_bytes: u32,
+    ) -> Result<Limits, LimitsError> {
+        match Limits::new(max_records, max_request_bytes, max_record_bytes) {
             Ok(_) if max_record_bytes > self.record_ceiling => {
                 Err(LimitsError::RecordBytesAboveProfile)
             }
-            Ok(checked) => Ok(Limits {
-                max_record_bytes: checked.max_record_bytes,
+            Ok(_) => Ok(Limits {
+                max_records,
+                max_request_bytes,
+                max_record_bytes,
                 ..self
             }),
             Err(error) => Err(error),

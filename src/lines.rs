@@ -373,6 +373,7 @@ impl LineSource for LinePacker {
 /// A batch of line records: the [`Batch`] (record indices, counting records from 0 in
 /// stream order) and where its lines lie in the stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct LineBatch {
     /// Record indices, count and bytes, as for any input.
     pub batch: Batch,
@@ -388,6 +389,7 @@ pub struct LineBatch {
 
 /// A refused line record: its record index and reason, and where it is in the stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct LineRefusal {
     /// Record index and reason, as for any input.
     pub refusal: Refusal,

@@ -276,6 +276,7 @@ impl Default for RetryPolicy {
 
 /// A record in a request or waiting to be sent again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Pending {
     /// Its index in the input.
     pub index: usize,
@@ -288,6 +289,7 @@ pub struct Pending {
 /// A record that will not be sent again: its index, the last error, and whether it gave up
 /// on a retryable error because of the attempt or age limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Terminal {
     /// Its index in the input.
     pub index: usize,
@@ -338,6 +340,7 @@ pub struct Next {
 
 /// What [`Delivery::settle`] found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Settled {
     /// Entries the service stored.
     pub accepted: usize,
@@ -377,6 +380,7 @@ impl fmt::Display for SettleError {
 
 /// Counters of a delivery so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct DeliveryStats {
     /// Requests handed out.
     pub requests: u64,
@@ -475,6 +479,19 @@ impl Delivery {
     /// something resets the run to its first step rather than lengthening it.
     pub const fn backoff_ms(&self, random: u64) -> u64 {
         self.policy.backoff.delay_ms(self.failures, random)
+    }
+
+    /// The most input records past [`Delivery::position`] one
+    /// [`Delivery::next_request`] call with these capacities reads (it also reads the
+    /// [`waiting`](Delivery::waiting) ones): a binding that must check the caller's
+    /// records before the core reads them checks these.
+    pub const fn reach(&self, request: usize, refusals: usize) -> usize {
+        let entries = if request < self.limits.max_records() as usize {
+            request
+        } else {
+            self.limits.max_records() as usize
+        };
+        entries.saturating_add(refusals).saturating_add(1)
     }
 
     /// Writes the next request into `request` (its capacity should be at least the

@@ -32,7 +32,9 @@ use crate::limits::Limits;
 
 /// One request: the input indices `start..end`, of which `records` are accepted and
 /// the rest (if any) were refused and reported as [`Refusal`]s.
+/// `#[repr(C)]`: the C ABI's `kb_batch`, written straight into the caller's array.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Batch {
     /// Index of the first accepted record.
     pub start: usize,
@@ -60,8 +62,9 @@ impl Batch {
     }
 }
 
-/// A refused record: its input index and why.
+/// A refused record: its input index and why. `#[repr(C)]`: the C ABI's `kb_refusal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Refusal {
     /// The record's index in the input.
     pub index: usize,
@@ -88,7 +91,9 @@ pub enum Event {
 }
 
 /// Counters of a plan so far. Batches count once they are closed.
+/// `#[repr(C)]`: the C ABI's `kb_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Stats {
     /// Batches closed.
     pub batches: u64,

@@ -62,6 +62,26 @@ impl Planner {
         self.next
     }
 
+    /// The most input records one [`Planner::plan`] call with these capacities reads,
+    /// counted from [`Planner::position`]: every batch it writes holds at most
+    /// `max_records`, the batch left open as many, each refusal one record, and it looks
+    /// ahead by one record and by one chunk of the fast path. A binding that must check
+    /// the caller's records before the core reads them (the C ABI) checks this many.
+    pub const fn reach(&self, batches: usize, refusals: usize) -> usize {
+        let per_batch = self.packer.limits().max_records() as usize;
+        batches
+            .saturating_add(1)
+            .saturating_mul(per_batch)
+            .saturating_add(refusals)
+            .saturating_add(1 + CHUNK)
+    }
+
+    /// The most input records one [`Planner::next_event`] call reads, counted from
+    /// [`Planner::position`]: [`Planner::reach`] with no batch and one refusal.
+    pub const fn event_reach(&self) -> usize {
+        self.reach(0, 1)
+    }
+
     /// Plans as much of `input` as the output arrays hold.
     ///
     /// Writes batches and refusals in input order at the front of `batches` and
