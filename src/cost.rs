@@ -26,7 +26,7 @@ pub enum Reason {
     KeyNotUtf8 = 0,
     /// The partition key is empty (the service requires 1..256 characters).
     KeyEmpty = 1,
-    /// The partition key is longer than 256 units of the chosen [`KeyUnit`].
+    /// The partition key is longer than 256 units of the chosen key unit.
     KeyTooLong = 2,
     /// The explicit hash key is not a decimal integer in 0..=2^128-1.
     HashKeyInvalid = 3,
@@ -35,10 +35,15 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// How many reasons there are: the length of [`Reason::ALL`].
+    /// How many reasons there are: the length of [`Reason::ALL`], and of the `refused`
+    /// counters in [`Stats`](crate::Stats) (spelled `5` there, for the C header).
+    ///
+    /// cbindgen:ignore
     pub const COUNT: usize = 5;
 
     /// Every reason, in the order of their values.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::KeyNotUtf8,
         Reason::KeyEmpty,
@@ -258,9 +263,9 @@ pub const fn fnv1a(bytes: &[u8]) -> u64 {
 /// A record described by sizes alone, with no pointer in it: for callers that must not
 /// hand pointers to the library (Go through cgo) or that only know lengths.
 ///
-/// The caller attests to the key's validity through [`RecordSize::flags`]; build one
-/// with [`RecordSize::of`] to have the library fill every field from the bytes.
-/// `#[repr(C)]`, 24 bytes, no padding, so an array of them can cross an FFI boundary.
+/// The caller attests to the key's validity through `flags`; [`RecordSize::of`] (in C,
+/// `kb_record_size_of`) fills every field from the bytes. 24 bytes, no padding and no
+/// pointer, so an array of them can cross an FFI boundary (in C, `kb_record_size`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct RecordSize {
@@ -268,18 +273,23 @@ pub struct RecordSize {
     pub data_len: u64,
     /// Length of the partition key in UTF-8 bytes (this is what counts towards size).
     pub key_len: u32,
-    /// Length of the partition key in the limits' [`KeyUnit`] (checked against 256).
+    /// Length of the partition key in the limits' key unit (checked against 256).
     pub key_units: u32,
     /// Length of the explicit hash key in bytes; 0 when there is none.
     pub hash_key_len: u32,
-    /// [`RecordSize::KEY_NOT_UTF8`] and [`RecordSize::HASH_KEY_INVALID`], or 0.
+    /// `KEY_NOT_UTF8` (1) and `HASH_KEY_INVALID` (2), in C `KB_RECORD_KEY_NOT_UTF8` and
+    /// `KB_RECORD_HASH_KEY_INVALID`, or 0. Other bits are ignored.
     pub flags: u32,
 }
 
 impl RecordSize {
     /// Flag: the partition key is not valid UTF-8.
+    ///
+    /// cbindgen:ignore
     pub const KEY_NOT_UTF8: u32 = 1;
     /// Flag: an explicit hash key is present and invalid (an empty one is invalid too).
+    ///
+    /// cbindgen:ignore
     pub const HASH_KEY_INVALID: u32 = 2;
 
     /// The size form of `record`, with key units counted in `unit`.

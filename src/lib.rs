@@ -9,7 +9,8 @@
 //! * [`cost`]: the service's size accounting and the reasons a record is refused;
 //! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine;
 //! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass;
-//! * [`retry`]: partial failures re-planned without loss, duplicates or reordering.
+//! * [`retry`]: partial failures re-planned without loss, duplicates or reordering;
+//! * `ffi` (feature `ffi`): the C ABI, `include/kinesis_batcher.h`.
 //!
 //! ```
 //! use kinesis_batcher::{plan, Event, Limits, Record};
@@ -33,7 +34,12 @@
 #![no_std]
 #![deny(missing_docs, unsafe_code, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "ffi")]
+extern crate std;
+
 pub mod cost;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 pub mod limits;
 pub mod lines;
 pub mod plan;

@@ -370,7 +370,7 @@ impl LineSource for LinePacker {
     }
 }
 
-/// A batch of line records: the [`Batch`] (record indices, counting records from 0 in
+/// A batch of line records: the batch (record indices, counting records from 0 in
 /// stream order) and where its lines lie in the stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]

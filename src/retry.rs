@@ -70,6 +70,8 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the order of their values.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [ErrorKind; 13] = [
         ErrorKind::ThroughputExceeded,
         ErrorKind::InternalFailure,
@@ -338,7 +340,7 @@ pub struct Next {
     pub refusals: usize,
 }
 
-/// What [`Delivery::settle`] found.
+/// What settling a request found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Settled {
@@ -390,8 +392,8 @@ pub struct DeliveryStats {
     pub retried: u64,
     /// Records returned as terminal.
     pub terminal: u64,
-    /// Records refused by planning, indexed by `Reason as usize`.
-    pub refused: [u64; Reason::COUNT],
+    /// Records refused by planning, indexed by the reason's value.
+    pub refused: [u64; 5],
 }
 
 const QUEUE: usize = SERVICE_MAX_RECORDS as usize;

@@ -31,8 +31,8 @@ use crate::cost::{Measure, Reason};
 use crate::limits::Limits;
 
 /// One request: the input indices `start..end`, of which `records` are accepted and
-/// the rest (if any) were refused and reported as [`Refusal`]s.
-/// `#[repr(C)]`: the C ABI's `kb_batch`, written straight into the caller's array.
+/// the rest (if any) were refused and reported as refusals. (In C, `kb_batch`: the core
+/// writes straight into the caller's array.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Batch {
@@ -62,7 +62,7 @@ impl Batch {
     }
 }
 
-/// A refused record: its input index and why. `#[repr(C)]`: the C ABI's `kb_refusal`.
+/// A refused record: its input index and why. (In C, `kb_refusal`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Refusal {
@@ -90,8 +90,7 @@ pub enum Event {
     Refused(Refusal),
 }
 
-/// Counters of a plan so far. Batches count once they are closed.
-/// `#[repr(C)]`: the C ABI's `kb_stats`.
+/// Counters of a plan so far. Batches count once they are closed. (In C, `kb_stats`.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Stats {
@@ -101,8 +100,8 @@ pub struct Stats {
     pub records: u64,
     /// Bytes (as the service counts them) in closed batches.
     pub bytes: u64,
-    /// Refused records, indexed by `Reason as usize`.
-    pub refused: [u64; Reason::COUNT],
+    /// Refused records, indexed by the reason's value.
+    pub refused: [u64; 5],
 }
 
 impl Stats {

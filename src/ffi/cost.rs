@@ -1,0 +1,480 @@
+//! Limits, the service's size accounting, and the names of reasons.
+
+use core::ffi::c_char;
+
+use super::records::{Checked, checked_one, kb_record};
+use super::status::*;
+use super::{check, guard, input, non_null, set};
+use crate::cost::{self, Measure, Reason, RecordSize};
+use crate::limits::{KeyUnit, Limits};
+use crate::plan::Stats;
+
+/// `kb_limits.profile`: Kinesis Data Streams today (500 records, 10 MiB per request,
+/// 1 MiB per record by default and up to 10 MiB, partition keys required).
+pub const KB_PROFILE_KDS: u32 = 0;
+/// `kb_limits.profile`: Kinesis Data Streams before October 2025 (500, 5 MiB, 1 MiB).
+pub const KB_PROFILE_KDS_5MIB: u32 = 1;
+/// `kb_limits.profile`: Amazon Data Firehose `PutRecordBatch` (500, 4 MiB, 1,024,000
+/// bytes, no partition key).
+pub const KB_PROFILE_FIREHOSE: u32 = 2;
+
+/// `kb_limits.key_unit`: key length in Unicode code points (the default).
+pub const KB_KEY_UNIT_CODE_POINTS: u32 = 0;
+/// `kb_limits.key_unit`: key length in UTF-16 code units, as the Java KPL counts.
+pub const KB_KEY_UNIT_UTF16_UNITS: u32 = 1;
+/// `kb_limits.key_unit`: key length in UTF-8 bytes, the strictest reading.
+pub const KB_KEY_UNIT_UTF8_BYTES: u32 = 2;
+
+/// `kb_limits.options`: records carry a partition key, which is validated and counted.
+pub const KB_LIMITS_PARTITION_KEYS: u32 = 1;
+/// `kb_limits.options`: explicit hash keys count towards record and request size.
+pub const KB_LIMITS_COUNT_HASH_KEY: u32 = 2;
+
+/// The limits of one service, as plain numbers. Fill one with `kb_limits_profile` or
+/// `kb_limits_for_stream`, change any field, and every function that takes it checks it
+/// (`kb_limits_check` says what a call would answer): each cap against the service's
+/// maximum and the profile's record ceiling, the codes and bits against their values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct kb_limits {
+    /// A `KB_PROFILE_*` value: the service, which bounds `max_record_bytes`.
+    pub profile: u32,
+    /// Records per request, 1..=500.
+    pub max_records: u32,
+    /// Bytes per request (data + keys), 1..=10 MiB.
+    pub max_request_bytes: u32,
+    /// Bytes per record (data + key), 1..=`max_request_bytes` and the profile's ceiling.
+    pub max_record_bytes: u32,
+    /// A `KB_KEY_UNIT_*` value: how the 256-unit partition key limit is counted.
+    pub key_unit: u32,
+    /// `KB_LIMITS_*` flags.
+    pub options: u32,
+}
+
+fn profile(profile: u32) -> Result<Limits, kb_status> {
+    match profile {
+        KB_PROFILE_KDS => Ok(Limits::KDS),
+        KB_PROFILE_KDS_5MIB => Ok(Limits::KDS_5MIB),
+        KB_PROFILE_FIREHOSE => Ok(Limits::FIREHOSE),
+        _ => Err(KB_LIMITS_BAD_PROFILE),
+    }
+}
+
+pub(crate) fn key_unit(unit: u32) -> Result<KeyUnit, kb_status> {
+    match unit {
+        KB_KEY_UNIT_CODE_POINTS => Ok(KeyUnit::CodePoints),
+        KB_KEY_UNIT_UTF16_UNITS => Ok(KeyUnit::Utf16Units),
+        KB_KEY_UNIT_UTF8_BYTES => Ok(KeyUnit::Utf8Bytes),
+        _ => Err(KB_INVALID_ARGUMENT),
+    }
+}
+
+fn from_core(profile: u32, limits: &Limits) -> kb_limits {
+    let mut options = 0;
+    if limits.partition_keys() {
+        options |= KB_LIMITS_PARTITION_KEYS;
+    }
+    if limits.counts_hash_key() {
+        options |= KB_LIMITS_COUNT_HASH_KEY;
+    }
+    kb_limits {
+        profile,
+        max_records: limits.max_records(),
+        max_request_bytes: limits.max_request_bytes(),
+        max_record_bytes: limits.max_record_bytes(),
+        key_unit: match limits.key_unit() {
+            KeyUnit::CodePoints => KB_KEY_UNIT_CODE_POINTS,
+            KeyUnit::Utf16Units => KB_KEY_UNIT_UTF16_UNITS,
+            KeyUnit::Utf8Bytes => KB_KEY_UNIT_UTF8_BYTES,
+        },
+        options,
+    }
+}
+
+impl kb_limits {
+    /// The core's limits, or the status that says what is wrong.
+    pub(crate) fn to_core(self) -> Result<Limits, kb_status> {
+        let base = profile(self.profile)?;
+        let unit = key_unit(self.key_unit).map_err(|_| KB_LIMITS_BAD_KEY_UNIT)?;
+        if self.options & !(KB_LIMITS_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY) != 0 {
+            return Err(KB_LIMITS_BAD_OPTIONS);
+        }
+        let limits = base
+            .with_caps(
+                self.max_records,
+                self.max_request_bytes,
+                self.max_record_bytes,
+            )
+            .map_err(limits_status)?
+            .with_key_unit(unit)
+            .counting_hash_key(self.options & KB_LIMITS_COUNT_HASH_KEY != 0);
+        Ok(if self.options & KB_LIMITS_PARTITION_KEYS != 0 {
+            limits.with_partition_keys()
+        } else {
+            limits.without_partition_keys()
+        })
+    }
+}
+
+/// The core's limits behind a pointer C passed.
+///
+/// # Safety
+/// `limits` is NULL or points to a readable `kb_limits`.
+pub(crate) unsafe fn core_limits(limits: *const kb_limits) -> Result<Limits, kb_status> {
+    if limits.is_null() {
+        return Err(KB_NULL_POINTER);
+    }
+    // SAFETY: non-NULL, and the caller guarantees it points to a `kb_limits`, whose
+    // fields are plain integers: any bit pattern is a value.
+    unsafe { *limits }.to_core()
+}
+
+/// Fills `out` with a profile's limits (`KB_PROFILE_*`).
+///
+/// # Safety
+/// `out` is NULL or valid for writing a `kb_limits`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_limits_profile(profile_id: u32, out: *mut kb_limits) -> kb_status {
+    guard!({
+        non_null!(out);
+        let limits = check!(profile(profile_id));
+        // SAFETY: non-NULL, and the caller guarantees it is writable.
+        unsafe { set(out, from_core(profile_id, &limits)) };
+        KB_OK
+    })
+}
+
+/// Fills `out` with Kinesis Data Streams limits for a stream whose `MaxRecordSizeInKiB`
+/// is `max_record_size_kib` (1024..=10240, as `DescribeStreamSummary` reports it).
+///
+/// # Safety
+/// `out` is NULL or valid for writing a `kb_limits`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_limits_for_stream(
+    max_record_size_kib: u32,
+    out: *mut kb_limits,
+) -> kb_status {
+    guard!({
+        non_null!(out);
+        let limits = check!(Limits::kds_for_stream(max_record_size_kib).map_err(limits_status));
+        // SAFETY: non-NULL, and the caller guarantees it is writable.
+        unsafe { set(out, from_core(KB_PROFILE_KDS, &limits)) };
+        KB_OK
+    })
+}
+
+/// `KB_OK` when `limits` are valid, else the `KB_LIMITS_*` status every function
+/// taking them would return.
+///
+/// # Safety
+/// `limits` is NULL or points to a readable `kb_limits`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_limits_check(limits: *const kb_limits) -> kb_status {
+    guard!({
+        // SAFETY: the caller's promise above.
+        check!(unsafe { core_limits(limits) });
+        KB_OK
+    })
+}
+
+/// Writes the outcome of measuring: the size on `KB_OK`, the reason on `KB_REFUSED`.
+///
+/// # Safety
+/// Both pointers are valid for writes.
+unsafe fn measured(result: Result<u32, Reason>, size: *mut u32, reason: *mut Reason) -> kb_status {
+    match result {
+        Ok(bytes) => {
+            // SAFETY: the caller's promise above.
+            unsafe { set(size, bytes) };
+            KB_OK
+        }
+        Err(why) => {
+            // SAFETY: the caller's promise above.
+            unsafe { set(reason, why) };
+            KB_REFUSED
+        }
+    }
+}
+
+/// Measures one record as the planner would: `KB_OK` with its size as the service
+/// counts it in `*size`, or `KB_REFUSED` with the reason in `*reason`.
+///
+/// # Safety
+/// `limits` and `record` are NULL or readable; `size` and `reason` are NULL or writable;
+/// the record's non-NULL fields point to their lengths in bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_record_measure(
+    limits: *const kb_limits,
+    record: *const kb_record,
+    size: *mut u32,
+    reason: *mut Reason,
+) -> kb_status {
+    guard!({
+        non_null!(record, size, reason);
+        // SAFETY: the caller's promises above.
+        let limits = check!(unsafe { super::cost::core_limits(limits) });
+        // SAFETY: non-NULL and readable (the caller's promise); plain fields.
+        let record: &Checked = check!(checked_one(unsafe { &*record }));
+        // SAFETY: both non-NULL and writable (the caller's promise).
+        unsafe { measured(record.measure(&limits), size, reason) }
+    })
+}
+
+/// Measures one size-form record as the planner would (see `kb_record_measure`).
+///
+/// # Safety
+/// `limits` and `record` are NULL or readable; `size` and `reason` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_record_size_measure(
+    limits: *const kb_limits,
+    record: *const RecordSize,
+    size: *mut u32,
+    reason: *mut Reason,
+) -> kb_status {
+    guard!({
+        non_null!(record, size, reason);
+        // SAFETY: the caller's promises above.
+        let limits = check!(unsafe { core_limits(limits) });
+        // SAFETY: non-NULL and readable; plain integers, any bit pattern is a value.
+        let record = unsafe { &*record };
+        // SAFETY: both non-NULL and writable (the caller's promise).
+        unsafe { measured(record.measure(&limits), size, reason) }
+    })
+}
+
+/// Fills the size form of `record`, with its key length counted in `key_unit`
+/// (`KB_KEY_UNIT_*`), reading the key and hash key bytes to set the flags.
+///
+/// # Safety
+/// `record` is NULL or readable, its non-NULL fields point to their lengths in bytes;
+/// `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_record_size_of(
+    record: *const kb_record,
+    key_unit_id: u32,
+    out: *mut RecordSize,
+) -> kb_status {
+    guard!({
+        non_null!(record, out);
+        let unit = check!(key_unit(key_unit_id));
+        // SAFETY: non-NULL and readable (the caller's promise); plain fields.
+        let record = unsafe { &*record };
+        check!(match record.check() {
+            KB_OK => Ok(()),
+            status => Err(status),
+        });
+        // SAFETY: checked above: each pointer is non-NULL or has length 0, each length
+        // fits an object, and the caller guarantees the bytes behind them.
+        let (key, hash_key) = unsafe {
+            (
+                input(record.key, record.key_len),
+                if record.hash_key.is_null() {
+                    Ok(None)
+                } else {
+                    input(record.hash_key, record.hash_key_len).map(Some)
+                },
+            )
+        };
+        let (key, hash_key) = (check!(key), check!(hash_key));
+        let view = crate::Record::new(&[], key);
+        let view = match hash_key {
+            Some(hash_key) => view.with_hash_key(hash_key),
+            None => view,
+        };
+        let mut size = RecordSize::of(&view, unit);
+        size.data_len = record.data_len as u64;
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(out, size) };
+        KB_OK
+    })
+}
+
+/// The size of a record as the service counts it under `limits` (data + key, plus the
+/// hash key when counted), saturating at 2^64 - 1; keys are not validated.
+///
+/// # Safety
+/// `limits` is NULL or readable; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_record_bytes(
+    limits: *const kb_limits,
+    data_len: u64,
+    key_len: u64,
+    hash_key_len: u64,
+    out: *mut u64,
+) -> kb_status {
+    guard!({
+        non_null!(out);
+        // SAFETY: the caller's promise above.
+        let limits = check!(unsafe { core_limits(limits) });
+        let bytes = cost::record_size(&limits, data_len, key_len, hash_key_len);
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(out, bytes) };
+        KB_OK
+    })
+}
+
+/// The length of `n` bytes base64-encoded with padding (`4 * ceil(n / 3)`, saturating):
+/// what a record's data adds to a JSON request body. It never counts towards limits.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_base64_len(n: u64) -> u64 {
+    guard!(u64::MAX, { cost::base64_len(n) })
+}
+
+/// The length of a partition key in `key_unit` (`KB_KEY_UNIT_*`): `KB_OK`, or
+/// `KB_NOT_UTF8`.
+///
+/// # Safety
+/// `key` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_key_units(
+    key: *const u8,
+    len: usize,
+    key_unit_id: u32,
+    out: *mut usize,
+) -> kb_status {
+    guard!({
+        non_null!(out);
+        let unit = check!(key_unit(key_unit_id));
+        // SAFETY: the caller's promise above.
+        let key = check!(unsafe { input(key, len) });
+        let Ok(key) = core::str::from_utf8(key) else {
+            return KB_NOT_UTF8;
+        };
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(out, cost::key_units(key, unit)) };
+        KB_OK
+    })
+}
+
+/// Whether `hash_key` is a valid explicit hash key: a decimal integer in 0..=2^128-1
+/// without leading zeros.
+///
+/// # Safety
+/// `hash_key` is NULL or points to `len` readable bytes; `valid` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_hash_key_is_valid(
+    hash_key: *const u8,
+    len: usize,
+    valid: *mut bool,
+) -> kb_status {
+    guard!({
+        non_null!(valid);
+        // SAFETY: the caller's promise above.
+        let hash_key = check!(unsafe { input(hash_key, len) });
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(valid, cost::is_valid_hash_key(hash_key)) };
+        KB_OK
+    })
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: what per-key ordering identifies keys by.
+///
+/// # Safety
+/// `bytes` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_fnv1a(bytes: *const u8, len: usize, out: *mut u64) -> kb_status {
+    guard!({
+        non_null!(out);
+        // SAFETY: the caller's promise above.
+        let bytes = check!(unsafe { input(bytes, len) });
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(out, cost::fnv1a(bytes)) };
+        KB_OK
+    })
+}
+
+fn reason(value: u32) -> Option<Reason> {
+    Reason::ALL.get(value as usize).copied()
+}
+
+/// A short stable identifier for a `Reason`, such as `"record_too_large"`: static,
+/// never NULL; `"unknown"` for other values.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_reason_name(reason_id: u32) -> *const c_char {
+    guard!(c_message!("unknown").as_ptr().cast(), {
+        let name: &'static str = match reason(reason_id) {
+            Some(Reason::KeyNotUtf8) => c_message!("key_not_utf8"),
+            Some(Reason::KeyEmpty) => c_message!("key_empty"),
+            Some(Reason::KeyTooLong) => c_message!("key_too_long"),
+            Some(Reason::HashKeyInvalid) => c_message!("hash_key_invalid"),
+            Some(Reason::RecordTooLarge) => c_message!("record_too_large"),
+            None => c_message!("unknown"),
+        };
+        name.as_ptr().cast()
+    })
+}
+
+/// A sentence for a `Reason`: static, never NULL; `"unknown reason"` for other
+/// values.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_reason_message(reason_id: u32) -> *const c_char {
+    guard!(c_message!("unknown reason").as_ptr().cast(), {
+        let message: &'static str = match reason(reason_id) {
+            Some(Reason::KeyNotUtf8) => c_message!("the partition key is not valid UTF-8"),
+            Some(Reason::KeyEmpty) => c_message!("the partition key is empty"),
+            Some(Reason::KeyTooLong) => c_message!("the partition key is longer than 256 units"),
+            Some(Reason::HashKeyInvalid) => {
+                c_message!("the explicit hash key is not a decimal integer in 0..2^128-1")
+            }
+            Some(Reason::RecordTooLarge) => {
+                c_message!("data plus key is larger than the record cap")
+            }
+            None => c_message!("unknown reason"),
+        };
+        message.as_ptr().cast()
+    })
+}
+
+/// How full the batches counted in `stats` are under `limits`, in 0..=1: by bytes
+/// (bytes / (batches × request cap)) and by count (records / (batches × record cap));
+/// 0 when there is no batch. Either out-pointer may be NULL.
+///
+/// # Safety
+/// `stats` and `limits` are NULL or readable; `byte_fill` and `record_fill` are NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_stats_fill(
+    stats: *const Stats,
+    limits: *const kb_limits,
+    byte_fill: *mut f64,
+    record_fill: *mut f64,
+) -> kb_status {
+    guard!({
+        non_null!(stats);
+        // SAFETY: the caller's promise above.
+        let limits = check!(unsafe { core_limits(limits) });
+        // SAFETY: non-NULL and readable; plain integers.
+        let stats = unsafe { &*stats };
+        // SAFETY: each NULL or writable (the caller's promise).
+        unsafe {
+            set(byte_fill, stats.byte_fill(&limits));
+            set(record_fill, stats.record_fill(&limits));
+        }
+        KB_OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_are_the_cores() {
+        for reason in Reason::ALL {
+            // SAFETY: kb_reason_name returns a static NUL-terminated string.
+            let name = unsafe { core::ffi::CStr::from_ptr(kb_reason_name(reason as u32)) };
+            assert_eq!(name.to_str().unwrap(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn profiles_round_trip() {
+        for (id, limits) in [
+            (KB_PROFILE_KDS, Limits::KDS),
+            (KB_PROFILE_KDS_5MIB, Limits::KDS_5MIB),
+            (KB_PROFILE_FIREHOSE, Limits::FIREHOSE),
+        ] {
+            assert_eq!(from_core(id, &limits).to_core(), Ok(limits));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The C ABI: the whole core behind `kb_` functions, described by
+//! `include/kinesis_batcher.h` (generated from this module by cbindgen).
+//!
+//! This layer adds no batching logic. It checks what C can get wrong (NULL pointers,
+//! lengths, capacities, integer codes, limits), translates types, and keeps panics from
+//! unwinding into C. The conventions every function follows:
+//!
+//! * Every fallible function returns a [`kb_status`]: `KB_OK` (0), a non-error status
+//!   below 100 that says how the call ended, or an error of 100 or more. On an error
+//!   nothing is written except the optional `bad_index` out-parameter, which names the
+//!   offending record or entry, and the objects are unchanged.
+//! * `(NULL, 0)` is an empty array; NULL with a non-zero length is `KB_NULL_ARRAY`.
+//! * Objects (`kb_planner`, `kb_accumulator`, `kb_lines`, `kb_line_planner`,
+//!   `kb_delivery`) are created by `*_new`, which is the only place this library
+//!   allocates, and released by `*_free`. An object may be used by one thread at a time;
+//!   different objects, and every function that takes no object, on any thread at once.
+//!   There is no global state.
+//! * The caller owns every array; the library never keeps a pointer into one past a call.
+
+#![allow(unsafe_code)] // This module is the boundary; every block says why it is sound.
+#![allow(non_camel_case_types)] // C names, as the header shows them.
+
+mod cost;
+mod lines;
+mod plan;
+mod records;
+mod retry;
+mod status;
+
+pub use cost::*;
+pub use lines::*;
+pub use plan::*;
+pub use records::*;
+pub use retry::*;
+pub use status::*;
+
+use core::ffi::c_char;
+use std::boxed::Box;
+
+/// The library's major version.
+pub const KB_VERSION_MAJOR: u32 = 0;
+/// The library's minor version.
+pub const KB_VERSION_MINOR: u32 = 1;
+/// The library's patch version.
+pub const KB_VERSION_PATCH: u32 = 0;
+
+/// The library's version, `"MAJOR.MINOR.PATCH"`: a static string, never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Runs an exported function's body, turning a panic into `KB_PANIC` (or the given
+/// value, for functions that return no status) instead of unwinding into C. The shipped
+/// library is built with `panic = "abort"`, where this never triggers; it protects
+/// builds that unwind (tests, Rust programs that link the ABI).
+macro_rules! guard {
+    ($body:block) => {
+        guard!(crate::ffi::KB_PANIC, $body)
+    };
+    ($on_panic:expr, $body:block) => {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(value) => value,
+            Err(_) => $on_panic,
+        }
+    };
+}
+pub(crate) use guard;
+
+/// `Err(KB_NULL_POINTER)` unless `ptr` is non-NULL: for required object and
+/// out-parameter pointers.
+macro_rules! non_null {
+    ($($ptr:expr),+ $(,)?) => {
+        if false $(|| $ptr.is_null())+ {
+            return crate::ffi::KB_NULL_POINTER;
+        }
+    };
+}
+pub(crate) use non_null;
+
+/// Returns early with the status when the expression is an `Err`.
+macro_rules! check {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(status) => return status,
+        }
+    };
+}
+pub(crate) use check;
+
+/// An input array as a slice: `(NULL, 0)` and `(p, 0)` are empty, NULL with a non-zero
+/// length is `KB_NULL_ARRAY`.
+///
+/// # Safety
+/// When `ptr` is non-NULL it must point to `len` initialised `T`s that stay valid and
+/// unchanged for `'a`.
+pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], kb_status> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(KB_NULL_ARRAY);
+    }
+    if len > isize::MAX as usize / core::mem::size_of::<T>().max(1) {
+        return Err(KB_LENGTH_OVERFLOW);
+    }
+    // SAFETY: non-NULL, and the caller guarantees `len` valid `T`s behind it; the total
+    // size was checked to be at most isize::MAX.
+    Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
+}
+
+/// An output array as a slice: NULL with a non-zero capacity is `KB_NULL_ARRAY`, a zero
+/// capacity `KB_ZERO_CAPACITY` (no call could make progress).
+///
+/// # Safety
+/// When `ptr` is non-NULL it must point to `cap` writable `T`s, valid for `'a` and not
+/// aliased by any other argument.
+pub(crate) unsafe fn output<'a, T>(ptr: *mut T, cap: usize) -> Result<&'a mut [T], kb_status> {
+    if cap == 0 {
+        return Err(KB_ZERO_CAPACITY);
+    }
+    if ptr.is_null() {
+        return Err(KB_NULL_ARRAY);
+    }
+    if cap > isize::MAX as usize / core::mem::size_of::<T>().max(1) {
+        return Err(KB_LENGTH_OVERFLOW);
+    }
+    // SAFETY: non-NULL, and the caller guarantees `cap` writable `T`s behind it, not
+    // aliased; the total size was checked to be at most isize::MAX. The output types are
+    // plain integers (and `bool`s and enums the library writes before C reads them), so
+    // whatever the memory held before, it is only written, never read as a `T`.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr, cap) })
+}
+
+/// Writes `value` through an out-parameter the caller passed, if it is not NULL.
+///
+/// # Safety
+/// `ptr` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn set<T>(ptr: *mut T, value: T) {
+    if !ptr.is_null() {
+        // SAFETY: non-NULL, and the caller guarantees it is valid for writes.
+        unsafe { ptr.write(value) }
+    }
+}
+
+/// Moves `value` to the heap for C to hold, or `KB_OUT_OF_MEMORY` instead of aborting.
+pub(crate) fn into_handle<T>(value: T) -> Result<*mut T, kb_status> {
+    let layout = std::alloc::Layout::new::<T>();
+    // SAFETY: every handle type holds data, so the layout's size is not zero.
+    let ptr = unsafe { std::alloc::alloc(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return Err(KB_OUT_OF_MEMORY);
+    }
+    // SAFETY: freshly allocated for a `T`, properly aligned, and not yet initialised.
+    unsafe { ptr.write(value) };
+    Ok(ptr)
+}
+
+/// Releases a handle made by [`into_handle`]; NULL is ignored.
+///
+/// # Safety
+/// `ptr` is NULL or came from [`into_handle`] for the same `T` and was not freed yet.
+pub(crate) unsafe fn free_handle<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: allocated with the global allocator and the layout of `T` by
+        // `into_handle`, which is what `Box` uses, and not freed before (the caller's
+        // promise).
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}
+
+/// The object behind a handle, for reading.
+///
+/// # Safety
+/// `ptr` is non-NULL, came from [`into_handle`], was not freed, and no other thread uses
+/// it mutably during the call.
+pub(crate) unsafe fn object<'a, T>(ptr: *const T) -> &'a T {
+    // SAFETY: the caller's promise above.
+    unsafe { &*ptr }
+}
+
+/// The object behind a handle, for changing.
+///
+/// # Safety
+/// As for [`object`], and no other thread uses it at all during the call.
+pub(crate) unsafe fn object_mut<'a, T>(ptr: *mut T) -> &'a mut T {
+    // SAFETY: the caller's promise above.
+    unsafe { &mut *ptr }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn version_macros_match_the_package_version() {
+        let expected = format!("{KB_VERSION_MAJOR}.{KB_VERSION_MINOR}.{KB_VERSION_PATCH}");
+        assert_eq!(env!("CARGO_PKG_VERSION"), expected);
+        // SAFETY: kb_version returns a static NUL-terminated string.
+        let version = unsafe { core::ffi::CStr::from_ptr(kb_version()) };
+        assert_eq!(version.to_str().unwrap(), expected);
+    }
+}

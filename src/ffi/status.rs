@@ -1,0 +1,173 @@
+//! Statuses: stable numbers with a static message each. Values are never renumbered;
+//! a retired value is commented out, never reused.
+
+use core::ffi::c_char;
+
+use crate::LimitsError;
+
+/// What a call did. `KB_OK` (0) and the other values below 100 say how a call ended
+/// and are not errors; 100 and above are errors, after which nothing was written (but
+/// the optional `bad_index`) and no object changed. A fixed-width integer, not a C enum,
+/// whose size would be the compiler's choice.
+pub type kb_status = u32;
+
+/// Success: done, or the value asked for is written.
+pub const KB_OK: kb_status = 0;
+/// The batch array filled: handle what was written, then call again to go on.
+pub const KB_BATCHES_FULL: kb_status = 1;
+/// The refusal array filled: handle what was written, then call again to go on.
+pub const KB_REFUSALS_FULL: kb_status = 2;
+/// The input ends inside a line: keep the unconsumed bytes, append more, call again
+/// (with `eof` set when there is no more).
+pub const KB_NEED_MORE: kb_status = 3;
+/// Nothing more: the plan is complete, there is no line left, or nothing is pending.
+pub const KB_END: kb_status = 4;
+/// The previous request has not been settled yet; nothing was written.
+pub const KB_IN_FLIGHT: kb_status = 5;
+/// The pushed record did not fit: send the batch written first. The record now starts
+/// the next batch.
+pub const KB_SEND_FIRST: kb_status = 6;
+/// The record can never be sent; its reason is written.
+pub const KB_REFUSED: kb_status = 7;
+
+/// A required pointer (an object, an out-parameter) is NULL.
+pub const KB_NULL_POINTER: kb_status = 100;
+/// An array is NULL while its length or capacity is not 0.
+pub const KB_NULL_ARRAY: kb_status = 101;
+/// A record's data, key or hash key is NULL while its length is not 0 (`bad_index`
+/// names the record).
+pub const KB_NULL_FIELD: kb_status = 102;
+/// A record's lengths add up past 2^64 - 1, or a length or capacity is larger than any
+/// object can be (`bad_index` names the record, if one is at fault).
+pub const KB_LENGTH_OVERFLOW: kb_status = 103;
+/// An output capacity is 0: the call could never make progress.
+pub const KB_ZERO_CAPACITY: kb_status = 104;
+/// An integer code is out of range: a key unit, option bits, an error kind or an
+/// outcome (`bad_index` names the entry, for outcomes).
+pub const KB_INVALID_ARGUMENT: kb_status = 105;
+/// The bytes are not valid UTF-8.
+pub const KB_NOT_UTF8: kb_status = 106;
+/// The partition key given for every line is refused (its reason is written).
+pub const KB_KEY_REFUSED: kb_status = 107;
+/// Settling, but no request is in flight.
+pub const KB_NOTHING_IN_FLIGHT: kb_status = 108;
+/// Settling with `sent` that is not the request in flight (its length differs).
+pub const KB_NOT_THE_REQUEST_IN_FLIGHT: kb_status = 109;
+/// Settling with a terminal array shorter than `sent`.
+pub const KB_TERMINAL_ARRAY_TOO_SMALL: kb_status = 110;
+/// An object could not be allocated.
+pub const KB_OUT_OF_MEMORY: kb_status = 111;
+
+/// Limits: `profile` is not one of the `KB_PROFILE_*` values.
+pub const KB_LIMITS_BAD_PROFILE: kb_status = 120;
+/// Limits: `key_unit` is not one of the `KB_KEY_UNIT_*` values.
+pub const KB_LIMITS_BAD_KEY_UNIT: kb_status = 121;
+/// Limits: `options` has bits other than the `KB_LIMITS_*` flags.
+pub const KB_LIMITS_BAD_OPTIONS: kb_status = 122;
+/// Limits: `max_records` is 0.
+pub const KB_LIMITS_ZERO_RECORDS: kb_status = 123;
+/// Limits: `max_request_bytes` is 0.
+pub const KB_LIMITS_ZERO_REQUEST_BYTES: kb_status = 124;
+/// Limits: `max_record_bytes` is 0.
+pub const KB_LIMITS_ZERO_RECORD_BYTES: kb_status = 125;
+/// Limits: `max_records` is above the service's 500.
+pub const KB_LIMITS_RECORDS_ABOVE_SERVICE: kb_status = 126;
+/// Limits: `max_request_bytes` is above the service's 10 MiB.
+pub const KB_LIMITS_REQUEST_BYTES_ABOVE_SERVICE: kb_status = 127;
+/// Limits: `max_record_bytes` is above the service's 10 MiB.
+pub const KB_LIMITS_RECORD_BYTES_ABOVE_SERVICE: kb_status = 128;
+/// Limits: `max_record_bytes` is above `max_request_bytes`.
+pub const KB_LIMITS_RECORD_ABOVE_REQUEST: kb_status = 129;
+/// Limits: a stream's `MaxRecordSizeInKiB` must be in 1024..=10240.
+pub const KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE: kb_status = 130;
+/// Limits: `max_record_bytes` is above what the profile's service accepts.
+pub const KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE: kb_status = 131;
+
+/// A bug in this library panicked; the call was abandoned and its object must not be
+/// used again. (The shipped library aborts instead; this is for builds that unwind.)
+pub const KB_PANIC: kb_status = 199;
+
+/// The status for a refused set of limits.
+pub(crate) const fn limits_status(error: LimitsError) -> kb_status {
+    match error {
+        LimitsError::ZeroRecords => KB_LIMITS_ZERO_RECORDS,
+        LimitsError::ZeroRequestBytes => KB_LIMITS_ZERO_REQUEST_BYTES,
+        LimitsError::ZeroRecordBytes => KB_LIMITS_ZERO_RECORD_BYTES,
+        LimitsError::RecordsAboveService => KB_LIMITS_RECORDS_ABOVE_SERVICE,
+        LimitsError::RequestBytesAboveService => KB_LIMITS_REQUEST_BYTES_ABOVE_SERVICE,
+        LimitsError::RecordBytesAboveService => KB_LIMITS_RECORD_BYTES_ABOVE_SERVICE,
+        LimitsError::RecordAboveRequest => KB_LIMITS_RECORD_ABOVE_REQUEST,
+        LimitsError::StreamRecordSizeOutOfRange => KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE,
+        LimitsError::RecordBytesAboveProfile => KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE,
+    }
+}
+
+/// NUL-terminates a static message at compile time.
+macro_rules! c_message {
+    ($text:expr) => {
+        concat!($text, "\0")
+    };
+}
+pub(crate) use c_message;
+
+/// A static, NUL-terminated sentence describing `status`; never NULL, never freed.
+/// Unknown values get `"unknown status"`.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_status_message(status: kb_status) -> *const c_char {
+    let message: &'static str = match status {
+        KB_OK => c_message!("ok"),
+        KB_BATCHES_FULL => c_message!("the batch array is full: call again to go on"),
+        KB_REFUSALS_FULL => c_message!("the refusal array is full: call again to go on"),
+        KB_NEED_MORE => c_message!("the input ends inside a line: append more input"),
+        KB_END => c_message!("nothing more"),
+        KB_IN_FLIGHT => c_message!("the previous request has not been settled"),
+        KB_SEND_FIRST => c_message!("send the batch first: the record starts the next one"),
+        KB_REFUSED => c_message!("the record can never be sent"),
+        KB_NULL_POINTER => c_message!("a required pointer is NULL"),
+        KB_NULL_ARRAY => c_message!("an array is NULL but its length is not 0"),
+        KB_NULL_FIELD => {
+            c_message!("a record's data, key or hash key is NULL but its length is not 0")
+        }
+        KB_LENGTH_OVERFLOW => c_message!("a length is larger than any object can be"),
+        KB_ZERO_CAPACITY => c_message!("an output capacity is 0"),
+        KB_INVALID_ARGUMENT => c_message!("an integer code is out of range"),
+        KB_NOT_UTF8 => c_message!("the bytes are not valid UTF-8"),
+        KB_KEY_REFUSED => c_message!("the partition key is refused"),
+        KB_NOTHING_IN_FLIGHT => c_message!("no request is in flight"),
+        KB_NOT_THE_REQUEST_IN_FLIGHT => c_message!("sent is not the request in flight"),
+        KB_TERMINAL_ARRAY_TOO_SMALL => c_message!("the terminal array is shorter than sent"),
+        KB_OUT_OF_MEMORY => c_message!("out of memory"),
+        KB_LIMITS_BAD_PROFILE => c_message!("limits: profile is not a KB_PROFILE_* value"),
+        KB_LIMITS_BAD_KEY_UNIT => c_message!("limits: key_unit is not a KB_KEY_UNIT_* value"),
+        KB_LIMITS_BAD_OPTIONS => c_message!("limits: options has unknown bits"),
+        KB_LIMITS_ZERO_RECORDS => c_message!("limits: max_records is 0"),
+        KB_LIMITS_ZERO_REQUEST_BYTES => c_message!("limits: max_request_bytes is 0"),
+        KB_LIMITS_ZERO_RECORD_BYTES => c_message!("limits: max_record_bytes is 0"),
+        KB_LIMITS_RECORDS_ABOVE_SERVICE => c_message!("limits: max_records is above 500"),
+        KB_LIMITS_REQUEST_BYTES_ABOVE_SERVICE => {
+            c_message!("limits: max_request_bytes is above 10 MiB")
+        }
+        KB_LIMITS_RECORD_BYTES_ABOVE_SERVICE => {
+            c_message!("limits: max_record_bytes is above 10 MiB")
+        }
+        KB_LIMITS_RECORD_ABOVE_REQUEST => {
+            c_message!("limits: max_record_bytes is above max_request_bytes")
+        }
+        KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE => {
+            c_message!("limits: MaxRecordSizeInKiB must be between 1024 and 10240")
+        }
+        KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE => {
+            c_message!("limits: max_record_bytes is above the profile's maximum")
+        }
+        KB_PANIC => c_message!("internal error: the library panicked"),
+        _ => c_message!("unknown status"),
+    };
+    message.as_ptr().cast()
+}
+
+/// Whether `status` is an error (100 or more): nothing was written and no object
+/// changed.
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_status_is_error(status: kb_status) -> bool {
+    status >= 100
+}
