@@ -50,6 +50,15 @@ pub extern "C" fn kb_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// Panics inside the guard: for the C suite's check that a panic becomes `KB_PANIC`.
+/// Only with the `ffi-test-panic` feature, and not in the header.
+#[cfg(feature = "ffi-test-panic")]
+#[doc(hidden)]
+#[unsafe(no_mangle)]
+pub extern "C" fn kb_test_panic() -> kb_status {
+    guard!({ panic!("kb_test_panic was called") })
+}
+
 /// Runs an exported function's body, turning a panic into `KB_PANIC` (or the given
 /// value, for functions that return no status) instead of unwinding into C. The shipped
 /// library is built with `panic = "abort"`, where this never triggers; it protects

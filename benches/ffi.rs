@@ -1,0 +1,2 @@
+//! Placeholder until the C ABI benchmark lands.
+fn main() {}
