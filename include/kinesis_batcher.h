@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #define KB_VERSION "0.1.0"
 
 
