@@ -270,6 +270,12 @@ typedef struct kb_line {
   uint64_t last_number;
   // Byte offset of its first byte in the whole stream.
   uint64_t offset;
+  // True when `bytes` holds the whole line. False only for a line over the record
+  // cap, reported before its end arrived (`bytes_len < len`): such a line is always
+  // refused as too large, and `bytes_len` alone is already above the cap (above the
+  // cap minus the key, for a packing splitter), so a record made of `bytes` is
+  // refused too.
+  bool whole;
 } kb_line;
 
 // One request: the input indices `start..end`, of which `records` are accepted and
@@ -632,6 +638,13 @@ kb_status kb_lines_next(struct kb_lines *lines,
                         struct kb_line *line,
                         size_t *consumed);
 
+// How many lines the splitter has started so far, empty ones included: the 1-based
+// number of the last line seen.
+//
+// # Safety
+// `lines` came from `kb_lines_new`; `out` is NULL or writable.
+kb_status kb_lines_seen(const struct kb_lines *lines, uint64_t *out);
+
 // Creates a line planner under `limits`, every record with the partition key
 // `key[0..key_len]` (ignored when the limits have no keys). `options`: `KB_LINES_*`.
 // A key that every line would be refused for is `KB_KEY_REFUSED`, with the reason in
@@ -876,7 +889,7 @@ kb_status kb_error_kind_from_code(const uint8_t *code, size_t len, kb_error_kind
 //
 // # Safety
 // `kind` is NULL or writable.
-kb_status kb_error_kind_from_http_status(uint32_t http_status, uint8_t *kind);
+kb_status kb_error_kind_from_http_status(uint32_t http_status, kb_error_kind *kind);
 
 // Whether entries that failed with `kind` are sent again (within the policy's limits).
 // False for values that are not a kind.
@@ -985,7 +998,9 @@ kb_status kb_delivery_settle_all(struct kb_delivery *delivery,
 
 // The delay in milliseconds before the next request, after the failures so far, drawn
 // with `random` (any uniformly random 64-bit number); 0 after a request without
-// failures.
+// failures. Any failure counts, terminal ones too (an `AccessDenied` response backs
+// off like a throttled one); a request that stored something restarts the run at its
+// first step. Sleep only if another request follows.
 //
 // # Safety
 // `delivery` came from `kb_delivery_new`; `out` is NULL or writable.

@@ -37,6 +37,12 @@ pub struct kb_line {
     pub last_number: u64,
     /// Byte offset of its first byte in the whole stream.
     pub offset: u64,
+    /// True when `bytes` holds the whole line. False only for a line over the record
+    /// cap, reported before its end arrived (`bytes_len < len`): such a line is always
+    /// refused as too large, and `bytes_len` alone is already above the cap (above the
+    /// cap minus the key, for a packing splitter), so a record made of `bytes` is
+    /// refused too.
+    pub whole: bool,
 }
 
 enum Splitter {
@@ -160,6 +166,7 @@ pub unsafe extern "C" fn kb_lines_next(
                     number: found.number,
                     last_number: found.last_number,
                     offset: found.offset,
+                    whole: found.is_whole(),
                 };
                 // SAFETY: non-NULL and writable (the caller's promise).
                 unsafe { set(line, found) };
@@ -168,6 +175,26 @@ pub unsafe extern "C" fn kb_lines_next(
             LineStep::NeedMore => KB_NEED_MORE,
             LineStep::End => KB_END,
         }
+    })
+}
+
+/// How many lines the splitter has started so far, empty ones included: the 1-based
+/// number of the last line seen.
+///
+/// # Safety
+/// `lines` came from `kb_lines_new`; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_lines_seen(lines: *const kb_lines, out: *mut u64) -> kb_status {
+    guard!({
+        non_null!(lines, out);
+        // SAFETY: non-NULL, from kb_lines_new (the caller's promise).
+        let seen = match &unsafe { object(lines) }.splitter {
+            Splitter::Lines(lines) => lines.lines_seen(),
+            Splitter::Packer(packer) => packer.lines_seen(),
+        };
+        // SAFETY: non-NULL and writable (the caller's promise).
+        unsafe { set(out, seen) };
+        KB_OK
     })
 }
 

@@ -133,7 +133,7 @@ pub unsafe extern "C" fn kb_error_kind_from_code(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_error_kind_from_http_status(
     http_status: u32,
-    kind: *mut u8,
+    kind: *mut ErrorKind,
 ) -> kb_status {
     guard!({
         non_null!(kind);
@@ -141,8 +141,9 @@ pub unsafe extern "C" fn kb_error_kind_from_http_status(
             .ok()
             .and_then(ErrorKind::from_http_status)
             .map_or(KB_ERROR_KIND_NONE, |kind| kind as u8);
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(kind, found) };
+        // SAFETY: non-NULL and writable (the caller's promise). Written as its underlying
+        // `uint8_t`, since KB_ERROR_KIND_NONE is not a kind; Rust never reads it back.
+        unsafe { set(kind.cast::<u8>(), found) };
         KB_OK
     })
 }
@@ -483,7 +484,9 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
 
 /// The delay in milliseconds before the next request, after the failures so far, drawn
 /// with `random` (any uniformly random 64-bit number); 0 after a request without
-/// failures.
+/// failures. Any failure counts, terminal ones too (an `AccessDenied` response backs
+/// off like a throttled one); a request that stored something restarts the run at its
+/// first step. Sleep only if another request follows.
 ///
 /// # Safety
 /// `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
