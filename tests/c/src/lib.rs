@@ -1,1 +1,216 @@
-//! Placeholder: see tests/.
+//! The C test suite (`tests/c/*.c`), compiled by `build.rs` once as C11 and once as
+//! C++17, and the entry points of both copies, for the tests in `tests/`.
+//!
+//! Every entry point is a plain C function; [`Lang`] bundles one copy's, so each test runs
+//! against both languages.
+
+use core::ffi::c_ulong;
+
+use kinesis_batcher::ffi::{kb_limits, kb_record, kb_status};
+use kinesis_batcher::lines::{LineBatch, LineRefusal};
+use kinesis_batcher::{Batch, Reason, Refusal};
+
+/// A planning driver: limits, records, their count, a seed; the batches and refusals
+/// (arrays of `n + 1`) with their counts.
+pub type Driver = unsafe extern "C" fn(
+    *const kb_limits,
+    *const kb_record,
+    usize,
+    u64,
+    *mut Batch,
+    *mut usize,
+    *mut Refusal,
+    *mut usize,
+) -> kb_status;
+
+/// The line-planning driver: limits, key, options, input, seed, outputs, key reason.
+pub type LineDriver = unsafe extern "C" fn(
+    *const kb_limits,
+    *const u8,
+    usize,
+    u32,
+    *const u8,
+    usize,
+    u64,
+    *mut LineBatch,
+    usize,
+    *mut usize,
+    *mut LineRefusal,
+    usize,
+    *mut usize,
+    *mut Reason,
+) -> kb_status;
+
+unsafe extern "C" {
+    fn c_suite_run() -> c_ulong;
+    fn c_suite_checks() -> c_ulong;
+    fn c_thread_worker(seed: u64) -> c_ulong;
+    fn c_drive_plan(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn c_drive_next(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn c_drive_accumulator(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn c_drive_sizes(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn c_drive_lines(
+        l: *const kb_limits,
+        key: *const u8,
+        key_len: usize,
+        options: u32,
+        input: *const u8,
+        len: usize,
+        seed: u64,
+        b: *mut LineBatch,
+        b_cap: usize,
+        nb: *mut usize,
+        f: *mut LineRefusal,
+        f_cap: usize,
+        nf: *mut usize,
+        key_reason: *mut Reason,
+    ) -> kb_status;
+
+    fn cxx_suite_run() -> c_ulong;
+    fn cxx_suite_checks() -> c_ulong;
+    fn cxx_thread_worker(seed: u64) -> c_ulong;
+    fn cxx_drive_plan(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn cxx_drive_next(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn cxx_drive_accumulator(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn cxx_drive_sizes(
+        l: *const kb_limits,
+        r: *const kb_record,
+        n: usize,
+        seed: u64,
+        b: *mut Batch,
+        nb: *mut usize,
+        f: *mut Refusal,
+        nf: *mut usize,
+    ) -> kb_status;
+    fn cxx_drive_lines(
+        l: *const kb_limits,
+        key: *const u8,
+        key_len: usize,
+        options: u32,
+        input: *const u8,
+        len: usize,
+        seed: u64,
+        b: *mut LineBatch,
+        b_cap: usize,
+        nb: *mut usize,
+        f: *mut LineRefusal,
+        f_cap: usize,
+        nf: *mut usize,
+        key_reason: *mut Reason,
+    ) -> kb_status;
+}
+
+/// One language's copy of the suite.
+#[derive(Clone, Copy)]
+pub struct Lang {
+    /// `"C"` or `"C++"`.
+    pub name: &'static str,
+    /// Runs the whole suite; returns the number of failed checks.
+    pub suite_run: unsafe extern "C" fn() -> c_ulong,
+    /// How many checks the last `suite_run` made.
+    pub suite_checks: unsafe extern "C" fn() -> c_ulong,
+    /// Independent planners over records generated from the seed; returns failures.
+    pub thread_worker: unsafe extern "C" fn(u64) -> c_ulong,
+    /// `kb_planner_plan` with small random capacities, resumed until done.
+    pub drive_plan: Driver,
+    /// `kb_planner_next` until `KB_END`.
+    pub drive_next: Driver,
+    /// `kb_accumulator_push` for each record, then `kb_accumulator_flush`.
+    pub drive_accumulator: Driver,
+    /// `kb_record_size_of` then `kb_planner_plan_sizes` with small random capacities.
+    pub drive_sizes: Driver,
+    /// `kb_line_planner_plan` fed in random chunks with small random capacities.
+    pub drive_lines: LineDriver,
+}
+
+/// Both copies: the suite compiled as C, and as C++.
+pub const LANGS: [Lang; 2] = [
+    Lang {
+        name: "C",
+        suite_run: c_suite_run,
+        suite_checks: c_suite_checks,
+        thread_worker: c_thread_worker,
+        drive_plan: c_drive_plan,
+        drive_next: c_drive_next,
+        drive_accumulator: c_drive_accumulator,
+        drive_sizes: c_drive_sizes,
+        drive_lines: c_drive_lines,
+    },
+    Lang {
+        name: "C++",
+        suite_run: cxx_suite_run,
+        suite_checks: cxx_suite_checks,
+        thread_worker: cxx_thread_worker,
+        drive_plan: cxx_drive_plan,
+        drive_next: cxx_drive_next,
+        drive_accumulator: cxx_drive_accumulator,
+        drive_sizes: cxx_drive_sizes,
+        drive_lines: cxx_drive_lines,
+    },
+];
+
+/// The library's C ABI is what the C code calls: keep the rlib linked.
+pub use kinesis_batcher::ffi::kb_version;

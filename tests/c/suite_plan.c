@@ -1,0 +1,718 @@
+/*
+ * suite_plan.c: the planner (bulk and cursor, both record forms) and the accumulator:
+ * results, the resume protocol, bad input and "no partial success".
+ */
+#include "kb_test.h"
+
+#define MAXN 2100
+
+/* The whole plan of `records` in one call with arrays big enough for anything. */
+struct whole_plan {
+  kb_batch batches[MAXN];
+  size_t n_batches;
+  kb_refusal refusals[MAXN];
+  size_t n_refusals;
+};
+
+static kb_status plan_whole(const kb_limits *l, const kb_record *r, size_t n,
+                            struct whole_plan *out) {
+  kb_planner *p = NULL;
+  kb_status st = kb_planner_new(l, &p);
+  if (st != KB_OK) {
+    return st;
+  }
+  st = kb_planner_plan(p, r, n, out->batches, MAXN, &out->n_batches, out->refusals, MAXN,
+                       &out->n_refusals, NULL);
+  kb_planner_free(p);
+  return st;
+}
+
+static int same_plan(const struct whole_plan *a, const struct whole_plan *b) {
+  size_t i;
+  if (a->n_batches != b->n_batches || a->n_refusals != b->n_refusals) {
+    return 0;
+  }
+  for (i = 0; i < a->n_batches; i++) {
+    if (!kb_batch_eq(&a->batches[i], &b->batches[i])) {
+      return 0;
+    }
+  }
+  for (i = 0; i < a->n_refusals; i++) {
+    if (!kb_refusal_eq(&a->refusals[i], &b->refusals[i])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* A mixed input under small limits: accepted records of varied sizes and refusals. */
+static const uint8_t filler[4096] = {0};
+static size_t mixed_records(kb_record *r, size_t n) {
+  static const char *const keys[] = {"a", "bb", "", "\xff", "ccc", "dddd"};
+  size_t i;
+  for (i = 0; i < n; i++) {
+    const char *k = keys[(i * 7 + i / 3) % 6];
+    size_t len = (i * 37) % 120;
+    r[i] = kb_rec(filler, len, U8(k), strlen(k));
+    if (i % 11 == 5) {
+      r[i].hash_key = U8(i % 2 ? "12" : "012");
+      r[i].hash_key_len = i % 2 ? 2 : 3;
+    }
+  }
+  return n;
+}
+
+static void test_plan_basics(void) {
+  kb_limits kds = kb_profile(KB_PROFILE_KDS);
+  static uint8_t big[2u << 20];
+  kb_record r[3];
+  kb_batch b[4];
+  kb_refusal f[4];
+  size_t nb, nf, pos;
+  kb_planner *p;
+  kb_stats stats;
+  r[0] = kb_rec(U8("one"), 3, U8("k1"), 2);
+  r[1] = kb_rec(big, sizeof big, U8("k2"), 2);
+  r[2] = kb_rec(U8("three"), 5, U8("k3"), 2);
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 3, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 1);
+  CHECK_EQ(b[0].start, 0);
+  CHECK_EQ(b[0].end, 3);
+  CHECK_EQ(b[0].records, 2);
+  CHECK_EQ(b[0].bytes, 5 + 7);
+  CHECK_EQ(nf, 1);
+  CHECK_EQ(f[0].index, 1);
+  CHECK_EQ(f[0].reason, KB_REASON_RECORD_TOO_LARGE);
+  CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+  CHECK_EQ(pos, 3);
+  CHECK_ST(kb_planner_stats(p, &stats), KB_OK);
+  CHECK_EQ(stats.batches, 1);
+  CHECK_EQ(stats.records, 2);
+  CHECK_EQ(stats.bytes, 12);
+  CHECK_EQ(stats.refused[KB_REASON_RECORD_TOO_LARGE], 1);
+  CHECK_EQ(stats.refused[KB_REASON_KEY_EMPTY], 0);
+  /* Done: further calls write nothing. */
+  FILL_N(b, 4);
+  CHECK_ST(kb_planner_plan(p, r, 3, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 0);
+  CHECK_EQ(nf, 0);
+  CHECK_UNTOUCHED_N(b, 4);
+  CHECK_ST(kb_planner_next(p, r, 3, b, f, NULL), KB_END);
+  kb_planner_free(p);
+
+  /* (NULL, 0) is empty input. */
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, NULL, 0, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 0);
+  CHECK_EQ(nf, 0);
+  CHECK_ST(kb_planner_plan_sizes(p, NULL, 0, b, 4, &nb, f, 4, &nf), KB_OK);
+  CHECK_ST(kb_planner_next(p, NULL, 0, b, f, NULL), KB_END);
+  CHECK_ST(kb_planner_next_sizes(p, NULL, 0, b, f), KB_END);
+  kb_planner_free(p);
+  kb_planner_free(NULL);
+  kb_accumulator_free(NULL);
+  kb_delivery_free(NULL);
+  kb_lines_free(NULL);
+  kb_line_planner_free(NULL);
+}
+
+/* 500 records make one request, 501 two; request bytes exactly at the cap fit. */
+static void test_plan_boundaries(void) {
+  kb_limits kds = kb_profile(KB_PROFILE_KDS);
+  static kb_record r[1001];
+  kb_batch b[8];
+  kb_refusal f[8];
+  size_t nb, nf, i;
+  kb_planner *p;
+  for (i = 0; i < 1001; i++) {
+    r[i] = kb_rec(U8("x"), 1, U8("k"), 1);
+  }
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 500, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 1);
+  CHECK_EQ(b[0].records, 500);
+  CHECK_EQ(b[0].bytes, 1000);
+  kb_planner_free(p);
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 501, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 2);
+  CHECK_EQ(b[0].records, 500);
+  CHECK_EQ(b[1].start, 500);
+  CHECK_EQ(b[1].end, 501);
+  CHECK_EQ(b[1].records, 1);
+  kb_planner_free(p);
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 1001, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 3);
+  kb_planner_free(p);
+
+  {
+    /* 1000-byte requests of 100-byte records: 10 fit exactly, the 11th opens another. */
+    kb_limits l = kb_custom(KB_PROFILE_KDS, 500, 1000, 100);
+    kb_record q[12];
+    for (i = 0; i < 12; i++) {
+      q[i] = kb_rec(filler, 99, U8("k"), 1);
+    }
+    q[11].data_len = 98;
+    CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+    CHECK_ST(kb_planner_plan(p, q, 12, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+    CHECK_EQ(nb, 2);
+    CHECK_EQ(b[0].records, 10);
+    CHECK_EQ(b[0].bytes, 1000);
+    CHECK_EQ(b[1].start, 10);
+    CHECK_EQ(b[1].records, 2);
+    CHECK_EQ(b[1].bytes, 199);
+    CHECK_EQ(nf, 0);
+    kb_planner_free(p);
+    /* A record of exactly max_record_bytes is accepted; one byte more is refused. */
+    q[0].data_len = 99;
+    q[1].data_len = 100;
+    CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+    CHECK_ST(kb_planner_plan(p, q, 2, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+    CHECK_EQ(nb, 1);
+    CHECK_EQ(b[0].bytes, 100);
+    CHECK_EQ(nf, 1);
+    CHECK_EQ(f[0].index, 1);
+    CHECK_EQ(f[0].reason, KB_REASON_RECORD_TOO_LARGE);
+    kb_planner_free(p);
+  }
+  {
+    /* The key-unit boundary through the planner: "é" x 256. */
+    uint8_t key[512];
+    kb_limits l = kds;
+    kb_record q[1];
+    for (i = 0; i < 256; i++) {
+      key[2 * i] = 0xC3;
+      key[2 * i + 1] = 0xA9;
+    }
+    q[0] = kb_rec(U8("d"), 1, key, 512);
+    CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+    CHECK_ST(kb_planner_plan(p, q, 1, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+    CHECK_EQ(nb, 1);
+    CHECK_EQ(nf, 0);
+    kb_planner_free(p);
+    l.key_unit = KB_KEY_UNIT_UTF8_BYTES;
+    CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+    CHECK_ST(kb_planner_plan(p, q, 1, b, 8, &nb, f, 8, &nf, NULL), KB_OK);
+    CHECK_EQ(nb, 0);
+    CHECK_EQ(nf, 1);
+    CHECK_EQ(f[0].reason, KB_REASON_KEY_TOO_LONG);
+    kb_planner_free(p);
+  }
+}
+
+/* Bulk with every small pair of capacities, resumed until KB_OK, is the one-call plan;
+   so is the cursor, and any mix of the two, and the size form. */
+static void test_resume(void) {
+  static kb_record r[700];
+  static kb_record_size rs[700];
+  static struct whole_plan whole, got;
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 7, 400, 100);
+  size_t n = mixed_records(r, 700), i;
+  size_t bc, fc;
+  kb_planner *p;
+  CHECK_ST(plan_whole(&l, r, n, &whole), KB_OK);
+  CHECK(whole.n_batches > 50);
+  CHECK(whole.n_refusals > 50);
+  for (i = 0; i < n; i++) {
+    CHECK_ST(kb_record_size_of(&r[i], l.key_unit, &rs[i]), KB_OK);
+  }
+  for (bc = 1; bc <= 3; bc++) {
+    for (fc = 1; fc <= 3; fc++) {
+      kb_status st;
+      int sizes;
+      for (sizes = 0; sizes < 2; sizes++) {
+        size_t calls = 0;
+        got.n_batches = got.n_refusals = 0;
+        CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+        do {
+          kb_batch b[3];
+          kb_refusal f[3];
+          size_t nb = 99, nf = 99, k;
+          st = sizes ? kb_planner_plan_sizes(p, rs, n, b, bc, &nb, f, fc, &nf)
+                     : kb_planner_plan(p, r, n, b, bc, &nb, f, fc, &nf, NULL);
+          calls++;
+          if (st != KB_OK && st != KB_BATCHES_FULL && st != KB_REFUSALS_FULL) {
+            CHECK_ST(st, KB_OK);
+            break;
+          }
+          CHECK(nb <= bc && nf <= fc);
+          if (st == KB_BATCHES_FULL) {
+            CHECK_EQ(nb, bc);
+          }
+          if (st == KB_REFUSALS_FULL) {
+            CHECK_EQ(nf, fc);
+          }
+          for (k = 0; k < nb && got.n_batches < MAXN; k++) {
+            got.batches[got.n_batches++] = b[k];
+          }
+          for (k = 0; k < nf && got.n_refusals < MAXN; k++) {
+            got.refusals[got.n_refusals++] = f[k];
+          }
+        } while (st != KB_OK && calls < 10000);
+        CHECK(same_plan(&got, &whole));
+        CHECK(calls > 1);
+        kb_planner_free(p);
+      }
+    }
+  }
+  /* The cursor alone, both forms, and mixed with bulk calls. */
+  {
+    int mode;
+    for (mode = 0; mode < 3; mode++) {
+      kb_status st;
+      size_t calls = 0;
+      got.n_batches = got.n_refusals = 0;
+      CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+      for (;;) {
+        kb_batch b[2];
+        kb_refusal f[2];
+        size_t nb = 0, nf = 0, k;
+        if (mode == 2 && calls % 3 == 1) {
+          st = kb_planner_plan(p, r, n, b, 2, &nb, f, 1, &nf, NULL);
+          if (st != KB_OK && st != KB_BATCHES_FULL && st != KB_REFUSALS_FULL) {
+            CHECK_ST(st, KB_OK);
+            break;
+          }
+          for (k = 0; k < nb; k++) {
+            got.batches[got.n_batches++] = b[k];
+          }
+          for (k = 0; k < nf; k++) {
+            got.refusals[got.n_refusals++] = f[k];
+          }
+          calls++;
+          continue; /* a KB_OK here still leaves kb_planner_next to say KB_END */
+        }
+        FILL_N(b, 1);
+        FILL_N(f, 1);
+        st = mode == 1 ? kb_planner_next_sizes(p, rs, n, b, f)
+                       : kb_planner_next(p, r, n, b, f, NULL);
+        calls++;
+        if (st == KB_END) {
+          CHECK_UNTOUCHED_N(b, 1);
+          CHECK_UNTOUCHED_N(f, 1);
+          break;
+        }
+        if (st == KB_OK) {
+          CHECK_UNTOUCHED_N(f, 1);
+          got.batches[got.n_batches++] = b[0];
+        } else if (st == KB_REFUSED) {
+          CHECK_UNTOUCHED_N(b, 1);
+          got.refusals[got.n_refusals++] = f[0];
+        } else {
+          CHECK_ST(st, KB_OK);
+          break;
+        }
+        if (got.n_batches >= MAXN - 2 || got.n_refusals >= MAXN - 2) {
+          CHECK(0);
+          break;
+        }
+      }
+      CHECK(same_plan(&got, &whole));
+      {
+        size_t pos;
+        kb_stats s;
+        CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+        CHECK_EQ(pos, n);
+        CHECK_ST(kb_planner_stats(p, &s), KB_OK);
+        CHECK_EQ(s.batches, whole.n_batches);
+        CHECK_EQ(s.refused[0] + s.refused[1] + s.refused[2] + s.refused[3] + s.refused[4],
+                 whole.n_refusals);
+      }
+      kb_planner_free(p);
+    }
+  }
+}
+
+/* Every error of the planner: the status, *bad_index, and nothing else written. */
+static void test_plan_errors(void) {
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 7, 400, 100);
+  static kb_record r[64];
+  static struct whole_plan whole, after;
+  size_t n = mixed_records(r, 64), i;
+  kb_planner *p, *fresh;
+  kb_batch b[4];
+  kb_refusal f[4];
+  size_t nb, nf, bad, pos0, pos1;
+  kb_batch one;
+  kb_refusal onef;
+  kb_record_size rs[4];
+  kb_status st0;
+  memset(rs, 0, sizeof rs);
+  CHECK_ST(plan_whole(&l, r, n, &whole), KB_OK);
+
+  CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+  /* Advance a little first, so "unchanged" is not just "still at 0". */
+  st0 = kb_planner_plan(p, r, n, b, 1, &nb, f, 1, &nf, NULL);
+  CHECK(st0 == KB_BATCHES_FULL || st0 == KB_REFUSALS_FULL);
+  CHECK_ST(kb_planner_position(p, &pos0), KB_OK);
+  CHECK(pos0 > 0);
+
+#define EXPECT_PLAN_ERROR(call, status, want_bad)  \
+  do {                                             \
+    FILL_N(b, 4);                                  \
+    FILL_N(f, 4);                                  \
+    FILL(nb);                                      \
+    FILL(nf);                                      \
+    FILL(bad);                                     \
+    CHECK_ST(call, status);                        \
+    CHECK_UNTOUCHED_N(b, 4);                       \
+    CHECK_UNTOUCHED_N(f, 4);                       \
+    CHECK_UNTOUCHED(nb);                           \
+    CHECK_UNTOUCHED(nf);                           \
+    if ((want_bad) == SIZE_MAX) {                  \
+      CHECK_UNTOUCHED(bad);                        \
+    } else {                                       \
+      CHECK_EQ(bad, (want_bad));                   \
+    }                                              \
+    CHECK_ST(kb_planner_position(p, &pos1), KB_OK); \
+    CHECK_EQ(pos1, pos0);                          \
+  } while (0)
+
+  EXPECT_PLAN_ERROR(kb_planner_plan(NULL, r, n, b, 4, &nb, f, 4, &nf, &bad), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, b, 4, NULL, f, 4, &nf, &bad), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, b, 4, &nb, f, 4, NULL, &bad), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, NULL, n, b, 4, &nb, f, 4, &nf, &bad), KB_NULL_ARRAY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, NULL, 4, &nb, f, 4, &nf, &bad), KB_NULL_ARRAY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, b, 4, &nb, NULL, 4, &nf, &bad), KB_NULL_ARRAY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, b, 0, &nb, f, 4, &nf, &bad), KB_ZERO_CAPACITY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, b, 4, &nb, f, 0, &nf, &bad), KB_ZERO_CAPACITY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, n, NULL, 0, &nb, f, 4, &nf, &bad), KB_ZERO_CAPACITY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan(p, r, SIZE_MAX, b, 4, &nb, f, 4, &nf, &bad),
+                    KB_LENGTH_OVERFLOW, SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(NULL, rs, 4, b, 4, &nb, f, 4, &nf), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, rs, 4, b, 4, NULL, f, 4, &nf), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, rs, 4, b, 4, &nb, f, 4, NULL), KB_NULL_POINTER,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, NULL, 4, b, 4, &nb, f, 4, &nf), KB_NULL_ARRAY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, rs, 4, NULL, 4, &nb, f, 4, &nf), KB_NULL_ARRAY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, rs, 4, b, 0, &nb, f, 4, &nf), KB_ZERO_CAPACITY,
+                    SIZE_MAX);
+  EXPECT_PLAN_ERROR(kb_planner_plan_sizes(p, rs, 4, b, 4, &nb, f, 0, &nf), KB_ZERO_CAPACITY,
+                    SIZE_MAX);
+
+  /* Cursor: the out-pointers are required. */
+  FILL(one);
+  FILL(onef);
+  FILL(bad);
+  CHECK_ST(kb_planner_next(NULL, r, n, &one, &onef, &bad), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next(p, r, n, NULL, &onef, &bad), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next(p, r, n, &one, NULL, &bad), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next(p, NULL, n, &one, &onef, &bad), KB_NULL_ARRAY);
+  CHECK_ST(kb_planner_next_sizes(NULL, rs, 4, &one, &onef), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next_sizes(p, rs, 4, NULL, &onef), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next_sizes(p, rs, 4, &one, NULL), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_next_sizes(p, NULL, 4, &one, &onef), KB_NULL_ARRAY);
+  CHECK_UNTOUCHED(one);
+  CHECK_UNTOUCHED(onef);
+  CHECK_UNTOUCHED(bad);
+  CHECK_ST(kb_planner_position(p, &pos1), KB_OK);
+  CHECK_EQ(pos1, pos0);
+  FILL(pos1);
+  CHECK_ST(kb_planner_position(NULL, &pos1), KB_NULL_POINTER);
+  CHECK_ST(kb_planner_position(p, NULL), KB_NULL_POINTER);
+  CHECK_UNTOUCHED(pos1);
+  {
+    kb_stats s;
+    FILL(s);
+    CHECK_ST(kb_planner_stats(NULL, &s), KB_NULL_POINTER);
+    CHECK_ST(kb_planner_stats(p, NULL), KB_NULL_POINTER);
+    CHECK_UNTOUCHED(s);
+  }
+  {
+    kb_planner *q;
+    FILL(q);
+    CHECK_ST(kb_planner_new(&l, NULL), KB_NULL_POINTER);
+    CHECK_UNTOUCHED(q);
+  }
+
+  /* Bad records, each at its index past the position, in every field. */
+  for (i = 0; i < 5; i++) {
+    static kb_record bad_r[64];
+    size_t at = pos0 + 3 + i;
+    memcpy(bad_r, r, sizeof r);
+    switch (i) {
+      case 0: bad_r[at].data = NULL; bad_r[at].data_len = 5; break;
+      case 1: bad_r[at].key = NULL; bad_r[at].key_len = 2; break;
+      case 2: bad_r[at].hash_key = NULL; bad_r[at].hash_key_len = 1; break;
+      case 3: bad_r[at].data_len = SIZE_MAX; bad_r[at].key_len = 2; break;
+      default:
+        bad_r[at].data_len = SIZE_MAX / 2 + 1;
+        bad_r[at].key_len = SIZE_MAX / 2;
+        bad_r[at].key = filler;
+        break;
+    }
+    {
+      kb_status want = i < 3 ? KB_NULL_FIELD : KB_LENGTH_OVERFLOW;
+      EXPECT_PLAN_ERROR(kb_planner_plan(p, bad_r, n, b, 4, &nb, f, 4, &nf, &bad), want, at);
+      EXPECT_PLAN_ERROR(kb_planner_plan(p, bad_r, n, b, 4, &nb, f, 4, &nf, NULL), want,
+                        SIZE_MAX);
+      FILL(one);
+      FILL(onef);
+      FILL(bad);
+      CHECK_ST(kb_planner_next(p, bad_r, n, &one, &onef, &bad), want);
+      CHECK_EQ(bad, at);
+      CHECK_UNTOUCHED(one);
+      CHECK_UNTOUCHED(onef);
+      CHECK_ST(kb_planner_position(p, &pos1), KB_OK);
+      CHECK_EQ(pos1, pos0);
+    }
+  }
+#undef EXPECT_PLAN_ERROR
+
+  /* After all those errors, the planner goes on exactly as an untouched one would. */
+  CHECK_ST(kb_planner_new(&l, &fresh), KB_OK);
+  CHECK_ST(kb_planner_plan(fresh, r, n, b, 1, &nb, f, 1, &nf, NULL), st0);
+  CHECK_ST(kb_planner_plan(p, r, n, after.batches, MAXN, &after.n_batches, after.refusals,
+                           MAXN, &after.n_refusals, NULL),
+           KB_OK);
+  CHECK_ST(kb_planner_plan(fresh, r, n, whole.batches, MAXN, &whole.n_batches,
+                           whole.refusals, MAXN, &whole.n_refusals, NULL),
+           KB_OK);
+  CHECK(same_plan(&after, &whole));
+  {
+    kb_stats s1, s2;
+    CHECK_ST(kb_planner_stats(p, &s1), KB_OK);
+    CHECK_ST(kb_planner_stats(fresh, &s2), KB_OK);
+    CHECK(memcmp(&s1, &s2, sizeof s1) == 0);
+  }
+  kb_planner_free(fresh);
+  kb_planner_free(p);
+}
+
+/* A bad record beyond what a call can read does not fail it; the call reaching it does. */
+static void test_reach(void) {
+  kb_limits kds = kb_profile(KB_PROFILE_KDS);
+  static kb_record r[2001];
+  kb_planner *p;
+  kb_batch b[1];
+  kb_refusal f[1];
+  size_t nb, nf, bad, i, batches = 0, pos_before = 0, pos_after = 0;
+  kb_status st;
+  for (i = 0; i < 2000; i++) {
+    r[i] = kb_rec(U8("x"), 1, U8("k"), 1);
+  }
+  r[2000] = kb_rec(U8("x"), 1, NULL, 3);
+
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  st = kb_planner_plan(p, r, 2001, b, 1, &nb, f, 1, &nf, &bad);
+  CHECK_ST(st, KB_BATCHES_FULL);
+  CHECK_EQ(nb, 1);
+  CHECK_EQ(b[0].start, 0);
+  CHECK_EQ(b[0].end, 500);
+  batches = nb;
+  for (i = 0; i < 10 && st == KB_BATCHES_FULL; i++) {
+    kb_planner_position(p, &pos_before);
+    FILL(bad);
+    st = kb_planner_plan(p, r, 2001, b, 1, &nb, f, 1, &nf, &bad);
+    kb_planner_position(p, &pos_after);
+    if (st == KB_BATCHES_FULL) {
+      CHECK_EQ(b[0].start, batches * 500);
+      batches += nb;
+    }
+  }
+  /* Some call reaches index 2000 and fails there, having written nothing. */
+  CHECK_ST(st, KB_NULL_FIELD);
+  CHECK_EQ(bad, 2000);
+  CHECK_EQ(pos_after, pos_before);
+  CHECK(batches >= 1 && batches <= 4);
+  kb_planner_free(p);
+
+  /* The cursor too: its first event comes from records far before the bad one. */
+  CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+  CHECK_ST(kb_planner_next(p, r, 2001, b, f, &bad), KB_OK);
+  CHECK_EQ(b[0].end, 500);
+  for (i = 0; i < 10; i++) {
+    FILL(bad);
+    st = kb_planner_next(p, r, 2001, b, f, &bad);
+    if (st != KB_OK) {
+      break;
+    }
+  }
+  CHECK_ST(st, KB_NULL_FIELD);
+  CHECK_EQ(bad, 2000);
+  kb_planner_free(p);
+}
+
+static void test_accumulator(void) {
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 2, 1024, 1024);
+  kb_limits kds = kb_profile(KB_PROFILE_KDS);
+  kb_accumulator *a, *fresh;
+  kb_record r;
+  kb_record_size rs;
+  kb_batch b;
+  kb_reason why;
+  size_t n, idx;
+  kb_stats s;
+
+  CHECK_ST(kb_accumulator_new(&l, &a), KB_OK);
+  CHECK_ST(kb_accumulator_pending(a, &b), KB_END);
+  CHECK_ST(kb_accumulator_flush(a, &b), KB_END);
+  CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
+  CHECK_EQ(n, 0);
+  r = kb_rec(U8("a"), 1, U8("k"), 1);
+  FILL(b);
+  FILL(why);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_OK);
+  CHECK_UNTOUCHED(b);
+  CHECK_UNTOUCHED(why);
+  r = kb_rec(U8("b"), 1, NULL, 0);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_REFUSED);
+  CHECK_EQ(why, KB_REASON_KEY_EMPTY);
+  CHECK_UNTOUCHED(b);
+  CHECK_ST(kb_accumulator_pending(a, &b), KB_OK);
+  CHECK_EQ(b.start, 0);
+  CHECK_EQ(b.end, 1);
+  CHECK_EQ(b.records, 1);
+  CHECK_EQ(b.bytes, 2);
+  CHECK_ST(kb_accumulator_skip(a, &idx), KB_OK);
+  CHECK_EQ(idx, 2);
+  r = kb_rec(U8("c"), 1, U8("k"), 1);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_OK);
+  CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
+  CHECK_EQ(n, 4);
+
+  /* Errors: nothing written, no index taken. */
+  {
+    kb_record bad = kb_rec(U8("d"), 1, NULL, 4);
+    kb_record over = kb_rec(U8("d"), SIZE_MAX, U8("k"), 2);
+    FILL(b);
+    FILL(why);
+    CHECK_ST(kb_accumulator_push(a, &bad, &b, &why), KB_NULL_FIELD);
+    CHECK_ST(kb_accumulator_push(a, &over, &b, &why), KB_LENGTH_OVERFLOW);
+    CHECK_ST(kb_accumulator_push(NULL, &r, &b, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push(a, NULL, &b, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push(a, &r, NULL, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push(a, &r, &b, NULL), KB_NULL_POINTER);
+    memset(&rs, 0, sizeof rs);
+    CHECK_ST(kb_accumulator_push_size(NULL, &rs, &b, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push_size(a, NULL, &b, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push_size(a, &rs, NULL, &why), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_push_size(a, &rs, &b, NULL), KB_NULL_POINTER);
+    CHECK_UNTOUCHED(b);
+    CHECK_UNTOUCHED(why);
+    FILL(idx);
+    CHECK_ST(kb_accumulator_skip(NULL, &idx), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_skip(a, NULL), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_flush(NULL, &b), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_flush(a, NULL), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_pending(NULL, &b), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_pending(a, NULL), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_pushed(NULL, &idx), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_pushed(a, NULL), KB_NULL_POINTER);
+    FILL(s);
+    CHECK_ST(kb_accumulator_stats(NULL, &s), KB_NULL_POINTER);
+    CHECK_ST(kb_accumulator_stats(a, NULL), KB_NULL_POINTER);
+    CHECK_UNTOUCHED(s);
+    CHECK_UNTOUCHED(b);
+    CHECK_UNTOUCHED(idx);
+    CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
+    CHECK_EQ(n, 4);
+    {
+      kb_accumulator *q;
+      FILL(q);
+      CHECK_ST(kb_accumulator_new(&l, NULL), KB_NULL_POINTER);
+      CHECK_UNTOUCHED(q);
+    }
+  }
+
+  /* The third accepted record does not fit two per request: send the first batch. */
+  r = kb_rec(U8("e"), 1, U8("k"), 1);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_SEND_FIRST);
+  CHECK_EQ(b.start, 0);
+  CHECK_EQ(b.end, 4);
+  CHECK_EQ(b.records, 2); /* 0 and 3; 1 refused, 2 skipped */
+  CHECK_EQ(b.bytes, 4);
+  CHECK_ST(kb_accumulator_pending(a, &b), KB_OK);
+  CHECK_EQ(b.start, 4);
+  CHECK_EQ(b.end, 5);
+  memset(&rs, 0, sizeof rs);
+  rs.data_len = 10;
+  rs.key_len = 2;
+  rs.key_units = 2;
+  CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_OK);
+  rs.flags = KB_RECORD_KEY_NOT_UTF8;
+  CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_REFUSED);
+  CHECK_EQ(why, KB_REASON_KEY_NOT_UTF8);
+  rs.flags = 0;
+  CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_SEND_FIRST);
+  CHECK_EQ(b.start, 4);
+  CHECK_EQ(b.end, 6);
+  CHECK_EQ(b.records, 2);
+  CHECK_EQ(b.bytes, 14);
+  CHECK_ST(kb_accumulator_stats(a, &s), KB_OK);
+  CHECK_EQ(s.batches, 2);
+  CHECK_EQ(s.records, 4);
+  CHECK_EQ(s.bytes, 18);
+  CHECK_EQ(s.refused[KB_REASON_KEY_EMPTY], 1);
+  CHECK_EQ(s.refused[KB_REASON_KEY_NOT_UTF8], 1);
+  CHECK_ST(kb_accumulator_flush(a, &b), KB_OK);
+  CHECK_EQ(b.start, 7);
+  CHECK_EQ(b.end, 8);
+  CHECK_EQ(b.records, 1);
+  FILL(b);
+  CHECK_ST(kb_accumulator_flush(a, &b), KB_END);
+  CHECK_UNTOUCHED(b);
+  CHECK_ST(kb_accumulator_pending(a, &b), KB_END);
+  CHECK_UNTOUCHED(b);
+  CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
+  CHECK_EQ(n, 8);
+  kb_accumulator_free(a);
+
+  /* Pushing an array and flushing is the planner's plan. */
+  {
+    static kb_record q[300];
+    static struct whole_plan whole;
+    kb_limits m = kb_custom(KB_PROFILE_KDS, 7, 400, 100);
+    size_t k, nb = 0, nr = 0, ok = 1;
+    mixed_records(q, 300);
+    CHECK_ST(plan_whole(&m, q, 300, &whole), KB_OK);
+    CHECK_ST(kb_accumulator_new(&m, &a), KB_OK);
+    CHECK_ST(kb_accumulator_new(&kds, &fresh), KB_OK);
+    for (k = 0; k < 300; k++) {
+      kb_status st = kb_accumulator_push(a, &q[k], &b, &why);
+      if (st == KB_SEND_FIRST) {
+        ok &= nb < whole.n_batches && kb_batch_eq(&b, &whole.batches[nb]);
+        nb++;
+      } else if (st == KB_REFUSED) {
+        ok &= nr < whole.n_refusals && whole.refusals[nr].index == k &&
+              (unsigned)whole.refusals[nr].reason == (unsigned)why;
+        nr++;
+      } else {
+        ok &= st == KB_OK;
+      }
+    }
+    if (kb_accumulator_flush(a, &b) == KB_OK) {
+      ok &= nb < whole.n_batches && kb_batch_eq(&b, &whole.batches[nb]);
+      nb++;
+    }
+    CHECK(ok);
+    CHECK_EQ(nb, whole.n_batches);
+    CHECK_EQ(nr, whole.n_refusals);
+    kb_accumulator_free(a);
+    kb_accumulator_free(fresh);
+  }
+}
+
+void KB_SUITE(test_planner)(void) {
+  test_plan_basics();
+  test_plan_boundaries();
+  test_resume();
+  test_plan_errors();
+  test_reach();
+  test_accumulator();
+}
