@@ -11,18 +11,51 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
-step "format and lints"
+step "system packages (C compiler, pkg-config, valgrind, libcurl headers)"
+# The C ABI's tests need these; install whatever is missing (Debian/Ubuntu).
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] ||
+  missing+=(libcurl4-openssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get install -y -q "${missing[@]}" >/dev/null ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi
+
+step "format and lints (the no_std core alone, then everything with the C ABI)"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features kinesis-batcher/ffi-test-panic -- -D warnings
 
 step "docs (broken links and examples are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features kinesis-batcher/ffi
 
-step "unit, boundary, property, no-allocation and doc tests (optimised, with overflow and debug checks)"
-cargo test --workspace --profile ci
+step "unit, boundary, property, no-allocation, doc, header and C suite tests (optimised, with overflow and debug checks)"
+cargo test --workspace --profile ci --features kinesis-batcher/ffi-test-panic
+
+step "the C suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind"
+bash scripts/c-memcheck.sh
+
+step "install into a temporary prefix; build and link a consumer with pkg-config alone"
+bash scripts/install-test.sh
+
+step "the README's C example, and the sample C producer against a fake Kinesis endpoint"
+bash scripts/readme-c-example.sh
+prefix="$PWD/target/c-prefix"
+rm -rf "$prefix"
+make -s install PREFIX="$prefix" >/dev/null
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" bash bindings/c/test/run.sh
 
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
-cargo bench -- --test
+cargo bench --features ffi -- --test
 
 step "the README's main command, and the Rust example"
 cargo run --quiet --release -- demo >/dev/null 2>&1
