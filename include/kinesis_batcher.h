@@ -7,7 +7,7 @@
  * Conventions (README, "The C ABI"):
  * - Functions return a kb_status: KB_OK (0), another value below 100 saying how the
  *   call ended, or an error (100 and up) after which nothing was written except an
- *   optional bad_index, and no object changed.
+ *   optional bad_index (or key_reason), and no object changed.
  * - (NULL, 0) is an empty array; NULL with a non-zero length is KB_NULL_ARRAY.
  * - The caller owns every array. Objects come from *_new (the only allocation) and go
  *   to *_free. One thread at a time per object; no global state.
@@ -181,7 +181,8 @@ typedef struct kb_planner kb_planner;
 
 // What a call did. `KB_OK` (0) and the other values below 100 say how a call ended
 // and are not errors; 100 and above are errors, after which nothing was written (but
-// the optional `bad_index`) and no object changed. A fixed-width integer, not a C enum,
+// the optional `bad_index`, or `key_reason` for `KB_KEY_REFUSED`) and no object
+// changed. A fixed-width integer, not a C enum,
 // whose size would be the compiler's choice.
 typedef uint32_t kb_status;
 
@@ -388,7 +389,9 @@ typedef struct kb_retry_stats {
 // Success: done, or the value asked for is written.
 #define KB_OK 0
 
-// The batch array filled: handle what was written, then call again to go on.
+// The batch array filled: handle what was written, then call again to go on. A bulk
+// plan also returns it when it stopped before a record it cannot read, after writing
+// what came before; the next call reports that record.
 #define KB_BATCHES_FULL 1
 
 // The refusal array filled: handle what was written, then call again to go on.
@@ -401,7 +404,8 @@ typedef struct kb_retry_stats {
 // Nothing more: the plan is complete, there is no line left, or nothing is pending.
 #define KB_END 4
 
-// The previous request has not been settled yet; nothing was written.
+// The previous request has not been settled yet: the counts are 0, nothing else was
+// written.
 #define KB_IN_FLIGHT 5
 
 // The pushed record did not fit: send the batch written first. The record now starts
@@ -421,8 +425,9 @@ typedef struct kb_retry_stats {
 // names the record).
 #define KB_NULL_FIELD 102
 
-// A record's lengths add up past 2^64 - 1, or a length or capacity is larger than any
-// object can be (`bad_index` names the record, if one is at fault).
+// A length is larger than any object can be: a record's lengths add up past
+// 2^64 - 1 or one is above `PTRDIFF_MAX` (`bad_index` names the record), or an
+// array's size in bytes would be above `PTRDIFF_MAX`.
 #define KB_LENGTH_OVERFLOW 103
 
 // An output capacity is 0: the call could never make progress.
@@ -727,9 +732,11 @@ void kb_planner_free(struct kb_planner *planner);
 // capacities (each at least 1). Refusals are always written before, or in the same call
 // as, the batch whose range spans them.
 //
-// Records are checked before they are read (as far as this call can read): a NULL field
-// with a non-zero length is `KB_NULL_FIELD`, lengths that overflow `KB_LENGTH_OVERFLOW`,
-// with the record's index in `*bad_index` (which may be NULL).
+// Records are checked as they are read, in the same pass: a NULL field with a non-zero
+// length is `KB_NULL_FIELD`, lengths that overflow `KB_LENGTH_OVERFLOW`, with the
+// record's index in `*bad_index` (which may be NULL). A call that meets such a record
+// after writing something returns what it wrote with `KB_BATCHES_FULL`; the next call,
+// which can make no progress, returns the error and changes nothing.
 //
 // # Safety
 // `planner` came from `kb_planner_new`; `records` is NULL or points to `n_records`

@@ -97,6 +97,18 @@ pub trait Measure {
         None
     }
 
+    /// Whether the record can be read at all. A bulk [`Planner::plan`](crate::Planner::plan)
+    /// call stops before a record that cannot, with [`Status::Unreadable`](crate::Status),
+    /// having written what came before it. Every record of this crate's types can; the C
+    /// ABI's records cannot when a pointer is NULL with a non-zero length, so the check
+    /// happens in the same pass as planning. An unreadable record must also fail
+    /// [`Measure::weigh`] (answer above any cap), as it does when `measure` refuses it.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn readable(&self) -> bool {
+        true
+    }
+
     /// The sum of the sizes of `records` when [`Measure::measure`] accepts every one of
     /// them, or a value above any request cap ([`REFUSED_WEIGHT`] or more) otherwise: the
     /// planner's fast path over a few records at a time (at most 64). An override may

@@ -495,6 +495,7 @@ fn resumed<M: Measure>(
             Status::BatchesFull => prop_assert_eq!(progress.batches, room_b),
             Status::RefusalsFull => prop_assert_eq!(progress.refusals, room_r),
             Status::Done => {}
+            Status::Unreadable => prop_assert!(false, "every Record is readable"),
         }
         out.batches.extend_from_slice(&batches[..progress.batches]);
         out.refusals

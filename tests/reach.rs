@@ -5,15 +5,18 @@
 //! [`Planner::event_reach`], [`Delivery::reach`] and the waiting entries), so resuming
 //! over a large array stays linear. If a call read further, a bad record there would be
 //! read unchecked. These properties record every index a call measures and compare.
+//!
+//! The bulk call instead checks each record as it reads it ([`Measure::readable`]) and
+//! stops before one it cannot read; the last property checks that stop.
 
 #[path = "support/records.rs"]
 mod records;
 use records::{Rec, views};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use kinesis_batcher::retry::{Delivery, ErrorKind, Outcome, Pending, RetryPolicy, Terminal};
-use kinesis_batcher::{Batch, Limits, Measure, Planner, Reason, Record, Refusal};
+use kinesis_batcher::{Batch, Limits, Measure, Planner, Reason, Record, Refusal, Status};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::RngAlgorithm;
@@ -42,6 +45,26 @@ impl Measure for Probe<'_> {
     fn key_identity(&self, limits: &Limits) -> Option<u64> {
         self.reads.borrow_mut().push(self.index);
         self.record.key_identity(limits)
+    }
+}
+
+/// A record that may be unreadable until mended: refused by `measure` (as the C ABI's
+/// records are, so the fast path leaves it alone) and reported by `readable`.
+struct Fragile<'a> {
+    record: Record<'a>,
+    broken: Cell<bool>,
+}
+
+impl Measure for Fragile<'_> {
+    fn readable(&self) -> bool {
+        !self.broken.get()
+    }
+
+    fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
+        if self.broken.get() {
+            return Err(Reason::RecordTooLarge);
+        }
+        self.record.measure(limits)
     }
 }
 
@@ -171,5 +194,50 @@ proptest! {
                 break;
             }
         }
+    }
+
+    #[test]
+    fn bulk_calls_stop_before_an_unreadable_record_and_resume_once_it_is_mended(
+        (limits, records) in case(),
+        broken in vec(any::<bool>(), 120),
+        caps in capacities(),
+    ) {
+        let views = views(&records);
+        let input: Vec<Fragile> = views
+            .iter()
+            .zip(&broken)
+            .map(|(&record, &b)| Fragile { record, broken: Cell::new(b && record.data.len() % 7 == 0) })
+            .collect();
+        let mut expected = (vec![Batch::default(); 200], vec![Refusal::default(); 200]);
+        let whole = Planner::new(limits).plan(&views, &mut expected.0, &mut expected.1);
+        prop_assert_eq!(whole.status, Status::Done);
+
+        let mut planner = Planner::new(limits);
+        let (mut got_b, mut got_r) = (Vec::new(), Vec::new());
+        let mut batches = [Batch::default(); 8];
+        let mut refusals = [Refusal::default(); 8];
+        for &(b, r) in caps.iter().cycle().take(8 * records.len() + 8) {
+            let progress = planner.plan(&input, &mut batches[..b], &mut refusals[..r]);
+            got_b.extend_from_slice(&batches[..progress.batches]);
+            got_r.extend_from_slice(&refusals[..progress.refusals]);
+            match progress.status {
+                Status::Done => break,
+                Status::Unreadable => {
+                    // Stopped exactly before the first broken record from where it was.
+                    let at = planner.position();
+                    prop_assert!(input[at].broken.get());
+                    prop_assert!(input[..at].iter().all(|f| !f.broken.get()));
+                    // Stopped again, writing nothing, until it is mended.
+                    let again = planner.plan(&input, &mut batches[..b], &mut refusals[..r]);
+                    prop_assert_eq!((again.status, again.batches, again.refusals), (Status::Unreadable, 0, 0));
+                    prop_assert_eq!(planner.position(), at);
+                    input[at].broken.set(false);
+                }
+                _ => {}
+            }
+        }
+        // Nothing lost, nothing changed: the plan of the input as if it had never broken.
+        prop_assert_eq!(&got_b[..], &expected.0[..whole.batches]);
+        prop_assert_eq!(&got_r[..], &expected.1[..whole.refusals]);
     }
 }

@@ -57,7 +57,11 @@ pub unsafe extern "C" fn kb_planner_free(planner: *mut kb_planner) {
     })
 }
 
-/// The bulk call for either record form, once the records are safe to read.
+/// The bulk call for either record form. A record the core cannot read stops the call
+/// before it (`Status::Unreadable`): when something was written, the call returns it
+/// with `KB_BATCHES_FULL` ("call again") and the next call, which can make no progress,
+/// reports the record; when nothing was written, the planner is put back as it was and
+/// `unreadable(position)` says which error it is.
 ///
 /// # Safety
 /// Every pointer is NULL or valid as `kb_planner_plan` documents.
@@ -71,22 +75,31 @@ unsafe fn plan<M: Measure>(
     refusals: *mut Refusal,
     refusals_cap: usize,
     n_refusals: *mut usize,
+    unreadable: impl FnOnce(usize) -> kb_status,
 ) -> kb_status {
     // SAFETY: the caller's promise above.
     let batches = check!(unsafe { output(batches, batches_cap) });
     // SAFETY: the caller's promise above.
     let refusals = check!(unsafe { output(refusals, refusals_cap) });
+    let before = *planner;
     let progress = planner.plan(records, batches, refusals);
+    let status = match progress.status {
+        Status::Done => KB_OK,
+        Status::BatchesFull => KB_BATCHES_FULL,
+        Status::RefusalsFull => KB_REFUSALS_FULL,
+        Status::Unreadable if progress.batches + progress.refusals > 0 => KB_BATCHES_FULL,
+        Status::Unreadable => {
+            let position = planner.position();
+            *planner = before;
+            return unreadable(position);
+        }
+    };
     // SAFETY: both non-NULL (checked by the callers) and writable.
     unsafe {
         set(n_batches, progress.batches);
         set(n_refusals, progress.refusals);
     }
-    match progress.status {
-        Status::Done => KB_OK,
-        Status::BatchesFull => KB_BATCHES_FULL,
-        Status::RefusalsFull => KB_REFUSALS_FULL,
-    }
+    status
 }
 
 /// Plans as much of `records[0..n_records]` as the output arrays hold, from where the
@@ -99,9 +112,11 @@ unsafe fn plan<M: Measure>(
 /// capacities (each at least 1). Refusals are always written before, or in the same call
 /// as, the batch whose range spans them.
 ///
-/// Records are checked before they are read (as far as this call can read): a NULL field
-/// with a non-zero length is `KB_NULL_FIELD`, lengths that overflow `KB_LENGTH_OVERFLOW`,
-/// with the record's index in `*bad_index` (which may be NULL).
+/// Records are checked as they are read, in the same pass: a NULL field with a non-zero
+/// length is `KB_NULL_FIELD`, lengths that overflow `KB_LENGTH_OVERFLOW`, with the
+/// record's index in `*bad_index` (which may be NULL). A call that meets such a record
+/// after writing something returns what it wrote with `KB_BATCHES_FULL`; the next call,
+/// which can make no progress, returns the error and changes nothing.
 ///
 /// # Safety
 /// `planner` came from `kb_planner_new`; `records` is NULL or points to `n_records`
@@ -126,12 +141,13 @@ pub unsafe extern "C" fn kb_planner_plan(
         let planner = &mut unsafe { object_mut(planner) }.planner;
         // SAFETY: the caller's promise above.
         let records = check!(unsafe { input(records, n_records) });
-        let reach = planner.reach(batches_cap, refusals_cap);
-        if let Err((index, status)) = check_records(records, planner.position(), reach) {
+        let unreadable = |index: usize| {
             // SAFETY: NULL or writable (the caller's promise).
             unsafe { set(bad_index, index) };
-            return status;
-        }
+            let status = records[index].check();
+            debug_assert_ne!(status, KB_OK, "an unreadable record passes its check");
+            status
+        };
         // SAFETY: the caller's promises above.
         unsafe {
             plan(
@@ -143,6 +159,7 @@ pub unsafe extern "C" fn kb_planner_plan(
                 refusals,
                 refusals_cap,
                 n_refusals,
+                unreadable,
             )
         }
     })
@@ -181,6 +198,8 @@ pub unsafe extern "C" fn kb_planner_plan_sizes(
                 refusals,
                 refusals_cap,
                 n_refusals,
+                // Size-form records are plain integers: always readable.
+                |_| KB_PANIC,
             )
         }
     })

@@ -1,7 +1,7 @@
 //! The two record forms C passes in, and the checks that make them safe to read.
 
 use super::status::*;
-use crate::cost::{Measure, Reason, RecordSize, key_identity_of, measure_parts};
+use crate::cost::{Measure, REFUSED_WEIGHT, Reason, RecordSize, key_identity_of, measure_parts};
 use crate::limits::Limits;
 
 /// A record as it lies in the caller's memory: pointers and lengths. Only `data_len` of
@@ -37,11 +37,20 @@ const _: () = assert!(
 );
 
 impl kb_record {
-    /// `KB_OK` when every pointer is non-NULL or has a zero length, and the lengths can
-    /// be summed and sliced.
-    /// Whether [`kb_record::check`] could fail, without branches.
+    /// Whether the record can be turned into key and hash key slices: no NULL field
+    /// with a length (data included: such a record is an error, never planned), no key
+    /// or hash key longer than an object can be. Without branches.
     #[inline(always)]
-    fn suspect(&self) -> bool {
+    fn sliceable(&self) -> bool {
+        let null_field = (self.data.is_null() & (self.data_len != 0))
+            | (self.key.is_null() & (self.key_len != 0))
+            | (self.hash_key.is_null() & (self.hash_key_len != 0));
+        !null_field & ((self.key_len | self.hash_key_len) <= isize::MAX as usize)
+    }
+
+    /// Whether [`kb_record::check`] fails, without branches.
+    #[inline(always)]
+    pub(crate) fn suspect(&self) -> bool {
         let null_field = (self.data.is_null() & (self.data_len != 0))
             | (self.key.is_null() & (self.key_len != 0))
             | (self.hash_key.is_null() & (self.hash_key_len != 0));
@@ -51,6 +60,8 @@ impl kb_record {
         null_field | carry | carry_too | unsliceable
     }
 
+    /// `KB_OK` when every pointer is non-NULL or has a zero length, and the lengths can
+    /// be summed (in 64 bits) and sliced (each at most `isize::MAX`).
     pub(crate) fn check(&self) -> kb_status {
         let null_field = (self.data.is_null() && self.data_len != 0)
             | (self.key.is_null() && self.key_len != 0)
@@ -63,10 +74,11 @@ impl kb_record {
             .and_then(|sum| sum.checked_add(self.hash_key_len as u64))
             .is_some();
         let sliceable = (self.data_len | self.key_len | self.hash_key_len) <= isize::MAX as usize;
-        if !(fits && sliceable) {
-            return KB_LENGTH_OVERFLOW;
+        if fits && sliceable {
+            KB_OK
+        } else {
+            KB_LENGTH_OVERFLOW
         }
-        KB_OK
     }
 }
 
@@ -98,31 +110,39 @@ pub(crate) fn check_records(
     Ok(())
 }
 
-/// A [`kb_record`] the core may measure. Made only from records that passed
-/// [`kb_record::check`] (see [`checked`]); its methods still re-check every pointer, so
-/// a record the core read beyond what was checked would be refused, never dereferenced.
+/// A [`kb_record`] the core may measure: it checks its own pointers before any read.
 #[repr(transparent)]
 pub(crate) struct Checked(kb_record);
 
 impl Checked {
-    /// The key and hash key as slices: read only after [`kb_record::check`] passed for
-    /// this record, but re-checked here (two predictable branches) so that a record the
-    /// core read past the checked reach would be refused rather than dereferenced.
+    /// The key and hash key as slices, or `None` when the record fails
+    /// [`kb_record::check`]: the core asks before it reads ([`Measure::readable`] in the
+    /// bulk call, the bounded checks of the other calls), and this re-check keeps a
+    /// record the core read anyway from being dereferenced.
     #[inline(always)]
     fn keys(&self) -> Option<(&[u8], Option<&[u8]>)> {
-        let record = &self.0;
-        let bad_key = record.key.is_null() && record.key_len != 0;
-        let bad_hash = record.hash_key.is_null() && record.hash_key_len != 0;
-        let too_long = (record.key_len | record.hash_key_len) > isize::MAX as usize;
-        if bad_key | bad_hash | too_long {
+        if self.0.suspect() {
             return None;
         }
+        // SAFETY: not suspect, checked just above, so sliceable.
+        Some(unsafe { self.keys_unchecked() })
+    }
+
+    /// The key and hash key as slices.
+    ///
+    /// # Safety
+    /// The record is [`kb_record::sliceable`]: the key and hash key pointers are non-NULL
+    /// or have length 0, and their lengths are at most `isize::MAX`.
+    #[inline(always)]
+    unsafe fn keys_unchecked(&self) -> (&[u8], Option<&[u8]>) {
+        let record = &self.0;
         let key = if record.key_len == 0 {
             &[][..]
         } else {
-            // SAFETY: non-NULL with a length an object can have; the C caller guarantees
-            // that a record's non-NULL fields point to their lengths in bytes, valid and
-            // unchanged during the call. The slice lives no longer than `self`.
+            // SAFETY: non-NULL with a length an object can have (the precondition); the C
+            // caller guarantees that a record's non-NULL fields point to their lengths in
+            // bytes, valid and unchanged during the call. The slice lives no longer than
+            // `self`.
             unsafe { core::slice::from_raw_parts(record.key, record.key_len) }
         };
         let hash_key = if record.hash_key.is_null() {
@@ -131,19 +151,48 @@ impl Checked {
             // SAFETY: as for the key (a non-NULL hash key with length 0 is an empty one).
             Some(unsafe { core::slice::from_raw_parts(record.hash_key, record.hash_key_len) })
         };
-        Some((key, hash_key))
+        (key, hash_key)
     }
 }
 
 impl Measure for Checked {
     #[inline(always)]
+    fn readable(&self) -> bool {
+        !self.0.suspect()
+    }
+
+    #[inline(always)]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
         match self.keys() {
             Some((key, hash_key)) => measure_parts(limits, self.0.data_len as u64, key, hash_key),
-            // Unreachable when the binding checked what the core reads (the reach
-            // bounds); refused rather than read if it ever is.
+            // Refused, never read: the fast path then leaves the record to the one-at-a-
+            // time path, which asks `readable` and stops before it.
             None => Err(Reason::RecordTooLarge),
         }
+    }
+
+    /// The fast path over a few records: one branch-free verdict on all their pointers
+    /// first, so that the sizes are then measured without a check per record. Only what
+    /// reading needs is checked here; lengths too large to sum make a record too large,
+    /// which sends the chunk to the one-at-a-time path, which asks `readable`.
+    #[inline(always)]
+    fn weigh(records: &[Self], limits: &Limits) -> u64 {
+        if records
+            .iter()
+            .fold(false, |any, record| any | !record.0.sliceable())
+        {
+            return REFUSED_WEIGHT;
+        }
+        let mut sum = 0;
+        for record in records {
+            // SAFETY: every record of the chunk is sliceable, checked just above.
+            let (key, hash_key) = unsafe { record.keys_unchecked() };
+            sum += match measure_parts(limits, record.0.data_len as u64, key, hash_key) {
+                Ok(size) => u64::from(size),
+                Err(_) => REFUSED_WEIGHT,
+            };
+        }
+        sum
     }
 
     fn key_identity(&self, limits: &Limits) -> Option<u64> {

@@ -7,13 +7,16 @@ use crate::LimitsError;
 
 /// What a call did. `KB_OK` (0) and the other values below 100 say how a call ended
 /// and are not errors; 100 and above are errors, after which nothing was written (but
-/// the optional `bad_index`) and no object changed. A fixed-width integer, not a C enum,
+/// the optional `bad_index`, or `key_reason` for `KB_KEY_REFUSED`) and no object
+/// changed. A fixed-width integer, not a C enum,
 /// whose size would be the compiler's choice.
 pub type kb_status = u32;
 
 /// Success: done, or the value asked for is written.
 pub const KB_OK: kb_status = 0;
-/// The batch array filled: handle what was written, then call again to go on.
+/// The batch array filled: handle what was written, then call again to go on. A bulk
+/// plan also returns it when it stopped before a record it cannot read, after writing
+/// what came before; the next call reports that record.
 pub const KB_BATCHES_FULL: kb_status = 1;
 /// The refusal array filled: handle what was written, then call again to go on.
 pub const KB_REFUSALS_FULL: kb_status = 2;
@@ -22,7 +25,8 @@ pub const KB_REFUSALS_FULL: kb_status = 2;
 pub const KB_NEED_MORE: kb_status = 3;
 /// Nothing more: the plan is complete, there is no line left, or nothing is pending.
 pub const KB_END: kb_status = 4;
-/// The previous request has not been settled yet; nothing was written.
+/// The previous request has not been settled yet: the counts are 0, nothing else was
+/// written.
 pub const KB_IN_FLIGHT: kb_status = 5;
 /// The pushed record did not fit: send the batch written first. The record now starts
 /// the next batch.
@@ -37,8 +41,9 @@ pub const KB_NULL_ARRAY: kb_status = 101;
 /// A record's data, key or hash key is NULL while its length is not 0 (`bad_index`
 /// names the record).
 pub const KB_NULL_FIELD: kb_status = 102;
-/// A record's lengths add up past 2^64 - 1, or a length or capacity is larger than any
-/// object can be (`bad_index` names the record, if one is at fault).
+/// A length is larger than any object can be: a record's lengths add up past
+/// 2^64 - 1 or one is above `PTRDIFF_MAX` (`bad_index` names the record), or an
+/// array's size in bytes would be above `PTRDIFF_MAX`.
 pub const KB_LENGTH_OVERFLOW: kb_status = 103;
 /// An output capacity is 0: the call could never make progress.
 pub const KB_ZERO_CAPACITY: kb_status = 104;

@@ -25,6 +25,10 @@ pub enum Status {
     BatchesFull,
     /// The refusal array is full and another record is refused: call again to go on.
     RefusalsFull,
+    /// The record at [`Planner::position`] cannot be read (a binding's record with a NULL
+    /// pointer, say): what came before it is written, and a call that reaches it again
+    /// stops there again. Never for this crate's own record types.
+    Unreadable,
 }
 
 /// What one bulk call wrote.
@@ -132,6 +136,10 @@ impl Planner {
         while let Some(record) = input.get(index) {
             if fast_forward(&mut packer, input, &mut index, &mut single_until) {
                 continue;
+            }
+            if !record.readable() {
+                written.status = Status::Unreadable;
+                break;
             }
             match measure_within(record, &limits) {
                 Ok(size) => {

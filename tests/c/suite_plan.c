@@ -338,7 +338,7 @@ static void test_plan_errors(void) {
   kb_batch one;
   kb_refusal onef;
   kb_record_size rs[4];
-  kb_status st0;
+  kb_status st0, st;
   memset(rs, 0, sizeof rs);
   CHECK_ST(plan_whole(&l, r, n, &whole), KB_OK);
 
@@ -458,9 +458,41 @@ static void test_plan_errors(void) {
     }
     {
       kb_status want = i < 3 ? KB_NULL_FIELD : KB_LENGTH_OVERFLOW;
-      EXPECT_PLAN_ERROR(kb_planner_plan(p, bad_r, n, b, 4, &nb, f, 4, &nf, &bad), want, at);
-      EXPECT_PLAN_ERROR(kb_planner_plan(p, bad_r, n, b, 4, &nb, f, 4, &nf, NULL), want,
-                        SIZE_MAX);
+      /* The bulk call checks records in its planning pass: one that meets the bad record
+       * after writing something returns that with KB_BATCHES_FULL, stopped just before
+       * it; the next call, which can make no progress, fails and changes nothing. A
+       * separate planner, advanced as p was, so that p stays at pos0. */
+      kb_planner *q;
+      size_t pos_q;
+      CHECK_ST(kb_planner_new(&l, &q), KB_OK);
+      CHECK_ST(kb_planner_plan(q, r, n, b, 1, &nb, f, 1, &nf, NULL), st0);
+      FILL(bad);
+      st = kb_planner_plan(q, bad_r, n, b, 4, &nb, f, 4, &nf, &bad);
+      if (st == KB_BATCHES_FULL) {
+        CHECK(nb + nf > 0);
+        CHECK_UNTOUCHED(bad);
+        CHECK_ST(kb_planner_position(q, &pos_q), KB_OK);
+        CHECK_EQ(pos_q, at);
+        FILL_N(b, 4);
+        FILL_N(f, 4);
+        FILL(nb);
+        FILL(nf);
+        st = kb_planner_plan(q, bad_r, n, b, 4, &nb, f, 4, &nf, &bad);
+        CHECK_UNTOUCHED_N(b, 4);
+        CHECK_UNTOUCHED_N(f, 4);
+        CHECK_UNTOUCHED(nb);
+        CHECK_UNTOUCHED(nf);
+      } else {
+        pos_q = pos0;
+      }
+      CHECK_ST(st, want);
+      CHECK_EQ(bad, at);
+      CHECK_ST(kb_planner_position(q, &pos1), KB_OK);
+      CHECK_EQ(pos1, pos_q);
+      FILL(bad);
+      CHECK_ST(kb_planner_plan(q, bad_r, n, b, 4, &nb, f, 4, &nf, NULL), want);
+      CHECK_UNTOUCHED(bad);
+      kb_planner_free(q);
       FILL(one);
       FILL(onef);
       FILL(bad);
@@ -546,6 +578,57 @@ static void test_reach(void) {
   CHECK_ST(st, KB_NULL_FIELD);
   CHECK_EQ(bad, 2000);
   kb_planner_free(p);
+
+  /* The bulk call checks records in its planning pass. Records before the bad one that
+   * only fill the open batch: nothing is written, so the call fails at once and the
+   * planner is as it was. */
+  {
+    kb_record few[4];
+    size_t pos = 99;
+    few[0] = kb_rec(U8("a"), 1, U8("k"), 1);
+    few[1] = kb_rec(U8("b"), 1, U8("k"), 1);
+    few[2] = kb_rec(U8("c"), 1, NULL, 1); /* NULL key with a length */
+    few[3] = kb_rec(U8("d"), 1, U8("k"), 1);
+    CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+    FILL_N(b, 1);
+    FILL(nb);
+    st = kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad);
+    CHECK_ST(st, KB_NULL_FIELD);
+    CHECK_EQ(bad, 2);
+    CHECK_UNTOUCHED_N(b, 1);
+    CHECK_UNTOUCHED(nb);
+    CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+    CHECK_EQ(pos, 0);
+    /* Mended, the same planner plans the whole array. */
+    few[2].key = U8("k");
+    CHECK_ST(kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad), KB_OK);
+    CHECK_EQ(nb, 1);
+    CHECK_EQ(b[0].end, 4);
+    kb_planner_free(p);
+
+    /* A refusal written before the bad record: the call returns it with
+     * KB_BATCHES_FULL, stopped before the bad record; the next call fails there. */
+    few[1] = kb_rec(U8("b"), 1, U8("k"), 0); /* empty key: refused */
+    few[2] = kb_rec(NULL, 5, U8("k"), 1);    /* NULL data with a length */
+    CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
+    FILL(bad);
+    CHECK_ST(kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad), KB_BATCHES_FULL);
+    CHECK_EQ(nb, 0);
+    CHECK_EQ(nf, 1);
+    CHECK_EQ(f[0].index, 1);
+    CHECK_UNTOUCHED(bad);
+    CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+    CHECK_EQ(pos, 2);
+    FILL_N(f, 1);
+    FILL(nf);
+    CHECK_ST(kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad), KB_NULL_FIELD);
+    CHECK_EQ(bad, 2);
+    CHECK_UNTOUCHED_N(f, 1);
+    CHECK_UNTOUCHED(nf);
+    CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+    CHECK_EQ(pos, 2);
+    kb_planner_free(p);
+  }
 }
 
 static void test_accumulator(void) {
