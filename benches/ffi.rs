@@ -11,7 +11,9 @@
 //! arrays are allocated once, large enough for one call.
 
 mod common;
-use common::Rng;
+#[path = "common/records.rs"]
+mod records;
+use records::{Mix, buffers, records_of, specs};
 
 use std::hint::black_box;
 use std::ptr;
@@ -29,99 +31,11 @@ const SEED: u64 = 0x2545_F491_4F6C_DD1D;
 /// Output capacity of the resumed variants.
 const CHUNKED: usize = 64;
 
-/// What one generated record is.
-#[derive(Clone, Copy)]
-enum Kind {
-    Ok,
-    KeyEmpty,
-    KeyNotUtf8,
-    KeyTooLong,
-    TooLarge,
-}
-
-#[derive(Clone, Copy)]
-struct Spec {
-    data_len: usize,
-    key_len: usize,
-    kind: Kind,
-}
-
-/// Data 100 to 2000 bytes, keys 16 to 36 bytes; one record in 1000 is refused (one of
-/// four reasons). Under `Limits::KDS` batches close at 500 records.
-fn specs() -> Vec<Spec> {
-    let mut rng = Rng(SEED);
-    (0..N)
-        .map(|_| {
-            let roll = rng.range(0, 1000);
-            let key_len = rng.range(16, 37) as usize;
-            let data_len = rng.range(100, 2001) as usize;
-            let kind = match roll {
-                0 => match rng.range(0, 4) {
-                    0 => Kind::KeyEmpty,
-                    1 => Kind::KeyNotUtf8,
-                    2 => Kind::KeyTooLong,
-                    _ => Kind::TooLarge,
-                },
-                _ => Kind::Ok,
-            };
-            let (data_len, key_len) = match kind {
-                Kind::KeyEmpty => (data_len, 0),
-                Kind::KeyTooLong => (data_len, 300),
-                Kind::TooLarge => (1024 * 1024 + data_len, key_len),
-                Kind::Ok | Kind::KeyNotUtf8 => (data_len, key_len),
-            };
-            Spec {
-                data_len,
-                key_len,
-                kind,
-            }
-        })
-        .collect()
-}
-
-/// The bytes both forms point into: one data buffer (never read, only sliced) and every
-/// key back to back.
-struct Buffers {
-    data: Vec<u8>,
-    keys: Vec<u8>,
-}
-
-fn buffers(specs: &[Spec]) -> Buffers {
-    let largest = specs.iter().map(|s| s.data_len).max().unwrap_or(0);
-    let mut rng = Rng(SEED ^ 0xABCD);
-    let mut keys = Vec::with_capacity(specs.iter().map(|s| s.key_len).sum());
-    for spec in specs {
-        for _ in 0..spec.key_len {
-            // Printable ASCII, as user ids and UUIDs are.
-            keys.push(b'!' + (rng.next() % 94) as u8);
-        }
-        if let (Kind::KeyNotUtf8, Some(last)) = (spec.kind, keys.last_mut()) {
-            *last = 0xFF;
-        }
-    }
-    Buffers {
-        data: vec![0x5A; 2 * largest],
-        keys,
-    }
-}
-
-fn records_of<'a>(specs: &[Spec], buffers: &'a Buffers) -> Vec<Record<'a>> {
-    let mut rng = Rng(SEED ^ 0x1234);
-    let room = buffers.data.len() / 2;
-    let mut key_at = 0;
-    specs
-        .iter()
-        .map(|s| {
-            let data_at = rng.range(0, room as u64) as usize;
-            let record = Record::new(
-                &buffers.data[data_at..data_at + s.data_len],
-                &buffers.keys[key_at..key_at + s.key_len],
-            );
-            key_at += s.key_len;
-            record
-        })
-        .collect()
-}
+/// The workload.
+const MIX: Mix = Mix {
+    large_per_mille: 0,
+    small: (100, 2001),
+};
 
 /// The same records as C describes them: pointers into the same buffers.
 fn c_records_of(records: &[Record<'_>]) -> Vec<kb_record> {
@@ -331,9 +245,9 @@ fn ffi_1m(c: &mut Criterion) {
         unsafe { kb_limits_profile(KB_PROFILE_KDS, &mut c_limits) },
         KB_OK
     );
-    let specs = specs();
-    let buffers = buffers(&specs);
-    let records = records_of(&specs, &buffers);
+    let specs = specs(N, SEED, &MIX);
+    let buffers = buffers(&specs, SEED);
+    let records = records_of(&specs, &buffers, SEED);
     let c_records = c_records_of(&records);
     let sizes: Vec<RecordSize> = records
         .iter()

@@ -8,7 +8,9 @@
 //! before timing starts.
 
 mod common;
-use common::Rng;
+#[path = "common/records.rs"]
+mod records;
+use records::{Kind, Mix, Spec, buffers, records_of, specs};
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -23,60 +25,11 @@ const N: usize = 1_000_000;
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const MAX_KEY_CHARS: usize = 256;
 
-/// What one generated record is, before it becomes a `RecordSize` or a `Record`.
-#[derive(Clone, Copy)]
-enum Kind {
-    Ok,
-    KeyEmpty,
-    KeyNotUtf8,
-    KeyTooLong,
-    TooLarge,
-}
-
-#[derive(Clone, Copy)]
-struct Spec {
-    data_len: usize,
-    key_len: usize,
-    kind: Kind,
-}
-
-/// One record in 1000 is refused (one of four reasons), 11% are large (64 KiB to
-/// 300 KiB), the rest small (10 to 2000 bytes); keys are 16 to 36 ASCII bytes. With
-/// `Limits::KDS` (500 records, 10 MiB) this closes batches on both limits.
-fn specs() -> Vec<Spec> {
-    let mut rng = Rng(SEED);
-    (0..N)
-        .map(|_| {
-            let roll = rng.range(0, 1000);
-            let key_len = rng.range(16, 37) as usize;
-            let data_len = if roll < 110 {
-                rng.range(64 * 1024, 300 * 1024)
-            } else {
-                rng.range(10, 2001)
-            } as usize;
-            let kind = match roll {
-                0 => match rng.range(0, 4) {
-                    0 => Kind::KeyEmpty,
-                    1 => Kind::KeyNotUtf8,
-                    2 => Kind::KeyTooLong,
-                    _ => Kind::TooLarge,
-                },
-                _ => Kind::Ok,
-            };
-            let (data_len, key_len) = match kind {
-                Kind::KeyEmpty => (data_len, 0),
-                Kind::KeyTooLong => (data_len, 300),
-                Kind::TooLarge => (1024 * 1024 + data_len, key_len),
-                Kind::Ok | Kind::KeyNotUtf8 => (data_len, key_len),
-            };
-            Spec {
-                data_len,
-                key_len,
-                kind,
-            }
-        })
-        .collect()
-}
+/// The workload.
+const MIX: Mix = Mix {
+    large_per_mille: 110,
+    small: (10, 2001),
+};
 
 fn sizes_of(specs: &[Spec]) -> Vec<RecordSize> {
     specs
@@ -90,50 +43,6 @@ fn sizes_of(specs: &[Spec]) -> Vec<RecordSize> {
                 Kind::KeyNotUtf8 => RecordSize::KEY_NOT_UTF8,
                 _ => 0,
             },
-        })
-        .collect()
-}
-
-/// The buffers `Record`s point into: one data buffer (never read, only sliced) and one
-/// key buffer holding every key back to back.
-struct Buffers {
-    data: Vec<u8>,
-    keys: Vec<u8>,
-}
-
-fn buffers(specs: &[Spec]) -> Buffers {
-    let largest = specs.iter().map(|s| s.data_len).max().unwrap_or(0);
-    let mut rng = Rng(SEED ^ 0xABCD);
-    let mut keys = Vec::with_capacity(specs.iter().map(|s| s.key_len).sum());
-    for spec in specs {
-        for _ in 0..spec.key_len {
-            // Printable ASCII, as user ids and UUIDs are.
-            keys.push(b'!' + (rng.next() % 94) as u8);
-        }
-        if let (Kind::KeyNotUtf8, Some(last)) = (spec.kind, keys.last_mut()) {
-            *last = 0xFF;
-        }
-    }
-    Buffers {
-        data: vec![0x5A; 2 * largest],
-        keys,
-    }
-}
-
-fn records_of<'a>(specs: &[Spec], buffers: &'a Buffers) -> Vec<Record<'a>> {
-    let mut rng = Rng(SEED ^ 0x1234);
-    let room = buffers.data.len() / 2;
-    let mut key_at = 0;
-    specs
-        .iter()
-        .map(|s| {
-            let data_at = rng.range(0, room as u64) as usize;
-            let record = Record::new(
-                &buffers.data[data_at..data_at + s.data_len],
-                &buffers.keys[key_at..key_at + s.key_len],
-            );
-            key_at += s.key_len;
-            record
         })
         .collect()
 }
@@ -278,7 +187,7 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTim
 
 fn sizes_1m(c: &mut Criterion) {
     let limits = Limits::KDS;
-    let sizes = sizes_of(&specs());
+    let sizes = sizes_of(&specs(N, SEED, &MIX));
     let (mut batches, mut refusals) = outputs(sizes.len());
 
     // Every variant must give the same plan shape before any of them is timed.
@@ -325,9 +234,9 @@ fn sizes_1m(c: &mut Criterion) {
 
 fn records_1m(c: &mut Criterion) {
     let limits = Limits::KDS;
-    let specs = specs();
-    let buffers = buffers(&specs);
-    let records = records_of(&specs, &buffers);
+    let specs = specs(N, SEED, &MIX);
+    let buffers = buffers(&specs, SEED);
+    let records = records_of(&specs, &buffers, SEED);
     let (mut batches, mut refusals) = outputs(records.len());
 
     let expected = bulk(&records, limits, &mut batches, &mut refusals);
