@@ -41,128 +41,6 @@ pub type LineDriver = unsafe extern "C" fn(
     *mut Reason,
 ) -> kb_status;
 
-unsafe extern "C" {
-    fn c_suite_run() -> c_ulong;
-    fn c_suite_checks() -> c_ulong;
-    fn c_thread_worker(seed: u64) -> c_ulong;
-    fn c_drive_plan(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn c_drive_next(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn c_drive_accumulator(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn c_drive_sizes(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn c_drive_lines(
-        l: *const kb_limits,
-        key: *const u8,
-        key_len: usize,
-        options: u32,
-        input: *const u8,
-        len: usize,
-        seed: u64,
-        b: *mut LineBatch,
-        b_cap: usize,
-        nb: *mut usize,
-        f: *mut LineRefusal,
-        f_cap: usize,
-        nf: *mut usize,
-        key_reason: *mut Reason,
-    ) -> kb_status;
-
-    fn cxx_suite_run() -> c_ulong;
-    fn cxx_suite_checks() -> c_ulong;
-    fn cxx_thread_worker(seed: u64) -> c_ulong;
-    fn cxx_drive_plan(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn cxx_drive_next(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn cxx_drive_accumulator(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn cxx_drive_sizes(
-        l: *const kb_limits,
-        r: *const kb_record,
-        n: usize,
-        seed: u64,
-        b: *mut Batch,
-        nb: *mut usize,
-        f: *mut Refusal,
-        nf: *mut usize,
-    ) -> kb_status;
-    fn cxx_drive_lines(
-        l: *const kb_limits,
-        key: *const u8,
-        key_len: usize,
-        options: u32,
-        input: *const u8,
-        len: usize,
-        seed: u64,
-        b: *mut LineBatch,
-        b_cap: usize,
-        nb: *mut usize,
-        f: *mut LineRefusal,
-        f_cap: usize,
-        nf: *mut usize,
-        key_reason: *mut Reason,
-    ) -> kb_status;
-}
-
 /// One language's copy of the suite.
 #[derive(Clone, Copy)]
 pub struct Lang {
@@ -186,31 +64,103 @@ pub struct Lang {
     pub drive_lines: LineDriver,
 }
 
+/// Declares one language's copy of the entry points (`c_*` or `cxx_*`, as build.rs
+/// names them) in a module, with its [`Lang`].
+macro_rules! copy_of_the_suite {
+    ($module:ident, $name:literal, $prefix:literal) => {
+        mod $module {
+            use super::*;
+
+            unsafe extern "C" {
+                #[link_name = concat!($prefix, "suite_run")]
+                fn suite_run() -> c_ulong;
+                #[link_name = concat!($prefix, "suite_checks")]
+                fn suite_checks() -> c_ulong;
+                #[link_name = concat!($prefix, "thread_worker")]
+                fn thread_worker(seed: u64) -> c_ulong;
+                #[link_name = concat!($prefix, "drive_plan")]
+                fn drive_plan(
+                    l: *const kb_limits,
+                    r: *const kb_record,
+                    n: usize,
+                    seed: u64,
+                    b: *mut Batch,
+                    nb: *mut usize,
+                    f: *mut Refusal,
+                    nf: *mut usize,
+                ) -> kb_status;
+                #[link_name = concat!($prefix, "drive_next")]
+                fn drive_next(
+                    l: *const kb_limits,
+                    r: *const kb_record,
+                    n: usize,
+                    seed: u64,
+                    b: *mut Batch,
+                    nb: *mut usize,
+                    f: *mut Refusal,
+                    nf: *mut usize,
+                ) -> kb_status;
+                #[link_name = concat!($prefix, "drive_accumulator")]
+                fn drive_accumulator(
+                    l: *const kb_limits,
+                    r: *const kb_record,
+                    n: usize,
+                    seed: u64,
+                    b: *mut Batch,
+                    nb: *mut usize,
+                    f: *mut Refusal,
+                    nf: *mut usize,
+                ) -> kb_status;
+                #[link_name = concat!($prefix, "drive_sizes")]
+                fn drive_sizes(
+                    l: *const kb_limits,
+                    r: *const kb_record,
+                    n: usize,
+                    seed: u64,
+                    b: *mut Batch,
+                    nb: *mut usize,
+                    f: *mut Refusal,
+                    nf: *mut usize,
+                ) -> kb_status;
+                #[link_name = concat!($prefix, "drive_lines")]
+                fn drive_lines(
+                    l: *const kb_limits,
+                    key: *const u8,
+                    key_len: usize,
+                    options: u32,
+                    input: *const u8,
+                    len: usize,
+                    seed: u64,
+                    b: *mut LineBatch,
+                    b_cap: usize,
+                    nb: *mut usize,
+                    f: *mut LineRefusal,
+                    f_cap: usize,
+                    nf: *mut usize,
+                    key_reason: *mut Reason,
+                ) -> kb_status;
+            }
+
+            pub const LANG: Lang = Lang {
+                name: $name,
+                suite_run,
+                suite_checks,
+                thread_worker,
+                drive_plan,
+                drive_next,
+                drive_accumulator,
+                drive_sizes,
+                drive_lines,
+            };
+        }
+    };
+}
+
+copy_of_the_suite!(c, "C", "c_");
+copy_of_the_suite!(cxx, "C++", "cxx_");
+
 /// Both copies: the suite compiled as C, and as C++.
-pub const LANGS: [Lang; 2] = [
-    Lang {
-        name: "C",
-        suite_run: c_suite_run,
-        suite_checks: c_suite_checks,
-        thread_worker: c_thread_worker,
-        drive_plan: c_drive_plan,
-        drive_next: c_drive_next,
-        drive_accumulator: c_drive_accumulator,
-        drive_sizes: c_drive_sizes,
-        drive_lines: c_drive_lines,
-    },
-    Lang {
-        name: "C++",
-        suite_run: cxx_suite_run,
-        suite_checks: cxx_suite_checks,
-        thread_worker: cxx_thread_worker,
-        drive_plan: cxx_drive_plan,
-        drive_next: cxx_drive_next,
-        drive_accumulator: cxx_drive_accumulator,
-        drive_sizes: cxx_drive_sizes,
-        drive_lines: cxx_drive_lines,
-    },
-];
+pub const LANGS: [Lang; 2] = [c::LANG, cxx::LANG];
 
 /// The library's C ABI is what the C code calls: keep the rlib linked.
 pub use kinesis_batcher::ffi::kb_version;
