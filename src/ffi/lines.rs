@@ -1,10 +1,10 @@
 //! Newline-delimited buffers: splitting (one line or packed run at a time) and planning
 //! in the same pass, streamed across chunks.
 
-use super::cost::{core_limits, kb_limits};
+use super::cost::kb_limits;
 use super::status::*;
 use super::{
-    check, free_handle, guard, input, into_handle, non_null, object, object_mut, output, set,
+    check, free_handle, get, guard, input, new_object, non_null, object, object_mut, output, set,
 };
 use crate::cost::Reason;
 use crate::limits::Limits;
@@ -99,19 +99,18 @@ pub unsafe extern "C" fn kb_lines_new(
     out: *mut *mut kb_lines,
 ) -> kb_status {
     guard!({
-        non_null!(out);
-        // SAFETY: the caller's promise above.
-        let limits = check!(unsafe { core_limits(limits) });
-        let (pack, keep_empty) = check!(options(options_bits));
-        let splitter = if pack {
-            Splitter::Packer(LinePacker::new(&limits, key_len))
-        } else {
-            Splitter::Lines(lines(&limits, keep_empty))
-        };
-        let handle = check!(into_handle(kb_lines { splitter }));
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, handle) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            new_object(limits, out, |limits| {
+                let (pack, keep_empty) = options(options_bits)?;
+                let splitter = if pack {
+                    Splitter::Packer(LinePacker::new(&limits, key_len))
+                } else {
+                    Splitter::Lines(lines(&limits, keep_empty))
+                };
+                Ok(kb_lines { splitter })
+            })
+        }
     })
 }
 
@@ -186,15 +185,13 @@ pub unsafe extern "C" fn kb_lines_next(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_lines_seen(lines: *const kb_lines, out: *mut u64) -> kb_status {
     guard!({
-        non_null!(lines, out);
-        // SAFETY: non-NULL, from kb_lines_new (the caller's promise).
-        let seen = match &unsafe { object(lines) }.splitter {
-            Splitter::Lines(lines) => lines.lines_seen(),
-            Splitter::Packer(packer) => packer.lines_seen(),
-        };
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, seen) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            get(lines, out, |o| match &o.splitter {
+                Splitter::Lines(lines) => lines.lines_seen(),
+                Splitter::Packer(packer) => packer.lines_seen(),
+            })
+        }
     })
 }
 
@@ -216,30 +213,27 @@ pub unsafe extern "C" fn kb_line_planner_new(
     key_reason: *mut Reason,
 ) -> kb_status {
     guard!({
-        non_null!(out);
-        // SAFETY: the caller's promise above.
-        let limits = check!(unsafe { core_limits(limits) });
         // SAFETY: the caller's promise above.
         let key = check!(unsafe { input(key, key_len) });
-        let (pack, keep_empty) = check!(options(options_bits));
-        let planner = if pack {
-            LinePlanner::packing(limits, key).map(AnyLinePlanner::Packer)
-        } else {
-            LinePlanner::with_source(limits, key, lines(&limits, keep_empty))
-                .map(AnyLinePlanner::Lines)
-        };
-        let planner = match planner {
-            Ok(planner) => planner,
-            Err(reason) => {
-                // SAFETY: NULL or writable (the caller's promise).
-                unsafe { set(key_reason, reason) };
-                return KB_KEY_REFUSED;
+        let make = |limits| {
+            let (pack, keep_empty) = options(options_bits)?;
+            let planner = if pack {
+                LinePlanner::packing(limits, key).map(AnyLinePlanner::Packer)
+            } else {
+                LinePlanner::with_source(limits, key, lines(&limits, keep_empty))
+                    .map(AnyLinePlanner::Lines)
+            };
+            match planner {
+                Ok(planner) => Ok(kb_line_planner { planner }),
+                Err(reason) => {
+                    // SAFETY: NULL or writable (the caller's promise).
+                    unsafe { set(key_reason, reason) };
+                    Err(KB_KEY_REFUSED)
+                }
             }
         };
-        let handle = check!(into_handle(kb_line_planner { planner }));
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, handle) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { new_object(limits, out, make) }
     })
 }
 
@@ -350,14 +344,12 @@ pub unsafe extern "C" fn kb_line_planner_stats(
     out: *mut Stats,
 ) -> kb_status {
     guard!({
-        non_null!(planner, out);
-        // SAFETY: non-NULL, from kb_line_planner_new (the caller's promise).
-        let stats = match &unsafe { object(planner) }.planner {
-            AnyLinePlanner::Lines(planner) => *planner.stats(),
-            AnyLinePlanner::Packer(planner) => *planner.stats(),
-        };
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, stats) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            get(planner, out, |o| match &o.planner {
+                AnyLinePlanner::Lines(planner) => *planner.stats(),
+                AnyLinePlanner::Packer(planner) => *planner.stats(),
+            })
+        }
     })
 }

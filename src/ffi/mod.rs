@@ -37,6 +37,8 @@ pub use status::*;
 use core::ffi::c_char;
 use std::boxed::Box;
 
+use cost::core_limits;
+
 /// The library's major version.
 pub const KB_VERSION_MAJOR: u32 = 0;
 /// The library's minor version.
@@ -196,6 +198,44 @@ pub(crate) unsafe fn object<'a, T>(ptr: *const T) -> &'a T {
 pub(crate) unsafe fn object_mut<'a, T>(ptr: *mut T) -> &'a mut T {
     // SAFETY: the caller's promise above.
     unsafe { &mut *ptr }
+}
+
+/// The body of every getter: `KB_NULL_POINTER` for a NULL object or out-pointer, else
+/// `*out = read(object)` and `KB_OK`.
+///
+/// # Safety
+/// `object` is NULL or a live handle of its type, not changed by another thread during
+/// the call; `out` is NULL or writable.
+pub(crate) unsafe fn get<T, V>(
+    object: *const T,
+    out: *mut V,
+    read: impl FnOnce(&T) -> V,
+) -> kb_status {
+    non_null!(object, out);
+    // SAFETY: non-NULL, a live handle (the caller's promise).
+    let value = read(unsafe { &*object });
+    // SAFETY: non-NULL and writable (the caller's promise).
+    unsafe { out.write(value) };
+    KB_OK
+}
+
+/// The body of every constructor: checks `out` and `limits`, makes the object from the
+/// core's limits, moves it to the heap and hands it out.
+///
+/// # Safety
+/// `limits` is NULL or readable; `out` is NULL or writable.
+pub(crate) unsafe fn new_object<T>(
+    limits: *const kb_limits,
+    out: *mut *mut T,
+    make: impl FnOnce(crate::Limits) -> Result<T, kb_status>,
+) -> kb_status {
+    non_null!(out);
+    // SAFETY: the caller's promise above.
+    let limits = check!(unsafe { core_limits(limits) });
+    let handle = check!(into_handle(check!(make(limits))));
+    // SAFETY: non-NULL and writable (the caller's promise).
+    unsafe { out.write(handle) };
+    KB_OK
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! The planner (bulk and cursor) and the accumulator, over both record forms.
 
-use super::cost::core_limits;
 use super::cost::kb_limits;
 use super::records::{check_records, checked, checked_one, kb_record};
 use super::status::*;
 use super::{
-    check, free_handle, guard, input, into_handle, non_null, object, object_mut, output, set,
+    check, free_handle, get, guard, input, new_object, non_null, object, object_mut, output, set,
 };
 use crate::cost::{Measure, Reason, RecordSize};
 use crate::plan::{Accumulator, Batch, Event, Planner, Push, Refusal, Stats, Status};
@@ -33,15 +32,14 @@ pub unsafe extern "C" fn kb_planner_new(
     out: *mut *mut kb_planner,
 ) -> kb_status {
     guard!({
-        non_null!(out);
-        // SAFETY: the caller's promise above.
-        let limits = check!(unsafe { core_limits(limits) });
-        let handle = check!(into_handle(kb_planner {
-            planner: Planner::new(limits)
-        }));
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, handle) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            new_object(limits, out, |limits| {
+                Ok(kb_planner {
+                    planner: Planner::new(limits),
+                })
+            })
+        }
     })
 }
 
@@ -291,12 +289,8 @@ pub unsafe extern "C" fn kb_planner_position(
     out: *mut usize,
 ) -> kb_status {
     guard!({
-        non_null!(planner, out);
-        // SAFETY: non-NULL, from kb_planner_new (the caller's promise).
-        let position = unsafe { object(planner) }.planner.position();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, position) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(planner, out, |o| o.planner.position()) }
     })
 }
 
@@ -310,12 +304,8 @@ pub unsafe extern "C" fn kb_planner_stats(
     out: *mut Stats,
 ) -> kb_status {
     guard!({
-        non_null!(planner, out);
-        // SAFETY: non-NULL, from kb_planner_new (the caller's promise).
-        let stats = *unsafe { object(planner) }.planner.stats();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, stats) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(planner, out, |o| *o.planner.stats()) }
     })
 }
 
@@ -329,15 +319,14 @@ pub unsafe extern "C" fn kb_accumulator_new(
     out: *mut *mut kb_accumulator,
 ) -> kb_status {
     guard!({
-        non_null!(out);
-        // SAFETY: the caller's promise above.
-        let limits = check!(unsafe { core_limits(limits) });
-        let handle = check!(into_handle(kb_accumulator {
-            accumulator: Accumulator::new(limits)
-        }));
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, handle) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            new_object(limits, out, |limits| {
+                Ok(kb_accumulator {
+                    accumulator: Accumulator::new(limits),
+                })
+            })
+        }
     })
 }
 
@@ -500,12 +489,8 @@ pub unsafe extern "C" fn kb_accumulator_pushed(
     out: *mut usize,
 ) -> kb_status {
     guard!({
-        non_null!(accumulator, out);
-        // SAFETY: non-NULL, from kb_accumulator_new (the caller's promise).
-        let pushed = unsafe { object(accumulator) }.accumulator.pushed();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, pushed) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(accumulator, out, |o| o.accumulator.pushed()) }
     })
 }
 
@@ -519,11 +504,7 @@ pub unsafe extern "C" fn kb_accumulator_stats(
     out: *mut Stats,
 ) -> kb_status {
     guard!({
-        non_null!(accumulator, out);
-        // SAFETY: non-NULL, from kb_accumulator_new (the caller's promise).
-        let stats = *unsafe { object(accumulator) }.accumulator.stats();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, stats) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(accumulator, out, |o| *o.accumulator.stats()) }
     })
 }

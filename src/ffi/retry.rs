@@ -2,11 +2,11 @@
 
 use core::ffi::c_char;
 
-use super::cost::{core_limits, kb_limits};
+use super::cost::kb_limits;
 use super::records::{check_records, checked, kb_record};
 use super::status::*;
 use super::{
-    check, free_handle, guard, input, into_handle, non_null, object, object_mut, output, set,
+    check, free_handle, get, guard, input, new_object, non_null, object, object_mut, output, set,
 };
 use crate::cost::{Measure, RecordSize};
 use crate::plan::Refusal;
@@ -192,17 +192,17 @@ pub unsafe extern "C" fn kb_delivery_new(
     out: *mut *mut kb_delivery,
 ) -> kb_status {
     guard!({
-        non_null!(policy, out);
-        // SAFETY: the caller's promise above.
-        let limits = check!(unsafe { core_limits(limits) });
+        non_null!(policy);
         // SAFETY: non-NULL and readable; plain integers.
         let policy = unsafe { *policy }.to_core();
-        let handle = check!(into_handle(kb_delivery {
-            delivery: Delivery::new(limits, policy)
-        }));
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, handle) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe {
+            new_object(limits, out, |limits| {
+                Ok(kb_delivery {
+                    delivery: Delivery::new(limits, policy),
+                })
+            })
+        }
     })
 }
 
@@ -497,12 +497,8 @@ pub unsafe extern "C" fn kb_delivery_backoff_ms(
     out: *mut u64,
 ) -> kb_status {
     guard!({
-        non_null!(delivery, out);
-        // SAFETY: non-NULL, from kb_delivery_new (the caller's promise).
-        let delay = unsafe { object(delivery) }.delivery.backoff_ms(random);
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, delay) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(delivery, out, |o| o.delivery.backoff_ms(random)) }
     })
 }
 
@@ -541,12 +537,8 @@ pub unsafe extern "C" fn kb_delivery_position(
     out: *mut usize,
 ) -> kb_status {
     guard!({
-        non_null!(delivery, out);
-        // SAFETY: non-NULL, from kb_delivery_new (the caller's promise).
-        let position = unsafe { object(delivery) }.delivery.position();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, position) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(delivery, out, |o| o.delivery.position()) }
     })
 }
 
@@ -560,11 +552,7 @@ pub unsafe extern "C" fn kb_delivery_stats(
     out: *mut DeliveryStats,
 ) -> kb_status {
     guard!({
-        non_null!(delivery, out);
-        // SAFETY: non-NULL, from kb_delivery_new (the caller's promise).
-        let stats = *unsafe { object(delivery) }.delivery.stats();
-        // SAFETY: non-NULL and writable (the caller's promise).
-        unsafe { set(out, stats) };
-        KB_OK
+        // SAFETY: the caller's promises above.
+        unsafe { get(delivery, out, |o| *o.delivery.stats()) }
     })
 }
