@@ -42,6 +42,7 @@ pub mod cost;
 pub mod ffi;
 pub mod limits;
 pub mod lines;
+mod output;
 pub mod plan;
 pub mod retry;
 

@@ -23,10 +23,13 @@
 //! far, and the rest of it is skipped as it arrives: memory stays bounded whatever the
 //! input.
 
+use core::mem::MaybeUninit;
+
 use memchr::memchr;
 
 use crate::cost::{Measure, Reason, Record};
 use crate::limits::Limits;
+use crate::output::Slots;
 use crate::plan::{Batch, Packer, Refusal, Stats};
 
 /// One line (or, from a [`LinePacker`], a run of consecutive lines).
@@ -518,6 +521,29 @@ impl<S: LineSource> LinePlanner<S> {
         batches: &mut [LineBatch],
         refusals: &mut [LineRefusal],
     ) -> LineProgress {
+        self.plan_into(input, eof, batches, refusals)
+    }
+
+    /// [`LinePlanner::plan`] into arrays whose memory need not be initialised (the C
+    /// ABI's): the entries counted in the [`LineProgress`] are written, the others are
+    /// left as they were.
+    pub fn plan_uninit(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        batches: &mut [MaybeUninit<LineBatch>],
+        refusals: &mut [MaybeUninit<LineRefusal>],
+    ) -> LineProgress {
+        self.plan_into(input, eof, batches, refusals)
+    }
+
+    fn plan_into<B: Slots<LineBatch> + ?Sized, R: Slots<LineRefusal> + ?Sized>(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        batches: &mut B,
+        refusals: &mut R,
+    ) -> LineProgress {
         let limits = *self.packer.limits();
         let cap = u64::from(limits.max_record_bytes());
         let mut done = LineProgress {
@@ -542,12 +568,11 @@ impl<S: LineSource> LinePlanner<S> {
                 LineStep::End => {
                     done.consumed = (done.consumed + consumed).min(input.len());
                     if self.packer.open().is_some() {
-                        match batches.get_mut(done.batches) {
-                            Some(slot) => {
-                                *slot = self.close();
-                                done.batches += 1;
-                            }
-                            None => done.status = LineStatus::BatchesFull,
+                        if done.batches == batches.capacity() {
+                            done.status = LineStatus::BatchesFull;
+                        } else {
+                            batches.put(done.batches, self.close());
+                            done.batches += 1;
                         }
                     }
                     return done;
@@ -560,12 +585,12 @@ impl<S: LineSource> LinePlanner<S> {
             if line.is_whole() && size <= cap {
                 let size = size as u32; // Lossless: at most the record cap, a u32.
                 if !self.packer.fits(size) {
-                    let Some(slot) = batches.get_mut(done.batches) else {
+                    if done.batches == batches.capacity() {
                         self.source = before;
                         done.status = LineStatus::BatchesFull;
                         return done;
-                    };
-                    *slot = self.close();
+                    }
+                    batches.put(done.batches, self.close());
                     done.batches += 1;
                 }
                 if self.packer.open().is_none() {
@@ -576,12 +601,7 @@ impl<S: LineSource> LinePlanner<S> {
                 self.open.3 = line.last_number;
                 self.packer.add(index, size);
             } else {
-                let Some(slot) = refusals.get_mut(done.refusals) else {
-                    self.source = before;
-                    done.status = LineStatus::RefusalsFull;
-                    return done;
-                };
-                *slot = LineRefusal {
+                let refusal = LineRefusal {
                     refusal: Refusal {
                         index,
                         reason: Reason::RecordTooLarge,
@@ -589,6 +609,11 @@ impl<S: LineSource> LinePlanner<S> {
                     line: line.number,
                     offset: line.offset,
                 };
+                if !refusals.try_put(done.refusals, refusal) {
+                    self.source = before;
+                    done.status = LineStatus::RefusalsFull;
+                    return done;
+                }
                 done.refusals += 1;
                 self.packer.refuse(Reason::RecordTooLarge);
             }

@@ -27,9 +27,11 @@
 //! allocation.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::cost::{Measure, Reason, measure_within};
 use crate::limits::{Limits, SERVICE_MAX_RECORDS};
+use crate::output::Slots;
 use crate::plan::{Packer, Refusal};
 
 /// What went wrong with an entry or a request, sorted from the service's error codes and
@@ -507,6 +509,29 @@ impl Delivery {
         refusals: &mut [Refusal],
         now_ms: u64,
     ) -> Next {
+        self.next_request_into(input, request, refusals, now_ms)
+    }
+
+    /// [`Delivery::next_request`] into arrays whose memory need not be initialised (the
+    /// C ABI's): the entries counted in the [`Next`] are written, the others are left as
+    /// they were.
+    pub fn next_request_uninit<M: Measure>(
+        &mut self,
+        input: &[M],
+        request: &mut [MaybeUninit<Pending>],
+        refusals: &mut [MaybeUninit<Refusal>],
+        now_ms: u64,
+    ) -> Next {
+        self.next_request_into(input, request, refusals, now_ms)
+    }
+
+    fn next_request_into<M: Measure, Q: Slots<Pending> + ?Sized, R: Slots<Refusal> + ?Sized>(
+        &mut self,
+        input: &[M],
+        request: &mut Q,
+        refusals: &mut R,
+        now_ms: u64,
+    ) -> Next {
         let mut next = Next {
             status: NextStatus::Ready,
             entries: 0,
@@ -527,7 +552,7 @@ impl Delivery {
         // input must be the one planned: a waiting record no longer in it, or no longer
         // fitting, stays waiting (see `waiting()`) rather than vanish.
         let mut taken = 0;
-        while taken < self.queued && next.entries < request.len() {
+        while taken < self.queued && next.entries < request.capacity() {
             let pending = self.queue[taken];
             let Some(record) = input.get(pending.index) else {
                 break;
@@ -539,7 +564,7 @@ impl Delivery {
                 break;
             }
             packer.add(pending.index, size);
-            request[next.entries] = pending;
+            request.put(next.entries, pending);
             next.entries += 1;
             taken += 1;
         }
@@ -549,7 +574,7 @@ impl Delivery {
         // Then new records, unless some waiting ones did not fit.
         if self.queued == 0 {
             while let Some(record) = input.get(self.next) {
-                if next.entries == request.len() {
+                if next.entries == request.capacity() {
                     break;
                 }
                 match measure_within(record, &limits) {
@@ -559,22 +584,23 @@ impl Delivery {
                             break;
                         }
                         packer.add(self.next, size);
-                        request[next.entries] = Pending {
+                        let pending = Pending {
                             index: self.next,
                             attempts: 0,
                             first_sent_ms: now_ms,
                         };
+                        request.put(next.entries, pending);
                         next.entries += 1;
                     }
                     Err(reason) => {
-                        let Some(slot) = refusals.get_mut(next.refusals) else {
-                            next.status = NextStatus::RefusalsFull;
-                            break;
-                        };
-                        *slot = Refusal {
+                        let refusal = Refusal {
                             index: self.next,
                             reason,
                         };
+                        if !refusals.try_put(next.refusals, refusal) {
+                            next.status = NextStatus::RefusalsFull;
+                            break;
+                        }
                         next.refusals += 1;
                         self.stats.refused[reason as usize] += 1;
                     }
@@ -603,9 +629,31 @@ impl Delivery {
         now_ms: u64,
         terminal: &mut [Terminal],
     ) -> Result<Settled, SettleError> {
-        self.check(sent, terminal)?;
+        self.settle_into(sent, outcomes, now_ms, terminal)
+    }
+
+    /// [`Delivery::settle`] into a terminal array whose memory need not be initialised
+    /// (the C ABI's): the entries counted in [`Settled::terminal`] are written.
+    pub fn settle_uninit(
+        &mut self,
+        sent: &[Pending],
+        outcomes: &[Outcome],
+        now_ms: u64,
+        terminal: &mut [MaybeUninit<Terminal>],
+    ) -> Result<Settled, SettleError> {
+        self.settle_into(sent, outcomes, now_ms, terminal)
+    }
+
+    fn settle_into<T: Slots<Terminal> + ?Sized>(
+        &mut self,
+        sent: &[Pending],
+        outcomes: &[Outcome],
+        now_ms: u64,
+        terminal: &mut T,
+    ) -> Result<Settled, SettleError> {
+        self.check(sent, terminal.capacity())?;
         if outcomes.len() != sent.len() {
-            return self.settle_all(sent, ErrorKind::BadResponse, now_ms, terminal);
+            return self.settle_all_into(sent, ErrorKind::BadResponse, now_ms, terminal);
         }
         Ok(self.apply(sent, |i| outcomes[i], now_ms, terminal))
     }
@@ -619,28 +667,50 @@ impl Delivery {
         now_ms: u64,
         terminal: &mut [Terminal],
     ) -> Result<Settled, SettleError> {
-        self.check(sent, terminal)?;
+        self.settle_all_into(sent, kind, now_ms, terminal)
+    }
+
+    /// [`Delivery::settle_all`] into a terminal array whose memory need not be
+    /// initialised (the C ABI's).
+    pub fn settle_all_uninit(
+        &mut self,
+        sent: &[Pending],
+        kind: ErrorKind,
+        now_ms: u64,
+        terminal: &mut [MaybeUninit<Terminal>],
+    ) -> Result<Settled, SettleError> {
+        self.settle_all_into(sent, kind, now_ms, terminal)
+    }
+
+    fn settle_all_into<T: Slots<Terminal> + ?Sized>(
+        &mut self,
+        sent: &[Pending],
+        kind: ErrorKind,
+        now_ms: u64,
+        terminal: &mut T,
+    ) -> Result<Settled, SettleError> {
+        self.check(sent, terminal.capacity())?;
         Ok(self.apply(sent, |_| Outcome::Failed(kind), now_ms, terminal))
     }
 
-    fn check(&self, sent: &[Pending], terminal: &[Terminal]) -> Result<(), SettleError> {
+    fn check(&self, sent: &[Pending], terminal: usize) -> Result<(), SettleError> {
         if self.in_flight == 0 {
             Err(SettleError::NothingInFlight)
         } else if sent.len() != self.in_flight {
             Err(SettleError::NotTheRequestInFlight)
-        } else if terminal.len() < sent.len() {
+        } else if terminal < sent.len() {
             Err(SettleError::TerminalArrayTooSmall)
         } else {
             Ok(())
         }
     }
 
-    fn apply(
+    fn apply<T: Slots<Terminal> + ?Sized>(
         &mut self,
         sent: &[Pending],
         outcome: impl Fn(usize) -> Outcome,
         now_ms: u64,
-        terminal: &mut [Terminal],
+        terminal: &mut T,
     ) -> Settled {
         let mut settled = Settled::default();
         for (i, pending) in sent.iter().enumerate() {
@@ -661,11 +731,12 @@ impl Delivery {
                 });
                 settled.retrying += 1;
             } else {
-                terminal[settled.terminal] = Terminal {
+                let gave_up = Terminal {
                     index: pending.index,
                     kind,
                     gave_up: kind.is_retryable(),
                 };
+                terminal.put(settled.terminal, gave_up);
                 settled.terminal += 1;
             }
         }

@@ -287,8 +287,8 @@ pub unsafe extern "C" fn kb_line_planner_plan(
         // SAFETY: the caller's promise above.
         let refusals = check!(unsafe { output(refusals, refusals_cap) });
         let progress: LineProgress = match planner {
-            AnyLinePlanner::Lines(planner) => planner.plan(bytes, eof, batches, refusals),
-            AnyLinePlanner::Packer(planner) => planner.plan(bytes, eof, batches, refusals),
+            AnyLinePlanner::Lines(planner) => planner.plan_uninit(bytes, eof, batches, refusals),
+            AnyLinePlanner::Packer(planner) => planner.plan_uninit(bytes, eof, batches, refusals),
         };
         // SAFETY: all non-NULL and writable (the caller's promise).
         unsafe {

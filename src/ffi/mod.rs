@@ -35,6 +35,7 @@ pub use retry::*;
 pub use status::*;
 
 use core::ffi::c_char;
+use core::mem::MaybeUninit;
 use std::boxed::Box;
 
 use cost::core_limits;
@@ -121,13 +122,19 @@ pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], 
     Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
 }
 
-/// An output array as a slice: NULL with a non-zero capacity is `KB_NULL_ARRAY`, a zero
-/// capacity `KB_ZERO_CAPACITY` (no call could make progress).
+/// An output array as a slice of possibly uninitialised entries: NULL with a non-zero
+/// capacity is `KB_NULL_ARRAY`, a zero capacity `KB_ZERO_CAPACITY` (no call could make
+/// progress). `MaybeUninit` because C's memory may hold any bytes (an uninitialised
+/// array, or a `bool` or enum field with a value Rust does not allow): the core only
+/// writes into it, through the `*_uninit` methods.
 ///
 /// # Safety
 /// When `ptr` is non-NULL it must point to `cap` writable `T`s, valid for `'a` and not
 /// aliased by any other argument.
-pub(crate) unsafe fn output<'a, T>(ptr: *mut T, cap: usize) -> Result<&'a mut [T], kb_status> {
+pub(crate) unsafe fn output<'a, T>(
+    ptr: *mut T,
+    cap: usize,
+) -> Result<&'a mut [MaybeUninit<T>], kb_status> {
     if cap == 0 {
         return Err(KB_ZERO_CAPACITY);
     }
@@ -138,10 +145,9 @@ pub(crate) unsafe fn output<'a, T>(ptr: *mut T, cap: usize) -> Result<&'a mut [T
         return Err(KB_LENGTH_OVERFLOW);
     }
     // SAFETY: non-NULL, and the caller guarantees `cap` writable `T`s behind it, not
-    // aliased; the total size was checked to be at most isize::MAX. The output types are
-    // plain integers (and `bool`s and enums the library writes before C reads them), so
-    // whatever the memory held before, it is only written, never read as a `T`.
-    Ok(unsafe { core::slice::from_raw_parts_mut(ptr, cap) })
+    // aliased; the total size was checked to be at most isize::MAX. `MaybeUninit<T>` has
+    // the layout of `T` and no validity requirement, whatever the memory holds.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<T>>(), cap) })
 }
 
 /// Writes `value` through an out-parameter the caller passed, if it is not NULL.

@@ -80,7 +80,7 @@ unsafe fn plan<M: Measure>(
     // SAFETY: the caller's promise above.
     let refusals = check!(unsafe { output(refusals, refusals_cap) });
     let before = *planner;
-    let progress = planner.plan(records, batches, refusals);
+    let progress = planner.plan_uninit(records, batches, refusals);
     let status = match progress.status {
         Status::Done => KB_OK,
         Status::BatchesFull => KB_BATCHES_FULL,

@@ -1,6 +1,7 @@
 //! Retry planning: requests re-planned after partial failures, and backoff.
 
 use core::ffi::c_char;
+use core::mem::MaybeUninit;
 
 use super::cost::kb_limits;
 use super::records::{check_records, checked, kb_record};
@@ -239,7 +240,7 @@ unsafe fn next_request<M: Measure>(
     let request = check!(unsafe { output(request, request_cap) });
     // SAFETY: the caller's promise above.
     let refusals = check!(unsafe { output(refusals, refusals_cap) });
-    let next = delivery.next_request(records, request, refusals, now_ms);
+    let next = delivery.next_request_uninit(records, request, refusals, now_ms);
     // SAFETY: non-NULL (checked by the callers) or optional, and writable.
     unsafe {
         set(n_entries, next.entries);
@@ -405,7 +406,7 @@ pub unsafe extern "C" fn kb_delivery_settle(
         // SAFETY: the caller's promises above.
         let codes = check!(unsafe { input(outcomes, n_outcomes) });
         // An empty terminal array is allowed here (for an empty `sent`).
-        let terminal: &mut [Terminal] = if terminal_cap == 0 {
+        let terminal: &mut [MaybeUninit<Terminal>] = if terminal_cap == 0 {
             &mut []
         } else {
             // SAFETY: NULL or holding `terminal_cap` entries (the caller's promise).
@@ -428,9 +429,9 @@ pub unsafe extern "C" fn kb_delivery_settle(
             };
         }
         let result = if codes.len() > converted.len() {
-            delivery.settle_all(sent, ErrorKind::BadResponse, now_ms, terminal)
+            delivery.settle_all_uninit(sent, ErrorKind::BadResponse, now_ms, terminal)
         } else {
-            delivery.settle(sent, &converted[..n], now_ms, terminal)
+            delivery.settle_uninit(sent, &converted[..n], now_ms, terminal)
         };
         let done = check!(result.map_err(settle_status));
         // SAFETY: non-NULL and writable (the caller's promise).
@@ -465,7 +466,7 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
         };
         // SAFETY: the caller's promises above.
         let sent = check!(unsafe { input(sent, n_sent) });
-        let terminal: &mut [Terminal] = if terminal_cap == 0 {
+        let terminal: &mut [MaybeUninit<Terminal>] = if terminal_cap == 0 {
             &mut []
         } else {
             // SAFETY: NULL or holding `terminal_cap` entries (the caller's promise).
@@ -473,7 +474,7 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
         };
         let done = check!(
             delivery
-                .settle_all(sent, kind, now_ms, terminal)
+                .settle_all_uninit(sent, kind, now_ms, terminal)
                 .map_err(settle_status)
         );
         // SAFETY: non-NULL and writable (the caller's promise).

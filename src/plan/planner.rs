@@ -1,9 +1,12 @@
 //! Planning over a whole array the caller owns: in bulk into output arrays, or one event
 //! at a time. Both keep O(1) state in a [`Planner`] and resume exactly where they stopped.
 
+use core::mem::MaybeUninit;
+
 use super::{Batch, CHUNK, Event, Packer, Refusal, Stats};
 use crate::cost::{Measure, measure_within};
 use crate::limits::Limits;
+use crate::output::Slots;
 
 /// Plans one input array, across as many calls as its caller likes.
 ///
@@ -122,6 +125,27 @@ impl Planner {
         batches: &mut [Batch],
         refusals: &mut [Refusal],
     ) -> Progress {
+        self.plan_into(input, batches, refusals)
+    }
+
+    /// [`Planner::plan`] into arrays whose memory need not be initialised (the C ABI's,
+    /// which may hold any bytes): the entries counted in the [`Progress`] are written,
+    /// the others are left as they were.
+    pub fn plan_uninit<M: Measure>(
+        &mut self,
+        input: &[M],
+        batches: &mut [MaybeUninit<Batch>],
+        refusals: &mut [MaybeUninit<Refusal>],
+    ) -> Progress {
+        self.plan_into(input, batches, refusals)
+    }
+
+    fn plan_into<M: Measure, B: Slots<Batch> + ?Sized, R: Slots<Refusal> + ?Sized>(
+        &mut self,
+        input: &[M],
+        batches: &mut B,
+        refusals: &mut R,
+    ) -> Progress {
         // Work on a copy held in registers: through `self`, every record would store the
         // open batch to memory and load it back, a loop-carried store-to-load round trip.
         let mut packer = self.packer;
@@ -144,23 +168,22 @@ impl Planner {
             match measure_within(record, &limits) {
                 Ok(size) => {
                     if !packer.fits(size) {
-                        let Some(slot) = batches.get_mut(written.batches) else {
+                        if written.batches == batches.capacity() {
                             written.status = Status::BatchesFull;
                             break;
-                        };
+                        }
                         if let Some(batch) = packer.close() {
-                            *slot = batch;
+                            batches.put(written.batches, batch);
                             written.batches += 1;
                         }
                     }
                     packer.add(index, size);
                 }
                 Err(reason) => {
-                    let Some(slot) = refusals.get_mut(written.refusals) else {
+                    if !refusals.try_put(written.refusals, Refusal { index, reason }) {
                         written.status = Status::RefusalsFull;
                         break;
-                    };
-                    *slot = Refusal { index, reason };
+                    }
                     written.refusals += 1;
                     packer.refuse(reason);
                 }
@@ -169,14 +192,11 @@ impl Planner {
         }
         self.next = index;
         if written.status == Status::Done && packer.open().is_some() {
-            match batches.get_mut(written.batches) {
-                Some(slot) => {
-                    if let Some(batch) = packer.close() {
-                        *slot = batch;
-                        written.batches += 1;
-                    }
-                }
-                None => written.status = Status::BatchesFull,
+            if written.batches == batches.capacity() {
+                written.status = Status::BatchesFull;
+            } else if let Some(batch) = packer.close() {
+                batches.put(written.batches, batch);
+                written.batches += 1;
             }
         }
         self.packer = packer;
