@@ -117,3 +117,150 @@ fn no_core_entry_point_allocates() {
     });
     assert!(limits.0.is_ok() && limits.1.is_ok() && limits.2.is_err());
 }
+
+/// The C ABI allocates in `*_new` only: planning, pushing, splitting and delivering
+/// through it never do.
+#[cfg(feature = "ffi")]
+#[test]
+fn the_c_abi_allocates_only_in_new() {
+    use kinesis_batcher::ffi::*;
+    use kinesis_batcher::lines::{LineBatch, LineRefusal};
+    use kinesis_batcher::retry::{Pending, Settled, Terminal};
+    use std::ptr::{null, null_mut};
+
+    let keys: Vec<String> = (0..2000).map(|i| format!("key-{i}")).collect();
+    let data = vec![7u8; 4000];
+    let records: Vec<kb_record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| kb_record {
+            data: data.as_ptr(),
+            data_len: (i * 37) % data.len(),
+            key: key.as_ptr(),
+            key_len: if i % 101 == 0 { 0 } else { key.len() },
+            hash_key: null(),
+            hash_key_len: 0,
+        })
+        .collect();
+    let mut limits = kb_limits::default();
+    let mut policy = kb_retry_policy {
+        backoff_base_ms: 0,
+        backoff_cap_ms: 0,
+        max_age_ms: 0,
+        max_attempts: 0,
+        per_key_order: 0,
+    };
+    // SAFETY: every pointer below is valid for the call, every array holds its length.
+    unsafe {
+        assert_eq!(kb_limits_profile(KB_PROFILE_KDS, &mut limits), KB_OK);
+        assert_eq!(kb_retry_policy_default(&mut policy), KB_OK);
+        policy.per_key_order = 1;
+        let (mut planner, mut acc, mut lines, mut delivery) =
+            (null_mut(), null_mut(), null_mut(), null_mut());
+        assert_eq!(kb_planner_new(&limits, &mut planner), KB_OK);
+        assert_eq!(kb_accumulator_new(&limits, &mut acc), KB_OK);
+        assert_eq!(
+            kb_line_planner_new(&limits, b"k".as_ptr(), 1, 0, &mut lines, null_mut()),
+            KB_OK
+        );
+        assert_eq!(kb_delivery_new(&limits, &policy, &mut delivery), KB_OK);
+
+        let mut batches = [Batch::default(); 4];
+        let mut refusals = [Refusal::default(); 4];
+        let (mut nb, mut nf, mut bad) = (0, 0, 0);
+        assert_no_alloc("kb_planner_plan, resumed", || {
+            while kb_planner_plan(
+                planner,
+                records.as_ptr(),
+                records.len(),
+                batches.as_mut_ptr(),
+                4,
+                &mut nb,
+                refusals.as_mut_ptr(),
+                4,
+                &mut nf,
+                &mut bad,
+            ) != KB_OK
+            {}
+        });
+        let (mut batch, mut reason) = (Batch::default(), Reason::KeyEmpty);
+        assert_no_alloc("kb_accumulator_push", || {
+            for record in &records {
+                kb_accumulator_push(acc, record, &mut batch, &mut reason);
+            }
+            kb_accumulator_flush(acc, &mut batch)
+        });
+        let text = b"one\ntwo\nthree\n".repeat(1000);
+        let mut line_batches = [LineBatch::default(); 4];
+        let mut line_refusals = [LineRefusal::default(); 4];
+        let mut consumed = 0;
+        assert_no_alloc("kb_line_planner_plan", || {
+            let mut at = 0;
+            loop {
+                let status = kb_line_planner_plan(
+                    lines,
+                    text[at..].as_ptr(),
+                    text.len() - at,
+                    true,
+                    line_batches.as_mut_ptr(),
+                    4,
+                    &mut nb,
+                    line_refusals.as_mut_ptr(),
+                    4,
+                    &mut nf,
+                    &mut consumed,
+                );
+                at += consumed;
+                if status == KB_OK {
+                    break;
+                }
+            }
+        });
+        let mut request = [Pending::default(); 500];
+        let mut terminal = [Terminal::default(); 500];
+        let mut settled = Settled::default();
+        let outcomes = [KB_OUTCOME_ACCEPTED; 500];
+        assert_no_alloc("kb_delivery_next_request and settle", || {
+            for now in 0.. {
+                let (mut entries, mut bytes) = (0, 0);
+                let status = kb_delivery_next_request(
+                    delivery,
+                    records.as_ptr(),
+                    records.len(),
+                    request.as_mut_ptr(),
+                    500,
+                    &mut entries,
+                    &mut bytes,
+                    refusals.as_mut_ptr(),
+                    4,
+                    &mut nf,
+                    now,
+                    &mut bad,
+                );
+                if entries > 0 {
+                    kb_delivery_settle(
+                        delivery,
+                        request.as_ptr(),
+                        entries,
+                        outcomes.as_ptr(),
+                        entries,
+                        now,
+                        terminal.as_mut_ptr(),
+                        500,
+                        &mut settled,
+                        &mut bad,
+                    );
+                } else if status == KB_END {
+                    break;
+                }
+            }
+        });
+        let mut stats = kinesis_batcher::Stats::default();
+        assert_eq!(kb_planner_stats(planner, &mut stats), KB_OK);
+        assert!(stats.batches >= 4 && stats.refused[Reason::KeyEmpty as usize] > 0);
+        kb_planner_free(planner);
+        kb_accumulator_free(acc);
+        kb_line_planner_free(lines);
+        kb_delivery_free(delivery);
+    }
+}
