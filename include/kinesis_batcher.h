@@ -556,6 +556,34 @@ kb_status kb_record_size_of(const struct kb_record *record,
                             uint32_t key_unit_id,
                             struct kb_record_size *out);
 
+// Fills `out[0..n]` with the size forms of `n` records given as columns, for callers
+// that cannot hand over a pointer per record (Go, whose cgo rules forbid C memory
+// holding Go pointers): the data lengths; the partition keys back to back in
+// `keys[0..keys_len]`, record `i`'s being the next `key_lens[i]` bytes; and, if
+// `hash_key_lens` is not NULL, the explicit hash keys back to back in `hash_keys`,
+// `hash_key_lens[i]` bytes each, or -1 for a record without one. Key lengths are
+// counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the bytes, as
+// `kb_record_size_of` does. One call per array, not per record.
+//
+// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, and a hash key
+// length below -1 is `KB_INVALID_ARGUMENT`, with the record's index in `*bad_index`.
+//
+// # Safety
+// `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries; `keys` and
+// `hash_keys` are NULL or hold their lengths in bytes; `out` is NULL or holds `n`
+// entries; `bad_index` is NULL or writable.
+kb_status kb_record_sizes_fill(size_t n,
+                               const uint64_t *data_lens,
+                               const uint8_t *keys,
+                               size_t keys_len,
+                               const uint32_t *key_lens,
+                               const uint8_t *hash_keys,
+                               size_t hash_keys_len,
+                               const int32_t *hash_key_lens,
+                               uint32_t key_unit_id,
+                               struct kb_record_size *out,
+                               size_t *bad_index);
+
 // The size of a record as the service counts it under `limits` (data + key, plus the
 // hash key when counted), saturating at 2^64 - 1; keys are not validated.
 //

@@ -289,6 +289,104 @@ pub unsafe extern "C" fn kb_record_size_of(
     })
 }
 
+/// Fills `out[0..n]` with the size forms of `n` records given as columns, for callers
+/// that cannot hand over a pointer per record (Go, whose cgo rules forbid C memory
+/// holding Go pointers): the data lengths; the partition keys back to back in
+/// `keys[0..keys_len]`, record `i`'s being the next `key_lens[i]` bytes; and, if
+/// `hash_key_lens` is not NULL, the explicit hash keys back to back in `hash_keys`,
+/// `hash_key_lens[i]` bytes each, or -1 for a record without one. Key lengths are
+/// counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the bytes, as
+/// `kb_record_size_of` does. One call per array, not per record.
+///
+/// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, and a hash key
+/// length below -1 is `KB_INVALID_ARGUMENT`, with the record's index in `*bad_index`.
+///
+/// # Safety
+/// `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries; `keys` and
+/// `hash_keys` are NULL or hold their lengths in bytes; `out` is NULL or holds `n`
+/// entries; `bad_index` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_record_sizes_fill(
+    n: usize,
+    data_lens: *const u64,
+    keys: *const u8,
+    keys_len: usize,
+    key_lens: *const u32,
+    hash_keys: *const u8,
+    hash_keys_len: usize,
+    hash_key_lens: *const i32,
+    key_unit_id: u32,
+    out: *mut RecordSize,
+    bad_index: *mut usize,
+) -> kb_status {
+    guard!({
+        let unit = check!(key_unit(key_unit_id));
+        // SAFETY: the caller's promises above.
+        let (data_lens, keys, key_lens, hash_keys) = unsafe {
+            (
+                check!(input(data_lens, n)),
+                check!(input(keys, keys_len)),
+                check!(input(key_lens, n)),
+                check!(input(hash_keys, hash_keys_len)),
+            )
+        };
+        let hash_key_lens = if hash_key_lens.is_null() {
+            None
+        } else {
+            // SAFETY: the caller's promise above.
+            Some(check!(unsafe { input(hash_key_lens, n) }))
+        };
+        if n == 0 {
+            return KB_OK;
+        }
+        // SAFETY: the caller's promise above.
+        let out = check!(unsafe { super::output(out, n) });
+        // First every length, so that an error writes nothing.
+        let (mut key_end, mut hash_end) = (0usize, 0usize);
+        for i in 0..n {
+            let fail = |status| {
+                // SAFETY: NULL or writable (the caller's promise).
+                unsafe { set(bad_index, i) };
+                status
+            };
+            key_end = key_end.saturating_add(key_lens[i] as usize);
+            if key_end > keys.len() {
+                return fail(KB_LENGTH_OVERFLOW);
+            }
+            if let Some(lens) = hash_key_lens {
+                match lens[i] {
+                    -1 => {}
+                    len if len < -1 => return fail(KB_INVALID_ARGUMENT),
+                    len => {
+                        hash_end = hash_end.saturating_add(len as usize);
+                        if hash_end > hash_keys.len() {
+                            return fail(KB_LENGTH_OVERFLOW);
+                        }
+                    }
+                }
+            }
+        }
+        let (mut key_at, mut hash_at) = (0usize, 0usize);
+        for (i, slot) in out.iter_mut().enumerate() {
+            let key = &keys[key_at..key_at + key_lens[i] as usize];
+            key_at += key.len();
+            let view = crate::Record::new(&[], key);
+            let view = match hash_key_lens.map(|lens| lens[i]) {
+                Some(len) if len >= 0 => {
+                    let hash_key = &hash_keys[hash_at..hash_at + len as usize];
+                    hash_at += hash_key.len();
+                    view.with_hash_key(hash_key)
+                }
+                _ => view,
+            };
+            let mut size = RecordSize::of(&view, unit);
+            size.data_len = data_lens[i];
+            slot.write(size);
+        }
+        KB_OK
+    })
+}
+
 /// The size of a record as the service counts it under `limits` (data + key, plus the
 /// hash key when counted), saturating at 2^64 - 1; keys are not validated.
 ///

@@ -710,6 +710,77 @@ static void test_sizes_keys_reasons(void) {
   }
 }
 
+/* kb_record_sizes_fill: the column form gives what kb_record_size_of gives per record. */
+static void test_sizes_fill(void) {
+  /* Keys "k1", "" (empty), "\xC3\xA9t\xC3\xA9" (2 code points' worth of bytes: 5),
+   * "\xFF" (not UTF-8); hash keys: none, "42", none, "01" (invalid). */
+  static const uint8_t keys[] = {'k', '1', 0xC3, 0xA9, 't', 0xC3, 0xA9, 0xFF};
+  static const uint32_t key_lens[] = {2, 0, 5, 1};
+  static const uint64_t data_lens[] = {10, 20, 30, 40};
+  static const uint8_t hash_keys[] = {'4', '2', '0', '1'};
+  static const int32_t hash_key_lens[] = {-1, 2, -1, 2};
+  kb_record_size out[4], one;
+  size_t i, at = 0, hat = 0, bad;
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, hash_keys,
+                                sizeof hash_keys, hash_key_lens, KB_KEY_UNIT_CODE_POINTS, out,
+                                &bad),
+           KB_OK);
+  for (i = 0; i < 4; i++) {
+    kb_record r;
+    memset(&r, 0, sizeof r);
+    r.data = keys; /* any non-NULL pointer: data is never read */
+    r.data_len = (size_t)data_lens[i];
+    r.key = key_lens[i] ? keys + at : NULL;
+    r.key_len = key_lens[i];
+    at += key_lens[i];
+    if (hash_key_lens[i] >= 0) {
+      r.hash_key = hash_keys + hat;
+      r.hash_key_len = (size_t)hash_key_lens[i];
+      hat += (size_t)hash_key_lens[i];
+    }
+    CHECK_ST(kb_record_size_of(&r, KB_KEY_UNIT_CODE_POINTS, &one), KB_OK);
+    CHECK(memcmp(&one, &out[i], sizeof one) == 0);
+  }
+  CHECK_EQ(out[2].key_units, 3);
+  CHECK(out[3].flags & KB_RECORD_KEY_NOT_UTF8);
+  /* No hash keys at all, and an empty call. */
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, NULL, 0, NULL,
+                                KB_KEY_UNIT_UTF8_BYTES, out, &bad),
+           KB_OK);
+  CHECK_EQ(out[1].hash_key_len, 0);
+  CHECK_EQ(out[2].key_units, 5);
+  CHECK_ST(kb_record_sizes_fill(0, NULL, NULL, 0, NULL, NULL, 0, NULL, 0, NULL, &bad), KB_OK);
+  /* Errors write nothing but bad_index. */
+  FILL_N(out, 4);
+  FILL(bad);
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, 7, key_lens, NULL, 0, NULL, 0, out, &bad),
+           KB_LENGTH_OVERFLOW);
+  CHECK_EQ(bad, 3);
+  CHECK_UNTOUCHED_N(out, 4);
+  {
+    static const int32_t bad_lens[] = {-1, -2, -1, -1};
+    CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, hash_keys,
+                                  sizeof hash_keys, bad_lens, 0, out, &bad),
+             KB_INVALID_ARGUMENT);
+    CHECK_EQ(bad, 1);
+  }
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, hash_keys, 3,
+                                hash_key_lens, 0, out, &bad),
+           KB_LENGTH_OVERFLOW);
+  CHECK_EQ(bad, 3);
+  CHECK_UNTOUCHED_N(out, 4);
+  CHECK_ST(kb_record_sizes_fill(4, NULL, keys, sizeof keys, key_lens, NULL, 0, NULL, 0, out,
+                                &bad),
+           KB_NULL_ARRAY);
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, NULL, 0, NULL, 0,
+                                NULL, &bad),
+           KB_NULL_ARRAY);
+  CHECK_ST(kb_record_sizes_fill(4, data_lens, keys, sizeof keys, key_lens, NULL, 0, NULL, 9, out,
+                                &bad),
+           KB_INVALID_ARGUMENT);
+  CHECK_UNTOUCHED_N(out, 4);
+}
+
 void KB_SUITE(test_basics)(void) {
   test_version();
   test_statuses();
@@ -718,6 +789,7 @@ void KB_SUITE(test_basics)(void) {
   test_limits_check();
   test_measure();
   test_sizes_keys_reasons();
+  test_sizes_fill();
 }
 
 unsigned long KB_SUITE(suite_run)(void) {
