@@ -50,7 +50,8 @@ pub const KB_VERSION_PATCH: u32 = 0;
 /// The library's version, `"MAJOR.MINOR.PATCH"`: a static string, never freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    let version = || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast();
+    guard!(version(), { version() })
 }
 
 /// Panics inside the guard: for the C suite's check that a panic becomes `KB_PANIC`.

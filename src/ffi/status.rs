@@ -3,6 +3,7 @@
 
 use core::ffi::c_char;
 
+use super::guard;
 use crate::LimitsError;
 
 /// What a call did. `KB_OK` (0) and the other values below 100 say how a call ended
@@ -119,7 +120,14 @@ pub(crate) use c_message;
 /// Unknown values get `"unknown status"`.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_status_message(status: kb_status) -> *const c_char {
-    let message: &'static str = match status {
+    guard!(c_message!("unknown status").as_ptr().cast(), {
+        message(status).as_ptr().cast()
+    })
+}
+
+/// The NUL-terminated message of a status.
+fn message(status: kb_status) -> &'static str {
+    match status {
         KB_OK => c_message!("ok"),
         KB_BATCHES_FULL => c_message!("the batch array is full: call again to go on"),
         KB_REFUSALS_FULL => c_message!("the refusal array is full: call again to go on"),
@@ -166,13 +174,12 @@ pub extern "C" fn kb_status_message(status: kb_status) -> *const c_char {
         }
         KB_PANIC => c_message!("internal error: the library panicked"),
         _ => c_message!("unknown status"),
-    };
-    message.as_ptr().cast()
+    }
 }
 
 /// Whether `status` is an error (100 or more): nothing was written and no object
 /// changed.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_status_is_error(status: kb_status) -> bool {
-    status >= 100
+    guard!(true, { status >= 100 })
 }
