@@ -60,6 +60,10 @@
 // `kb_limits.options`: explicit hash keys count towards record and request size.
 #define KB_LIMITS_COUNT_HASH_KEY 2
 
+// `kb_record_sizes_fill`'s hash key length for a record without an explicit hash key:
+// all bits set (`SIZE_MAX` once converted to `size_t`).
+#define KB_NO_HASH_KEY ~0
+
 // Options: each record packs as many consecutive lines (joined by their `\n`) as fit
 // the record cap with the key, instead of one record per line.
 #define KB_LINES_PACK 1
@@ -561,12 +565,12 @@ kb_status kb_record_size_of(const struct kb_record *record,
 // holding Go pointers): the data lengths; the partition keys back to back in
 // `keys[0..keys_len]`, record `i`'s being the next `key_lens[i]` bytes; and, if
 // `hash_key_lens` is not NULL, the explicit hash keys back to back in `hash_keys`,
-// `hash_key_lens[i]` bytes each, or -1 for a record without one. Key lengths are
+// `hash_key_lens[i]` bytes each, or `KB_NO_HASH_KEY` for a record without one. Key lengths are
 // counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the bytes, as
 // `kb_record_size_of` does. One call per array, not per record.
 //
-// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, and a hash key
-// length below -1 is `KB_INVALID_ARGUMENT`, with the record's index in `*bad_index`.
+// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, with the record's
+// index in `*bad_index`.
 //
 // # Safety
 // `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries; `keys` and
@@ -576,10 +580,10 @@ kb_status kb_record_sizes_fill(size_t n,
                                const uint64_t *data_lens,
                                const uint8_t *keys,
                                size_t keys_len,
-                               const uint32_t *key_lens,
+                               const size_t *key_lens,
                                const uint8_t *hash_keys,
                                size_t hash_keys_len,
-                               const int32_t *hash_key_lens,
+                               const size_t *hash_key_lens,
                                uint32_t key_unit_id,
                                struct kb_record_size *out,
                                size_t *bad_index);

@@ -289,17 +289,21 @@ pub unsafe extern "C" fn kb_record_size_of(
     })
 }
 
+/// `kb_record_sizes_fill`'s hash key length for a record without an explicit hash key:
+/// all bits set (`SIZE_MAX` once converted to `size_t`).
+pub const KB_NO_HASH_KEY: usize = !0;
+
 /// Fills `out[0..n]` with the size forms of `n` records given as columns, for callers
 /// that cannot hand over a pointer per record (Go, whose cgo rules forbid C memory
 /// holding Go pointers): the data lengths; the partition keys back to back in
 /// `keys[0..keys_len]`, record `i`'s being the next `key_lens[i]` bytes; and, if
 /// `hash_key_lens` is not NULL, the explicit hash keys back to back in `hash_keys`,
-/// `hash_key_lens[i]` bytes each, or -1 for a record without one. Key lengths are
+/// `hash_key_lens[i]` bytes each, or `KB_NO_HASH_KEY` for a record without one. Key lengths are
 /// counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the bytes, as
 /// `kb_record_size_of` does. One call per array, not per record.
 ///
-/// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, and a hash key
-/// length below -1 is `KB_INVALID_ARGUMENT`, with the record's index in `*bad_index`.
+/// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, with the record's
+/// index in `*bad_index`.
 ///
 /// # Safety
 /// `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries; `keys` and
@@ -311,10 +315,10 @@ pub unsafe extern "C" fn kb_record_sizes_fill(
     data_lens: *const u64,
     keys: *const u8,
     keys_len: usize,
-    key_lens: *const u32,
+    key_lens: *const usize,
     hash_keys: *const u8,
     hash_keys_len: usize,
-    hash_key_lens: *const i32,
+    hash_key_lens: *const usize,
     key_unit_id: u32,
     out: *mut RecordSize,
     bad_index: *mut usize,
@@ -349,31 +353,27 @@ pub unsafe extern "C" fn kb_record_sizes_fill(
                 unsafe { set(bad_index, i) };
                 status
             };
-            key_end = key_end.saturating_add(key_lens[i] as usize);
+            key_end = key_end.saturating_add(key_lens[i]);
             if key_end > keys.len() {
                 return fail(KB_LENGTH_OVERFLOW);
             }
             if let Some(lens) = hash_key_lens {
-                match lens[i] {
-                    -1 => {}
-                    len if len < -1 => return fail(KB_INVALID_ARGUMENT),
-                    len => {
-                        hash_end = hash_end.saturating_add(len as usize);
-                        if hash_end > hash_keys.len() {
-                            return fail(KB_LENGTH_OVERFLOW);
-                        }
+                if lens[i] != KB_NO_HASH_KEY {
+                    hash_end = hash_end.saturating_add(lens[i]);
+                    if hash_end > hash_keys.len() {
+                        return fail(KB_LENGTH_OVERFLOW);
                     }
                 }
             }
         }
         let (mut key_at, mut hash_at) = (0usize, 0usize);
         for (i, slot) in out.iter_mut().enumerate() {
-            let key = &keys[key_at..key_at + key_lens[i] as usize];
+            let key = &keys[key_at..key_at + key_lens[i]];
             key_at += key.len();
             let view = crate::Record::new(&[], key);
             let view = match hash_key_lens.map(|lens| lens[i]) {
-                Some(len) if len >= 0 => {
-                    let hash_key = &hash_keys[hash_at..hash_at + len as usize];
+                Some(len) if len != KB_NO_HASH_KEY => {
+                    let hash_key = &hash_keys[hash_at..hash_at + len];
                     hash_at += hash_key.len();
                     view.with_hash_key(hash_key)
                 }
