@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// kb_record_sizes_fill's hash key length for a record without an explicit hash key.
+#define KB_NO_HASH_KEY SIZE_MAX
+
+// The library's version, as kb_version() returns it.
 #define KB_VERSION "0.1.0"
 
 
@@ -59,10 +63,6 @@
 
 // `kb_limits.options`: explicit hash keys count towards record and request size.
 #define KB_LIMITS_COUNT_HASH_KEY 2
-
-// `kb_record_sizes_fill`'s hash key length for a record without an explicit hash key:
-// all bits set (`SIZE_MAX` once converted to `size_t`).
-#define KB_NO_HASH_KEY ~0
 
 // Options: each record packs as many consecutive lines (joined by their `\n`) as fit
 // the record cap with the key, instead of one record per line.

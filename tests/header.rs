@@ -13,7 +13,8 @@ fn committed_header_is_current() {
         cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     // The version string comes from Cargo.toml, so it cannot drift from kb_version().
     config.after_includes = Some(format!(
-        "\n#define KB_VERSION \"{}\"\n",
+        "{}\n\n// The library's version, as kb_version() returns it.\n#define KB_VERSION \"{}\"\n",
+        config.after_includes.take().unwrap_or_default(),
         env!("CARGO_PKG_VERSION")
     ));
     let mut generated = Vec::new();

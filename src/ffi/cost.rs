@@ -290,8 +290,10 @@ pub unsafe extern "C" fn kb_record_size_of(
 }
 
 /// `kb_record_sizes_fill`'s hash key length for a record without an explicit hash key:
-/// all bits set (`SIZE_MAX` once converted to `size_t`).
-pub const KB_NO_HASH_KEY: usize = !0;
+/// `SIZE_MAX`. (Defined in the header by cbindgen.toml, which cannot spell it.)
+///
+/// cbindgen:ignore
+pub const KB_NO_HASH_KEY: usize = usize::MAX;
 
 /// Fills `out[0..n]` with the size forms of `n` records given as columns, for callers
 /// that cannot hand over a pointer per record (Go, whose cgo rules forbid C memory

@@ -22,9 +22,10 @@ fn main() {
     }
 
     let mut c = cc::Build::new();
+    // warnings(true): warnings(false) would add -w, which silences every -W flag below.
     c.include(&include)
         .include(here)
-        .warnings(false)
+        .warnings(true)
         .flag("-std=c11")
         .flag("-Wall")
         .flag("-Wextra")
@@ -40,7 +41,7 @@ fn main() {
     cxx.cpp(true)
         .include(&include)
         .include(here)
-        .warnings(false)
+        .warnings(true)
         .flag("-x")
         .flag("c++")
         .flag("-std=c++17")
