@@ -1,0 +1,66 @@
+package kinesisbatcher
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Sentinel errors: a *StatusError matches one of them with errors.Is.
+var (
+	// ErrInvalidLimits: limits the library refuses (a zero or over-the-service cap, a
+	// record cap above the request cap or the profile's ceiling, a stream record size
+	// outside 1024..10240 KiB, an unknown profile, key unit or option).
+	ErrInvalidLimits = errors.New("kinesisbatcher: invalid limits")
+	// ErrInvalidArgument: an integer code out of range (an error kind, an outcome).
+	ErrInvalidArgument = errors.New("kinesisbatcher: invalid argument")
+	// ErrOutOfMemory: the library could not allocate an object.
+	ErrOutOfMemory = errors.New("kinesisbatcher: out of memory")
+	// ErrNothingInFlight: settling a Delivery with no request in flight.
+	ErrNothingInFlight = errors.New("kinesisbatcher: no request in flight")
+	// ErrInFlight: Delivery.Next before the request in flight was settled.
+	ErrInFlight = errors.New("kinesisbatcher: the request in flight is not settled")
+	// ErrClosed: the object was closed.
+	ErrClosed = errors.New("kinesisbatcher: use after Close")
+	// ErrInternal: a status the binding does not expect (a bug, here or in the library).
+	ErrInternal = errors.New("kinesisbatcher: internal error")
+)
+
+// StatusError is an error status of the C library: Status is the kb_status value and
+// Index the record or entry it names (-1 when none). Its message is kb_status_message's.
+type StatusError struct {
+	Status uint32
+	Index  int
+}
+
+// Error is kb_status_message's sentence, with the index when there is one.
+func (e *StatusError) Error() string {
+	msg := "kinesisbatcher: " + statusMessage(e.Status)
+	if e.Index >= 0 {
+		msg += " (index " + strconv.Itoa(e.Index) + ")"
+	}
+	return msg
+}
+
+// Is reports whether target is the sentinel for e's status.
+func (e *StatusError) Is(target error) bool {
+	switch {
+	case e.Status >= 120 && e.Status < 140:
+		return target == ErrInvalidLimits
+	case e.Status == 105:
+		return target == ErrInvalidArgument
+	case e.Status == 111:
+		return target == ErrOutOfMemory
+	case e.Status == 108:
+		return target == ErrNothingInFlight
+	default:
+		return target == ErrInternal
+	}
+}
+
+// statusErr is nil for a status that is not an error.
+func statusErr(status uint32, index int) error {
+	if !isError(status) {
+		return nil
+	}
+	return &StatusError{Status: status, Index: index}
+}
