@@ -314,10 +314,16 @@ impl RecordSize {
     /// assert_eq!((size.key_len, size.key_units), (4, 3));
     /// assert_eq!(size.measure(&Limits::KDS), record.measure(&Limits::KDS));
     /// ```
+    #[inline]
     pub fn of(record: &Record<'_>, unit: KeyUnit) -> RecordSize {
-        let (key_units, key_flag) = match core::str::from_utf8(record.key) {
-            Ok(key) => (saturate(key_units(key, unit)), 0),
-            Err(_) => (saturate(record.key.len()), RecordSize::KEY_NOT_UTF8),
+        // An ASCII key, the usual case, has as many units as bytes in every unit.
+        let (key_units, key_flag) = if is_ascii_short(record.key) || record.key.is_ascii() {
+            (saturate(record.key.len()), 0)
+        } else {
+            match core::str::from_utf8(record.key) {
+                Ok(key) => (saturate(key_units(key, unit)), 0),
+                Err(_) => (saturate(record.key.len()), RecordSize::KEY_NOT_UTF8),
+            }
         };
         let (hash_key_len, hash_flag) = match record.hash_key {
             None => (0, 0),
