@@ -54,6 +54,18 @@ rm -rf "$prefix"
 make -s install PREFIX="$prefix" >/dev/null
 PKG_CONFIG_PATH="$prefix/lib/pkgconfig" bash bindings/c/test/run.sh
 
+step "the Go binding (vet, race, cgocheck2, GOGC=1, fuzz, pkg-config) and its example producer"
+export PATH="$PATH:/usr/local/go/bin"
+bash bindings/go/test.sh
+(
+  cd bindings/go/examples/producer
+  unformatted="$(gofmt -l .)"
+  [ -z "$unformatted" ] || { echo "not gofmt-ed: $unformatted"; exit 1; }
+  go vet ./...
+  go test -count=1 .
+  go test -count=1 -race .
+)
+
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
 cargo bench --features ffi -- --test
 
