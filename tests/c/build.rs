@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
-const SOURCES: [&str; 5] = [
+const SOURCES: [&str; 6] = [
     "suite.c",
     "suite_plan.c",
     "suite_lines.c",
     "suite_delivery.c",
     "drivers.c",
+    "threads.c",
 ];
 
 fn main() {
@@ -53,4 +54,6 @@ fn main() {
         cxx.file(here.join(source));
     }
     cxx.compile("kb_csuite_cxx");
+    // threads.c starts pthreads.
+    println!("cargo:rustc-link-lib=pthread");
 }

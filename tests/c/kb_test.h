@@ -84,6 +84,9 @@ unsigned long KB_SUITE(suite_checks)(void);
  * (it does not touch the shared state).
  */
 unsigned long KB_SUITE(thread_worker)(uint64_t seed);
+/* n_threads pthreads planning one shared record array at once, each compared with the
+ * single-threaded plan (threads.c); returns the mismatches. */
+unsigned long KB_SUITE(threads_shared)(unsigned n_threads);
 
 /*
  * Differential drivers: plan `records` under `limits` through one entry point with

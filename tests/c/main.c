@@ -38,6 +38,8 @@ int main(void) {
     pthread_join(threads[i], NULL);
     failures += jobs[i].failures;
   }
+  /* Then 8 threads planning one shared, read-only record array at once. */
+  failures += KB_SUITE(threads_shared)(8);
   printf("C suite: %lu checks, %d threads, %lu failures\n", checks, THREADS, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -4,7 +4,7 @@
 //! Every entry point is a plain C function; [`Lang`] bundles one copy's, so each test runs
 //! against both languages.
 
-use core::ffi::c_ulong;
+use core::ffi::{c_uint, c_ulong};
 
 use kinesis_batcher::ffi::{kb_limits, kb_record, kb_status};
 use kinesis_batcher::lines::{LineBatch, LineRefusal};
@@ -52,6 +52,9 @@ pub struct Lang {
     pub suite_checks: unsafe extern "C" fn() -> c_ulong,
     /// Independent planners over records generated from the seed; returns failures.
     pub thread_worker: unsafe extern "C" fn(u64) -> c_ulong,
+    /// That many pthreads planning one shared record array at once, each compared with
+    /// the single-threaded plan; returns the number of mismatches.
+    pub threads_shared: unsafe extern "C" fn(c_uint) -> c_ulong,
     /// `kb_planner_plan` with small random capacities, resumed until done.
     pub drive_plan: Driver,
     /// `kb_planner_next` until `KB_END`.
@@ -78,6 +81,8 @@ macro_rules! copy_of_the_suite {
                 fn suite_checks() -> c_ulong;
                 #[link_name = concat!($prefix, "thread_worker")]
                 fn thread_worker(seed: u64) -> c_ulong;
+                #[link_name = concat!($prefix, "threads_shared")]
+                fn threads_shared(n_threads: c_uint) -> c_ulong;
                 #[link_name = concat!($prefix, "drive_plan")]
                 fn drive_plan(
                     l: *const kb_limits,
@@ -146,6 +151,7 @@ macro_rules! copy_of_the_suite {
                 suite_run,
                 suite_checks,
                 thread_worker,
+                threads_shared,
                 drive_plan,
                 drive_next,
                 drive_accumulator,
