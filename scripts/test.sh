@@ -66,6 +66,9 @@ bash bindings/go/test.sh
   go test -count=1 -race .
 )
 
+step "end to end against a real Kinesis API server (moto), directly and through a fault-injecting proxy"
+bash tests/e2e/run.sh
+
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
 cargo bench --features ffi -- --test
 

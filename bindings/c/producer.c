@@ -49,6 +49,8 @@ static const char USAGE[] =
     "  --max-record-kib N    the stream's MaxRecordSizeInKiB, 1024..10240 (kds)\n"
     "  --max-attempts N      sends of one record at most (default 10)\n"
     "  --backoff-base-ms N   first backoff ceiling (default 100; doubles up to 10 s)\n"
+    "  --per-key-order       store each key's records in input order (a request never\n"
+    "                        holds two records of one key; smaller requests)\n"
     "  --timeout-ms N        HTTP request timeout (default 30000)\n"
     "  --dry-run             print each request body on stdout, one per line; no HTTP\n"
     "  --help                this text\n"
@@ -61,6 +63,7 @@ typedef struct {
     unsigned long long max_record_kib, max_attempts, backoff_base_ms, timeout_ms;
     int profile;
     int dry_run;
+    int per_key_order;
 } config;
 
 typedef struct {
@@ -178,6 +181,10 @@ static int parse_args(int argc, char **argv, config *cfg) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return -1;
+        if (strcmp(a, "--per-key-order") == 0) {
+            cfg->per_key_order = 1;
+            continue;
+        }
         if (strcmp(a, "--dry-run") == 0) {
             cfg->dry_run = 1;
             continue;
@@ -626,6 +633,8 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     p.policy.max_attempts = (uint32_t)c->max_attempts;
     p.policy.backoff_base_ms = c->backoff_base_ms;
+    /* The library keeps one record per key in each request, and failures go first. */
+    p.policy.per_key_order = c->per_key_order ? 1 : 0;
     if (p.policy.backoff_cap_ms < c->backoff_base_ms)
         p.policy.backoff_cap_ms = c->backoff_base_ms;
 

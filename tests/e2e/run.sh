@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# End-to-end tests against a real Kinesis API server (moto 5.2.5, 127.0.0.1 only).
+#
+#   bash tests/e2e/run.sh            # E2E_SEED=N to replay a workload; E2E_RECORDS=N
+#
+# Builds the C library (make install into target/e2e/prefix), the C sample producer, the
+# Go sample producer and the CLI; keeps a venv with moto + boto3 in target/e2e/venv
+# (created once); starts moto_server on a free port (stopped at exit, whatever happens)
+# and runs tests/e2e/e2e.py. Outputs: target/e2e/. Exit status non-zero on any failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+E2E=$ROOT/target/e2e
+mkdir -p "$E2E"
+start=$(date +%s)
+say() { printf 'e2e: %s\n' "$*"; }
+
+# --- Python environment: moto 5.2.5 + flask + flask-cors + boto3, cached.
+VENV=$E2E/venv
+want_moto=5.2.5
+have_venv() {
+    [[ -x $VENV/bin/python ]] && "$VENV/bin/python" - "$want_moto" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+assert version("moto") == sys.argv[1]
+for p in ("flask", "flask-cors", "boto3"):
+    version(p)
+EOF
+}
+if ! have_venv; then
+    say "creating $VENV (moto $want_moto, flask, flask-cors, boto3)"
+    rm -rf "$VENV"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        apt-get install -y python3-venv >/dev/null
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q "moto==$want_moto" flask flask-cors boto3
+    have_venv || { say "venv install failed"; exit 1; }
+fi
+
+# --- Builds.
+say "building the C library, the C and Go producers and the CLI"
+make -s >/dev/null
+make -s install PREFIX="$E2E/prefix" >/dev/null
+export PKG_CONFIG_PATH=$E2E/prefix/lib/pkgconfig
+export LD_LIBRARY_PATH=$E2E/prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+make -s -C bindings/c BUILD="$E2E/bindings-c" >/dev/null
+export PATH=/usr/local/go/bin:$PATH
+(cd bindings/go/examples/producer && go build -o "$E2E/go-producer" .)
+cargo build -q --release -p kinesis-batcher-cli
+say "built in $(( $(date +%s) - start )) s"
+
+# --- moto on a free port; always stopped.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_SESSION_TOKEN=test
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_PROFILE KINESIS_ENDPOINT KINESIS_STREAM || true
+PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WORK=$E2E/run
+rm -rf "$WORK"
+mkdir -p "$WORK"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+MOTO_PID=$!
+cleanup() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ENDPOINT=http://127.0.0.1:$PORT
+for i in $(seq 1 100); do
+    if "$VENV/bin/python" - "$ENDPOINT" <<'EOF' 2>/dev/null; then break; fi
+import sys, boto3
+boto3.client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1").list_streams()
+EOF
+    kill -0 "$MOTO_PID" 2>/dev/null || { say "moto_server died:"; cat "$WORK/moto.log"; exit 1; }
+    [[ $i == 100 ]] && { say "moto_server does not answer on $ENDPOINT"; exit 1; }
+    sleep 0.2
+done
+say "moto_server $want_moto on $ENDPOINT (pid $MOTO_PID)"
+
+status=0
+"$VENV/bin/python" "$ROOT/tests/e2e/e2e.py" --endpoint "$ENDPOINT" --moto-port "$PORT" \
+    --work "$WORK" --cli "$ROOT/target/release/kinesis-batcher" \
+    --c-producer "$E2E/bindings-c/kb-producer" --go-producer "$E2E/go-producer" \
+    ${E2E_SEED:+--seed "$E2E_SEED"} ${E2E_RECORDS:+--records "$E2E_RECORDS"} \
+    ${E2E_ONLY:+--only "$E2E_ONLY"} ${E2E_CLI_PROFILE:+--cli-profile "$E2E_CLI_PROFILE"} || status=$?
+say "finished in $(( $(date +%s) - start )) s, status $status"
+exit $status
