@@ -69,6 +69,12 @@ bash bindings/go/test.sh
 step "end to end against a real Kinesis API server (moto), directly and through a fault-injecting proxy"
 bash tests/e2e/run.sh
 
+step "fuzzing: every target for a bounded time (needs a nightly toolchain; says so when it skips)"
+bash scripts/fuzz.sh
+
+step "miri over the core and the C ABI's unsafe code (needs nightly miri; says so when it skips)"
+bash scripts/miri.sh
+
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
 cargo bench --features ffi -- --test
 

@@ -1,0 +1,545 @@
+//! The C ABI's unsafe code on tiny inputs, for Miri (`scripts/miri.sh`): every exported
+//! entry point that dereferences a caller's pointer, with resume, NULL fields, huge
+//! lengths, zero capacities and uninitialised output arrays. It also runs as an ordinary
+//! test; the fuzz target `ffi_plan` covers the same calls at volume.
+#![cfg(feature = "ffi")]
+
+use std::mem::MaybeUninit;
+use std::ptr::{NonNull, null, null_mut};
+
+use kinesis_batcher::ffi::*;
+use kinesis_batcher::lines::{LineBatch, LineRefusal};
+use kinesis_batcher::retry::{Pending, Settled, Terminal};
+use kinesis_batcher::{Batch, Reason, RecordSize, Refusal, Stats};
+
+fn limits(max_records: u32, request: u32, record: u32) -> kb_limits {
+    let mut l = kb_limits::default();
+    // SAFETY: a writable kb_limits.
+    assert_eq!(unsafe { kb_limits_profile(KB_PROFILE_KDS, &mut l) }, KB_OK);
+    l.max_records = max_records;
+    l.max_request_bytes = request;
+    l.max_record_bytes = record;
+    l
+}
+
+fn rec(data: &[u8], key: &[u8]) -> kb_record {
+    kb_record {
+        data: data.as_ptr(),
+        data_len: data.len(),
+        key: key.as_ptr(),
+        key_len: key.len(),
+        hash_key: null(),
+        hash_key_len: 0,
+    }
+}
+
+const DATA: [u8; 16] = [0; 16];
+
+fn records() -> Vec<kb_record> {
+    let mut hashed = rec(&DATA[..3], b"k1");
+    hashed.hash_key = b"12345".as_ptr();
+    hashed.hash_key_len = 5;
+    vec![
+        rec(&DATA[..4], b"a"),
+        rec(&DATA[..2], b""), // key empty: refused
+        rec(&DATA[..9], b"bb"),
+        rec(&[], b"\xff"), // not UTF-8
+        hashed,
+        rec(&DATA[..16], b"ccc"), // too large for a 12-byte cap
+        rec(&DATA[..1], b"d"),
+    ]
+}
+
+#[test]
+fn plan_resumes_through_uninitialised_one_entry_arrays() {
+    let l = limits(2, 12, 12);
+    let recs = records();
+    // SAFETY: every pointer is to live memory of the stated length.
+    unsafe {
+        let mut planner = null_mut();
+        assert_eq!(kb_planner_new(&l, &mut planner), KB_OK);
+        let (mut batches, mut refusals) = (Vec::new(), Vec::new());
+        for _ in 0..32 {
+            let mut b = [MaybeUninit::<Batch>::uninit(); 1];
+            let mut r = [MaybeUninit::<Refusal>::uninit(); 1];
+            let (mut nb, mut nr) = (0, 0);
+            let st = kb_planner_plan(
+                planner,
+                recs.as_ptr(),
+                recs.len(),
+                b.as_mut_ptr().cast(),
+                1,
+                &mut nb,
+                r.as_mut_ptr().cast(),
+                1,
+                &mut nr,
+                null_mut(),
+            );
+            batches.extend(b[..nb].iter().map(|x| x.assume_init()));
+            refusals.extend(r[..nr].iter().map(|x| x.assume_init()));
+            if st == KB_OK {
+                break;
+            }
+            assert!(
+                st == KB_BATCHES_FULL || st == KB_REFUSALS_FULL,
+                "status {st}"
+            );
+        }
+        let reasons: Vec<_> = refusals
+            .iter()
+            .map(|r: &Refusal| (r.index, r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (1, Reason::KeyEmpty),
+                (3, Reason::KeyNotUtf8),
+                (5, Reason::RecordTooLarge)
+            ]
+        );
+        let accepted: u32 = batches.iter().map(|b: &Batch| b.records).sum();
+        assert_eq!(accepted, 4);
+        let mut stats = Stats::default();
+        assert_eq!(kb_planner_stats(planner, &mut stats), KB_OK);
+        assert_eq!(stats.records, 4);
+        kb_planner_free(planner);
+    }
+}
+
+#[test]
+fn bad_records_stop_every_call_with_their_index() {
+    let l = limits(500, 1 << 20, 1 << 20);
+    let mut recs = records();
+    let good = recs.len();
+    recs.push(kb_record {
+        data: null(),
+        data_len: 3,
+        ..rec(&[], b"k")
+    });
+    recs.push(kb_record {
+        key: NonNull::dangling().as_ptr(),
+        key_len: usize::MAX,
+        ..rec(&[], b"k")
+    });
+    recs.push(kb_record {
+        data: DATA.as_ptr(),
+        data_len: usize::MAX,
+        ..rec(&[], b"k")
+    });
+    // SAFETY: live memory, or NULL/dangling with lengths the ABI checks before reading.
+    unsafe {
+        let mut planner = null_mut();
+        assert_eq!(kb_planner_new(&l, &mut planner), KB_OK);
+        let mut b = [Batch::default(); 4];
+        let mut r = [Refusal::default(); 4];
+        let (mut nb, mut nr, mut bad) = (9, 9, 9);
+        let st = kb_planner_plan(
+            planner,
+            recs.as_ptr(),
+            recs.len(),
+            b.as_mut_ptr(),
+            4,
+            &mut nb,
+            r.as_mut_ptr(),
+            4,
+            &mut nr,
+            &mut bad,
+        );
+        assert_eq!((st, nb, nr, bad), (KB_BATCHES_FULL, 0, 2, 9));
+        let st = kb_planner_plan(
+            planner,
+            recs.as_ptr(),
+            recs.len(),
+            b.as_mut_ptr(),
+            4,
+            &mut nb,
+            r.as_mut_ptr(),
+            4,
+            &mut nr,
+            &mut bad,
+        );
+        assert_eq!((st, bad), (KB_NULL_FIELD, good));
+        kb_planner_free(planner);
+
+        let mut planner = null_mut();
+        assert_eq!(kb_planner_new(&l, &mut planner), KB_OK);
+        let (mut batch, mut refusal) = (Batch::default(), Refusal::default());
+        let mut events = 0;
+        let st = loop {
+            match kb_planner_next(
+                planner,
+                recs.as_ptr(),
+                recs.len(),
+                &mut batch,
+                &mut refusal,
+                &mut bad,
+            ) {
+                KB_OK | KB_REFUSED => events += 1,
+                other => break other,
+            }
+        };
+        assert_eq!((st, bad), (KB_NULL_FIELD, good));
+        assert!(events <= 2);
+        kb_planner_free(planner);
+
+        let mut acc = null_mut();
+        assert_eq!(kb_accumulator_new(&l, &mut acc), KB_OK);
+        let mut reason = Reason::KeyEmpty;
+        for (i, want) in [
+            (good, KB_NULL_FIELD),
+            (good + 1, KB_LENGTH_OVERFLOW),
+            (good + 2, KB_LENGTH_OVERFLOW),
+        ] {
+            assert_eq!(
+                kb_accumulator_push(acc, &recs[i], &mut batch, &mut reason),
+                want
+            );
+        }
+        for r in &recs[..good] {
+            let st = kb_accumulator_push(acc, r, &mut batch, &mut reason);
+            assert!(st == KB_OK || st == KB_REFUSED || st == KB_SEND_FIRST);
+        }
+        let mut pushed = 0;
+        assert_eq!(kb_accumulator_pushed(acc, &mut pushed), KB_OK);
+        assert_eq!(pushed, good);
+        assert_eq!(kb_accumulator_pending(acc, &mut batch), KB_OK);
+        assert_eq!(kb_accumulator_flush(acc, &mut batch), KB_OK);
+        assert_eq!(kb_accumulator_flush(acc, &mut batch), KB_END);
+        kb_accumulator_free(acc);
+
+        let mut size = 0u32;
+        assert_eq!(
+            kb_record_measure(&l, &recs[good + 1], &mut size, &mut reason),
+            KB_LENGTH_OVERFLOW
+        );
+        let mut rs = RecordSize::default();
+        assert_eq!(
+            kb_record_size_of(&recs[good], KB_KEY_UNIT_CODE_POINTS, &mut rs),
+            KB_NULL_FIELD
+        );
+        assert_eq!(
+            kb_record_size_of(&recs[4], KB_KEY_UNIT_CODE_POINTS, &mut rs),
+            KB_OK
+        );
+        assert_eq!((rs.key_len, rs.hash_key_len, rs.flags), (2, 5, 0));
+    }
+}
+
+#[test]
+fn sizes_fill_then_plan_sizes() {
+    let l = limits(2, 100, 50);
+    let data_lens = [4u64, 0, 60, u64::MAX];
+    let keys = b"ab\xffcd";
+    let key_lens = [1usize, 2, 1, 1];
+    let hash_keys = b"7x";
+    let hash_key_lens = [KB_NO_HASH_KEY, 1, KB_NO_HASH_KEY, 1];
+    // SAFETY: every array holds the stated number of entries.
+    unsafe {
+        let mut out = [MaybeUninit::<RecordSize>::uninit(); 4];
+        let mut bad = 9;
+        let st = kb_record_sizes_fill(
+            4,
+            data_lens.as_ptr(),
+            keys.as_ptr(),
+            keys.len(),
+            key_lens.as_ptr(),
+            hash_keys.as_ptr(),
+            hash_keys.len(),
+            hash_key_lens.as_ptr(),
+            KB_KEY_UNIT_UTF16_UNITS,
+            out.as_mut_ptr().cast(),
+            &mut bad,
+        );
+        assert_eq!((st, bad), (KB_OK, 9));
+        let sizes: Vec<RecordSize> = out.iter().map(|s| s.assume_init()).collect();
+        assert_eq!(sizes[1].flags, KB_RECORD_KEY_NOT_UTF8);
+        assert_eq!(sizes[3].flags, KB_RECORD_HASH_KEY_INVALID);
+        let long = [1usize, 2, 1, 2];
+        let st = kb_record_sizes_fill(
+            4,
+            data_lens.as_ptr(),
+            keys.as_ptr(),
+            keys.len(),
+            long.as_ptr(),
+            hash_keys.as_ptr(),
+            hash_keys.len(),
+            hash_key_lens.as_ptr(),
+            0,
+            out.as_mut_ptr().cast(),
+            &mut bad,
+        );
+        assert_eq!((st, bad), (KB_LENGTH_OVERFLOW, 3));
+
+        let mut planner = null_mut();
+        assert_eq!(kb_planner_new(&l, &mut planner), KB_OK);
+        let mut b = [MaybeUninit::<Batch>::uninit(); 1];
+        let mut r = [MaybeUninit::<Refusal>::uninit(); 1];
+        let (mut nb, mut nr, mut refused) = (0, 0, 0);
+        loop {
+            let st = kb_planner_plan_sizes(
+                planner,
+                sizes.as_ptr(),
+                sizes.len(),
+                b.as_mut_ptr().cast(),
+                1,
+                &mut nb,
+                r.as_mut_ptr().cast(),
+                1,
+                &mut nr,
+            );
+            refused += nr;
+            if st == KB_OK {
+                break;
+            }
+        }
+        assert_eq!(refused, 3);
+        let (mut batch, mut refusal) = (Batch::default(), Refusal::default());
+        assert_eq!(
+            kb_planner_next_sizes(
+                planner,
+                sizes.as_ptr(),
+                sizes.len(),
+                &mut batch,
+                &mut refusal
+            ),
+            KB_END
+        );
+        assert_eq!(
+            kb_planner_plan_sizes(
+                planner,
+                sizes.as_ptr(),
+                sizes.len(),
+                b.as_mut_ptr().cast(),
+                0,
+                &mut nb,
+                r.as_mut_ptr().cast(),
+                1,
+                &mut nr
+            ),
+            KB_ZERO_CAPACITY
+        );
+        assert_eq!(
+            kb_planner_plan_sizes(
+                planner,
+                null(),
+                2,
+                b.as_mut_ptr().cast(),
+                1,
+                &mut nb,
+                r.as_mut_ptr().cast(),
+                1,
+                &mut nr
+            ),
+            KB_NULL_ARRAY
+        );
+        kb_planner_free(planner);
+        kb_planner_free(null_mut());
+    }
+}
+
+#[test]
+fn lines_and_line_planner_in_chunks() {
+    let l = limits(2, 100, 6);
+    let stream = b"one\r\ntwo\n\ntoolongline\nsix\nend";
+    // SAFETY: every pointer is to live memory of the stated length.
+    unsafe {
+        let mut lines = null_mut();
+        assert_eq!(kb_lines_new(&l, 0, 0, &mut lines), KB_OK);
+        let mut line = MaybeUninit::<kb_line>::uninit();
+        let (mut start, mut end, mut found) = (0usize, 0usize, Vec::new());
+        loop {
+            let mut consumed = 0;
+            let chunk = &stream[start..end];
+            let st = kb_lines_next(
+                lines,
+                chunk.as_ptr(),
+                chunk.len(),
+                end == stream.len(),
+                line.as_mut_ptr(),
+                &mut consumed,
+            );
+            start += consumed;
+            match st {
+                KB_OK => {
+                    let l = line.assume_init();
+                    found.push(std::slice::from_raw_parts(l.bytes, l.bytes_len).to_vec());
+                }
+                KB_NEED_MORE => end = (end + 4).min(stream.len()),
+                KB_END => break,
+                other => panic!("status {other}"),
+            }
+        }
+        assert_eq!(found.len(), 5);
+        let mut seen = 0;
+        assert_eq!(kb_lines_seen(lines, &mut seen), KB_OK);
+        kb_lines_free(lines);
+
+        for options in [0, KB_LINES_PACK] {
+            let mut lp = null_mut();
+            let mut reason = Reason::KeyEmpty;
+            assert_eq!(
+                kb_line_planner_new(&l, b"".as_ptr(), 0, options, &mut lp, &mut reason),
+                KB_KEY_REFUSED
+            );
+            assert_eq!(reason, Reason::KeyEmpty);
+            assert_eq!(
+                kb_line_planner_new(&l, b"k".as_ptr(), 1, options, &mut lp, &mut reason),
+                KB_OK
+            );
+            let mut b = [MaybeUninit::<LineBatch>::uninit(); 1];
+            let mut r = [MaybeUninit::<LineRefusal>::uninit(); 1];
+            let (mut start, mut end, mut batches, mut refusals) = (0usize, 0usize, 0, 0);
+            loop {
+                let (mut nb, mut nr, mut consumed) = (0, 0, 0);
+                let chunk = &stream[start..end];
+                let st = kb_line_planner_plan(
+                    lp,
+                    chunk.as_ptr(),
+                    chunk.len(),
+                    end == stream.len(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    &mut nb,
+                    r.as_mut_ptr().cast(),
+                    1,
+                    &mut nr,
+                    &mut consumed,
+                );
+                batches += nb;
+                refusals += nr;
+                start += consumed;
+                match st {
+                    KB_OK => break,
+                    KB_NEED_MORE => end = (end + 3).min(stream.len()),
+                    KB_BATCHES_FULL | KB_REFUSALS_FULL => {}
+                    other => panic!("status {other}"),
+                }
+                let mut keep = 0u64;
+                let _ = kb_line_planner_keep_from(lp, &mut keep);
+            }
+            assert!(batches >= 1 && refusals >= 1);
+            let mut stats = Stats::default();
+            assert_eq!(kb_line_planner_stats(lp, &mut stats), KB_OK);
+            kb_line_planner_free(lp);
+        }
+    }
+}
+
+#[test]
+fn delivery_with_partial_failures() {
+    let l = limits(3, 1000, 100);
+    let recs = records();
+    // SAFETY: every pointer is to live memory of the stated length.
+    unsafe {
+        let mut policy = MaybeUninit::<kb_retry_policy>::uninit();
+        assert_eq!(kb_retry_policy_default(policy.as_mut_ptr()), KB_OK);
+        let mut policy = policy.assume_init();
+        policy.max_attempts = 2;
+        let mut d = null_mut();
+        assert_eq!(kb_delivery_new(&l, &policy, &mut d), KB_OK);
+        let (mut accepted, mut terminal, mut refused) = (0, 0, 0);
+        for round in 0u8..32 {
+            let mut request = [MaybeUninit::<Pending>::uninit(); 3];
+            let mut refusals = [MaybeUninit::<Refusal>::uninit(); 1];
+            let (mut n, mut bytes, mut nr, mut bad) = (0, 0u32, 0, 0);
+            let st = kb_delivery_next_request(
+                d,
+                recs.as_ptr(),
+                recs.len(),
+                request.as_mut_ptr().cast(),
+                3,
+                &mut n,
+                &mut bytes,
+                refusals.as_mut_ptr().cast(),
+                1,
+                &mut nr,
+                u64::from(round),
+                &mut bad,
+            );
+            refused += nr;
+            if n == 0 {
+                if st == KB_END {
+                    break;
+                }
+                continue;
+            }
+            let sent: Vec<Pending> = request[..n].iter().map(|p| p.assume_init()).collect();
+            let mut waiting = null();
+            let mut nw = 0;
+            assert_eq!(kb_delivery_waiting(d, &mut waiting, &mut nw), KB_OK);
+            // First entry throttled, the rest stored; every third request lost.
+            let outcomes: Vec<u8> = (0..n)
+                .map(|i| if i == 0 { 2 } else { KB_OUTCOME_ACCEPTED })
+                .collect();
+            let mut term = [MaybeUninit::<Terminal>::uninit(); 3];
+            let mut settled = Settled::default();
+            let bad_code = [200u8];
+            assert_eq!(
+                kb_delivery_settle(
+                    d,
+                    sent.as_ptr(),
+                    n,
+                    bad_code.as_ptr(),
+                    1,
+                    0,
+                    term.as_mut_ptr().cast(),
+                    3,
+                    &mut settled,
+                    &mut bad
+                ),
+                KB_INVALID_ARGUMENT
+            );
+            let st = if round % 3 == 2 {
+                kb_delivery_settle_all(
+                    d,
+                    sent.as_ptr(),
+                    n,
+                    4,
+                    u64::from(round),
+                    term.as_mut_ptr().cast(),
+                    3,
+                    &mut settled,
+                )
+            } else {
+                kb_delivery_settle(
+                    d,
+                    sent.as_ptr(),
+                    n,
+                    outcomes.as_ptr(),
+                    n,
+                    u64::from(round),
+                    term.as_mut_ptr().cast(),
+                    3,
+                    &mut settled,
+                    &mut bad,
+                )
+            };
+            assert_eq!(st, KB_OK);
+            accepted += settled.accepted;
+            terminal += settled.terminal;
+            for t in &term[..settled.terminal] {
+                assert!(t.assume_init().gave_up);
+            }
+            let mut ms = 0;
+            assert_eq!(kb_delivery_backoff_ms(d, 7, &mut ms), KB_OK);
+            assert_eq!(
+                kb_delivery_settle_all(
+                    d,
+                    sent.as_ptr(),
+                    n,
+                    4,
+                    0,
+                    term.as_mut_ptr().cast(),
+                    3,
+                    &mut settled
+                ),
+                KB_NOTHING_IN_FLIGHT
+            );
+        }
+        assert_eq!(accepted + terminal + refused, recs.len());
+        let mut position = 0;
+        assert_eq!(kb_delivery_position(d, &mut position), KB_OK);
+        assert_eq!(position, recs.len());
+        kb_delivery_free(d);
+    }
+}
