@@ -56,74 +56,24 @@ struct Case {
 // The reference model
 // ---------------------------------------------------------------------------------------
 
+#[path = "support/model.rs"]
+mod shared_model;
+
 mod model {
     use super::{LimitsError, MIB, Rec};
-    use kinesis_batcher::{KeyUnit, Limits, Reason};
+    use kinesis_batcher::{Limits, Reason};
 
-    /// `0|([1-9]\d{0,38})` with a value of at most 2^128-1, by parsing.
-    pub fn hash_key_is_valid(hash_key: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(hash_key) else {
-            return false;
-        };
-        if text == "0" {
-            return true;
-        }
-        let mut chars = text.chars();
-        let Some(first) = chars.next() else {
-            return false;
-        };
-        if !('1'..='9').contains(&first) || !chars.all(|c| c.is_ascii_digit()) {
-            return false;
-        }
-        if text.chars().count() > 39 {
-            return false;
-        }
-        let mut value: u128 = 0;
-        for c in text.chars() {
-            let digit = u128::from(c.to_digit(10).unwrap());
-            match value.checked_mul(10).and_then(|v| v.checked_add(digit)) {
-                Some(next) => value = next,
-                None => return false,
-            }
-        }
-        true
-    }
-
-    /// Key length in the chosen unit.
-    pub fn key_units(key: &str, unit: KeyUnit) -> usize {
-        match unit {
-            KeyUnit::CodePoints => key.chars().count(),
-            KeyUnit::Utf16Units => key.encode_utf16().count(),
-            KeyUnit::Utf8Bytes => key.len(),
-        }
-    }
+    use super::shared_model as shared;
+    pub use shared::{fewest_batches, hash_key_is_valid, key_units};
 
     /// A record's size, or the first reason in the documented precedence.
     pub fn measure(record: &Rec, limits: &Limits) -> Result<u128, Reason> {
-        let cap = u128::from(limits.max_record_bytes());
-        let mut size = record.data_len as u128;
-        if limits.partition_keys() {
-            let key = String::from_utf8(record.key.clone()).map_err(|_| Reason::KeyNotUtf8)?;
-            if key.is_empty() {
-                return Err(Reason::KeyEmpty);
-            }
-            if key_units(&key, limits.key_unit()) > 256 {
-                return Err(Reason::KeyTooLong);
-            }
-            size += key.len() as u128;
-            if let Some(hash_key) = &record.hash_key {
-                if !hash_key_is_valid(hash_key) {
-                    return Err(Reason::HashKeyInvalid);
-                }
-                if limits.counts_hash_key() {
-                    size += hash_key.len() as u128;
-                }
-            }
-        }
-        if size > cap {
-            return Err(Reason::RecordTooLarge);
-        }
-        Ok(size)
+        shared::measure_parts(
+            record.data_len as u128,
+            &record.key,
+            record.hash_key.as_deref(),
+            limits,
+        )
     }
 
     /// The model's plan: each record's measure, and the greedy groups of accepted indices.
@@ -153,45 +103,8 @@ mod model {
     /// Greedy in order: start a new group when the next accepted record would not fit.
     pub fn plan(records: &[Rec], limits: &Limits) -> Plan {
         let measures: Vec<_> = records.iter().map(|r| measure(r, limits)).collect();
-        let max_records = limits.max_records() as usize;
-        let max_bytes = u128::from(limits.max_request_bytes());
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        let mut open: Vec<usize> = Vec::new();
-        let mut open_bytes = 0u128;
-        for (index, measure) in measures.iter().enumerate() {
-            let Ok(size) = *measure else { continue };
-            if !open.is_empty() && (open.len() + 1 > max_records || open_bytes + size > max_bytes) {
-                batches.push(std::mem::take(&mut open));
-                open_bytes = 0;
-            }
-            open.push(index);
-            open_bytes += size;
-        }
-        if !open.is_empty() {
-            batches.push(open);
-        }
+        let batches = shared::greedy(&measures, limits);
         Plan { measures, batches }
-    }
-
-    /// The fewest contiguous groups within the limits that cover `sizes`, in order:
-    /// `best[i]` is the fewest groups covering the first `i` sizes.
-    pub fn fewest_batches(sizes: &[u128], limits: &Limits) -> usize {
-        let max_records = limits.max_records() as usize;
-        let max_bytes = u128::from(limits.max_request_bytes());
-        let mut best = vec![usize::MAX; sizes.len() + 1];
-        best[0] = 0;
-        for i in 1..=sizes.len() {
-            let mut bytes = 0u128;
-            // The last group is sizes[j..i].
-            for j in (0..i).rev() {
-                bytes += sizes[j];
-                if i - j > max_records || bytes > max_bytes {
-                    break;
-                }
-                best[i] = best[i].min(best[j] + 1);
-            }
-        }
-        best[sizes.len()]
     }
 
     /// The first rule `Limits::new` must refuse, in the documented order.

@@ -185,65 +185,17 @@ pub fn caps(raw: &[(u8, u8)]) -> Vec<(usize, usize)> {
 // The reference model (no code shared with the library)
 // ---------------------------------------------------------------------------------------
 
+/// The reference model the property tests use too (tests/support/model.rs).
+#[path = "../../tests/support/model.rs"]
+mod shared_model;
+
 pub mod model {
     use super::Rec;
-    use kinesis_batcher::{KeyUnit, Limits, Reason};
+    use kinesis_batcher::{Limits, Reason};
 
-    pub fn hash_key_is_valid(hash_key: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(hash_key) else {
-            return false;
-        };
-        if text == "0" {
-            return true;
-        }
-        let bytes = text.as_bytes();
-        if bytes.is_empty() || !(b'1'..=b'9').contains(&bytes[0]) {
-            return false;
-        }
-        if !bytes.iter().all(u8::is_ascii_digit) {
-            return false;
-        }
-        text.parse::<u128>().is_ok()
-    }
-
-    pub fn key_units(key: &str, unit: KeyUnit) -> usize {
-        match unit {
-            KeyUnit::CodePoints => key.chars().count(),
-            KeyUnit::Utf16Units => key.encode_utf16().count(),
-            KeyUnit::Utf8Bytes => key.len(),
-        }
-    }
-
-    pub fn measure_parts(
-        data_len: u128,
-        key: &[u8],
-        hash_key: Option<&[u8]>,
-        limits: &Limits,
-    ) -> Result<u128, Reason> {
-        let mut size = data_len;
-        if limits.partition_keys() {
-            let key = std::str::from_utf8(key).map_err(|_| Reason::KeyNotUtf8)?;
-            if key.is_empty() {
-                return Err(Reason::KeyEmpty);
-            }
-            if key_units(key, limits.key_unit()) > 256 {
-                return Err(Reason::KeyTooLong);
-            }
-            size += key.len() as u128;
-            if let Some(hash_key) = hash_key {
-                if !hash_key_is_valid(hash_key) {
-                    return Err(Reason::HashKeyInvalid);
-                }
-                if limits.counts_hash_key() {
-                    size += hash_key.len() as u128;
-                }
-            }
-        }
-        if size > u128::from(limits.max_record_bytes()) {
-            return Err(Reason::RecordTooLarge);
-        }
-        Ok(size)
-    }
+    pub use super::shared_model::{
+        fewest_batches, greedy, hash_key_is_valid, key_units, measure_parts,
+    };
 
     pub fn measure(record: &Rec, limits: &Limits) -> Result<u128, Reason> {
         measure_parts(
@@ -252,47 +204,6 @@ pub mod model {
             record.hash_key.as_deref(),
             limits,
         )
-    }
-
-    /// Greedy in order over measures: the groups of accepted indices.
-    pub fn greedy(measures: &[Result<u128, Reason>], limits: &Limits) -> Vec<Vec<usize>> {
-        let max_records = limits.max_records() as usize;
-        let max_bytes = u128::from(limits.max_request_bytes());
-        let mut batches = Vec::new();
-        let mut open: Vec<usize> = Vec::new();
-        let mut bytes = 0u128;
-        for (index, measure) in measures.iter().enumerate() {
-            let Ok(size) = *measure else { continue };
-            if !open.is_empty() && (open.len() + 1 > max_records || bytes + size > max_bytes) {
-                batches.push(std::mem::take(&mut open));
-                bytes = 0;
-            }
-            open.push(index);
-            bytes += size;
-        }
-        if !open.is_empty() {
-            batches.push(open);
-        }
-        batches
-    }
-
-    /// The fewest contiguous groups within the limits covering `sizes` in order.
-    pub fn fewest_batches(sizes: &[u128], limits: &Limits) -> usize {
-        let max_records = limits.max_records() as usize;
-        let max_bytes = u128::from(limits.max_request_bytes());
-        let mut best = vec![usize::MAX; sizes.len() + 1];
-        best[0] = 0;
-        for i in 1..=sizes.len() {
-            let mut bytes = 0u128;
-            for j in (0..i).rev() {
-                bytes += sizes[j];
-                if i - j > max_records || bytes > max_bytes {
-                    break;
-                }
-                best[i] = best[i].min(best[j] + 1);
-            }
-        }
-        best[sizes.len()]
     }
 }
 
