@@ -60,6 +60,7 @@ pub struct Limits {
     partition_keys: bool,
     key_unit: KeyUnit,
     count_hash_key: bool,
+    span_refusals: bool,
     /// The highest record cap the service behind these limits accepts.
     record_ceiling: u32,
 }
@@ -95,6 +96,7 @@ impl Limits {
             partition_keys: true,
             key_unit: KeyUnit::CodePoints,
             count_hash_key: false,
+            span_refusals: false,
             record_ceiling: SERVICE_MAX_RECORD_BYTES,
         }
     }
@@ -248,6 +250,27 @@ impl Limits {
             count_hash_key: count,
             ..self
         }
+    }
+
+    /// Whether a batch may span refused records.
+    ///
+    /// `false`, the default: a refused record closes the open batch, so every batch is a
+    /// contiguous run of accepted records and `&records[batch.range()]` is exactly the
+    /// request to send. `true`: the records on either side of a refused one still share
+    /// a request when they fit (the fewest requests), and a batch's range can hold refused
+    /// indices ([`Batch::refused`](crate::Batch::refused) says how many), which the caller
+    /// must skip when sending.
+    #[must_use]
+    pub const fn spanning_refusals(self, span: bool) -> Limits {
+        Limits {
+            span_refusals: span,
+            ..self
+        }
+    }
+
+    /// Whether a batch may span refused records (see [`Limits::spanning_refusals`]).
+    pub const fn spans_refusals(&self) -> bool {
+        self.span_refusals
     }
 
     /// Records per request, at most.

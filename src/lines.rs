@@ -72,6 +72,9 @@ pub enum LineStep<'b> {
 pub trait LineSource: Copy {
     /// The next line from `input`, and how many bytes of `input` are consumed.
     fn next_line<'b>(&mut self, input: &'b [u8], eof: bool) -> (LineStep<'b>, usize);
+
+    /// Starts over at the beginning of a new stream, with the same settings.
+    fn reset(&mut self);
 }
 
 /// Splits a stream at `\n`, one line per call.
@@ -114,6 +117,14 @@ impl Lines {
             offset: 0,
             skipping: false,
         }
+    }
+
+    /// Starts over at the beginning of a new stream (line 1, offset 0), with the same
+    /// settings.
+    pub const fn reset(&mut self) {
+        self.number = 0;
+        self.offset = 0;
+        self.skipping = false;
     }
 
     /// The same splitter, reporting empty lines too (as records with no data).
@@ -218,6 +229,10 @@ impl LineSource for Lines {
     fn next_line<'b>(&mut self, input: &'b [u8], eof: bool) -> (LineStep<'b>, usize) {
         Lines::next_line(self, input, eof)
     }
+
+    fn reset(&mut self) {
+        Lines::reset(self);
+    }
 }
 
 /// Joins consecutive lines into records of at most `max_len` bytes.
@@ -274,6 +289,13 @@ impl LinePacker {
             base: 0,
             open: None,
         }
+    }
+
+    /// Starts over at the beginning of a new stream, with the same settings.
+    pub const fn reset(&mut self) {
+        self.lines.reset();
+        self.base = 0;
+        self.open = None;
     }
 
     /// Lines started so far, empty ones included.
@@ -370,6 +392,10 @@ impl LineSource for LinePacker {
     #[inline]
     fn next_line<'b>(&mut self, input: &'b [u8], eof: bool) -> (LineStep<'b>, usize) {
         LinePacker::next_line(self, input, eof)
+    }
+
+    fn reset(&mut self) {
+        LinePacker::reset(self);
     }
 }
 
@@ -499,6 +525,15 @@ impl<S: LineSource> LinePlanner<S> {
     /// The limits in force.
     pub const fn limits(&self) -> &Limits {
         self.packer.limits()
+    }
+
+    /// Starts over at the beginning of a new stream, with the same limits, key and
+    /// source settings. The open batch, if any, is forgotten.
+    pub fn reset(&mut self) {
+        self.source.reset();
+        self.packer = Packer::new(*self.packer.limits());
+        self.records = 0;
+        self.open = (0, 0, 0, 0);
     }
 
     /// Counters so far.

@@ -118,8 +118,13 @@ fn record_of_exactly_the_cap_with_its_key_fits_and_one_byte_more_is_refused() {
     let over = Record::new(&data[..MIB - key.len() + 1], key);
     assert_eq!(exact.measure(&Limits::KDS), Ok(MIB as u32));
     assert_eq!(over.measure(&Limits::KDS), Err(Reason::RecordTooLarge));
+    // By default the refused record closes the batch: each batch is a run to send as is.
     let (batches, refusals) = bulk(&[exact, over, exact], Limits::KDS);
-    // The refused record does not split the batch: 2 MiB fits one 10 MiB request.
+    assert_eq!(batches, [batch(0, 1, 1, MIB), batch(2, 3, 1, MIB)]);
+    assert_eq!(refusals, [refused(1, Reason::RecordTooLarge)]);
+    // Spanning refusals, it does not split the batch: 2 MiB fits one 10 MiB request.
+    let spanning = Limits::KDS.spanning_refusals(true);
+    let (batches, refusals) = bulk(&[exact, over, exact], spanning);
     assert_eq!(batches, [batch(0, 3, 2, 2 * MIB)]);
     assert_eq!(refusals, [refused(1, Reason::RecordTooLarge)]);
     // The 5 MiB profile has the same record cap.
@@ -297,8 +302,45 @@ fn custom_limits_are_validated_at_every_edge() {
 }
 
 #[test]
-fn refused_records_do_not_split_a_batch_and_are_reported_before_it() {
+fn by_default_a_refused_record_closes_the_batch() {
     let limits = Limits::new(3, 100, 50).unwrap();
+    let records = [
+        sized(10, 1),
+        sized(60, 1), // too large
+        sized(10, 1),
+        sized(10, 0), // empty key
+        sized(10, 1),
+        sized(10, 1),
+        sized(60, 1), // too large, with no batch open after it
+    ];
+    let events: Vec<Event> = plan(&records, limits).collect();
+    assert_eq!(
+        events,
+        [
+            Event::Refused(refused(1, Reason::RecordTooLarge)),
+            Event::Batch(batch(0, 1, 1, 11)),
+            Event::Refused(refused(3, Reason::KeyEmpty)),
+            Event::Batch(batch(2, 3, 1, 11)),
+            Event::Refused(refused(6, Reason::RecordTooLarge)),
+            Event::Batch(batch(4, 6, 2, 22)),
+        ]
+    );
+    // What a user's loop would send: `records[batch.range()]`, never a refused index.
+    for event in events {
+        if let Event::Batch(b) = event {
+            assert_eq!(b.refused(), 0);
+            assert!(records[b.range()].iter().all(|r| r.key_len > 0 && r.data_len < 60));
+        }
+    }
+    // A refusal with no batch open seals nothing: the next records still share one.
+    let records = [sized(60, 1), sized(10, 1), sized(10, 1)];
+    let events: Vec<Event> = plan(&records, limits).collect();
+    assert_eq!(events[1], Event::Batch(batch(1, 3, 2, 22)));
+}
+
+#[test]
+fn refused_records_do_not_split_a_spanning_batch_and_are_reported_before_it() {
+    let limits = Limits::new(3, 100, 50).unwrap().spanning_refusals(true);
     let records = [
         sized(10, 1),
         sized(60, 1), // too large
@@ -454,7 +496,7 @@ impl Measure for Liar {
 fn a_measure_that_breaks_its_contract_cannot_put_a_batch_over_the_limits() {
     for lie in [u32::MAX, 20 * MIB as u32, MIB as u32 + 1] {
         let input = [Liar(10), Liar(lie), Liar(10)];
-        let (batches, refusals) = bulk(&input, Limits::KDS);
+        let (batches, refusals) = bulk(&input, Limits::KDS.spanning_refusals(true));
         assert_eq!(batches, [batch(0, 3, 2, 20)], "{lie}");
         assert_eq!(refusals, [refused(1, Reason::RecordTooLarge)]);
         let mut acc = Accumulator::new(Limits::KDS);
@@ -497,6 +539,7 @@ fn a_line_source_that_overreports_what_it_consumed_cannot_make_the_planner_panic
                 ),
             }
         }
+        fn reset(&mut self) {}
     }
     let mut planner = LinePlanner::with_source(Limits::KDS, b"k", Greedy).unwrap();
     let mut batches = [LineBatch::default(); 4];
@@ -504,4 +547,79 @@ fn a_line_source_that_overreports_what_it_consumed_cannot_make_the_planner_panic
     let p = planner.plan(b"abc", true, &mut batches, &mut refusals);
     assert!(p.consumed <= 3);
     assert_eq!(p.batches, 1);
+}
+
+/// The naive reuse: one planner for two arrays. Without a check it would skip the new
+/// array's first records (its position is past them).
+#[test]
+fn a_planner_given_another_array_says_so_and_reset_starts_over() {
+    let first = [sized(10, 1); 3];
+    let second = [sized(10, 1); 5];
+    let mut planner = Planner::new(Limits::KDS);
+    let (mut batches, mut refusals) = ([Batch::default(); 4], [Refusal::default(); 4]);
+    let done = planner.plan(&first, &mut batches, &mut refusals);
+    assert_eq!((done.status, done.batches), (Status::Done, 1));
+    // Another length: nothing written, nothing changed.
+    let sentinel = batch(7, 7, 7, 7);
+    batches[0] = sentinel;
+    let changed = planner.plan(&second, &mut batches, &mut refusals);
+    assert_eq!(
+        (changed.status, changed.batches, changed.refusals),
+        (Status::InputChanged, 0, 0)
+    );
+    assert_eq!(batches[0], sentinel);
+    assert_eq!(planner.position(), 3);
+    assert_eq!(planner.next_event(&second), None);
+    // A shorter array on resume is another input too.
+    let mut resumed = Planner::new(Limits::new(1, 100, 100).unwrap());
+    let p = resumed.plan(&second, &mut batches[..1], &mut refusals);
+    assert_eq!(p.status, Status::BatchesFull);
+    let p = resumed.plan(&second[..2], &mut batches, &mut refusals);
+    assert_eq!(p.status, Status::InputChanged);
+    // reset: the new array from index 0, all of it.
+    planner.reset();
+    let again = planner.plan(&second, &mut batches, &mut refusals);
+    assert_eq!(again.status, Status::Done);
+    assert_eq!(batches[0], batch(0, 5, 5, 55));
+    assert_eq!(planner.stats().records, 5);
+}
+
+#[test]
+fn reset_accumulator_and_line_planner_start_over() {
+    use kinesis_batcher::lines::{LineBatch, LinePlanner, LineRefusal, LineStatus};
+
+    let mut acc = Accumulator::new(Limits::KDS);
+    assert_eq!(acc.push(&sized(10, 1)), Push::Added);
+    acc.reset();
+    assert_eq!((acc.pushed(), acc.pending()), (0, None));
+    assert_eq!(acc.push(&sized(10, 1)), Push::Added);
+    assert_eq!(acc.flush(), Some(batch(0, 1, 1, 11)));
+    assert_eq!(acc.stats().records, 1);
+
+    let mut planner = LinePlanner::new(Limits::KDS, b"k").unwrap();
+    let (mut batches, mut refusals) = ([LineBatch::default(); 4], [LineRefusal::default(); 4]);
+    let p = planner.plan(b"one\ntwo\n", true, &mut batches, &mut refusals);
+    assert_eq!((p.status, p.batches), (LineStatus::Done, 1));
+    planner.reset();
+    let p = planner.plan(b"three\n", true, &mut batches, &mut refusals);
+    assert_eq!((p.status, p.batches), (LineStatus::Done, 1));
+    let b = batches[0];
+    assert_eq!((b.batch.range(), b.first_line, b.offset), (0..1, 1, 0));
+}
+
+/// A line refused in the middle closes the request, as any refused record does.
+#[test]
+fn a_refused_line_closes_the_line_batch_by_default() {
+    use kinesis_batcher::lines::{LineBatch, LinePlanner, LineRefusal};
+
+    let limits = Limits::new(500, 1000, 6).unwrap();
+    let stream = b"ab\ntoo long\ncd\n";
+    let mut planner = LinePlanner::new(limits, b"k").unwrap();
+    let (mut batches, mut refusals) = ([LineBatch::default(); 4], [LineRefusal::default(); 4]);
+    let p = planner.plan(stream, true, &mut batches, &mut refusals);
+    assert_eq!((p.batches, p.refusals), (2, 1));
+    let bytes = |b: &LineBatch| &stream[b.offset as usize..b.end_offset as usize];
+    assert_eq!(bytes(&batches[0]), b"ab");
+    assert_eq!(bytes(&batches[1]), b"cd");
+    assert_eq!(refusals[0].line, 2);
 }

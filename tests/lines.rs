@@ -564,6 +564,12 @@ fn limits(max_records: u32, max_request_bytes: u32, max_record_bytes: u32) -> Li
     Limits::new(max_records, max_request_bytes, max_record_bytes).unwrap()
 }
 
+/// Limits whose batches span refused lines: the tests that show one request around a
+/// refused line.
+fn spanning(max_records: u32, max_request_bytes: u32, max_record_bytes: u32) -> Limits {
+    limits(max_records, max_request_bytes, max_record_bytes).spanning_refusals(true)
+}
+
 fn line_batch(
     (start, end, records, bytes): (usize, usize, u32, u32),
     (offset, end_offset): (u64, u64),
@@ -803,7 +809,7 @@ fn carriage_returns() {
 #[test]
 fn line_at_the_record_cap_with_the_key() {
     // Cap 10 with a 2-byte key: 8 bytes of line fit, 9 do not.
-    let limits = limits(500, 1000, 10);
+    let limits = spanning(500, 1000, 10);
     let x8 = [b'x'; 8];
     let y9 = [b'y'; 9];
     let stream = [&b"\n"[..], &x8, b"\n\n", &y9, b"\r\nz\n"].concat();
@@ -835,7 +841,7 @@ fn line_at_the_record_cap_with_the_key() {
 #[test]
 fn line_at_the_record_cap_through_the_packer() {
     // Cap 10, key 2: records of at most 8 bytes; a 9-byte line is alone and refused.
-    let limits = limits(500, 1000, 10);
+    let limits = spanning(500, 1000, 10);
     let stream = b"aaa\nbbbb\nccccccccc\ndddddddd\ne";
     let packed = packed_all_ways(LinePacker::new(&limits, 2), stream, 8);
     assert_eq!(
@@ -859,7 +865,7 @@ fn line_at_the_record_cap_through_the_packer() {
 fn oversize_line_in_small_chunks_is_reported_early_and_its_tail_skipped() {
     // Cap 4, keyless. Line 2 ("cdefghij", 8 bytes, then "\r\n") is over the cap; line 3
     // is empty; line 4 is "kl" at offset 14.
-    let limits = limits(500, 1000, 4).without_partition_keys();
+    let limits = spanning(500, 1000, 4).without_partition_keys();
     let stream = b"ab\ncdefghij\r\n\nkl\n";
 
     // How many bytes had arrived when each line was reported.
@@ -918,7 +924,7 @@ fn chunk_boundary_inside_a_line_and_inside_crlf() {
     assert_eq!((line_of(step), consumed), (whole(2, 5, b"de"), 3));
 
     // A line exactly at the cap, its '\r' at the end of a chunk: not taken for oversize.
-    let cap3 = limits(500, 1000, 3).without_partition_keys();
+    let cap3 = spanning(500, 1000, 3).without_partition_keys();
     let mut lines = Lines::new(&cap3);
     assert_eq!(lines.next_line(b"abc\r", false), (LineStep::NeedMore, 0));
     let (step, consumed) = lines.next_line(b"abc\r\n", false);
@@ -1110,7 +1116,7 @@ fn keyless_limits_ignore_the_key() {
         b"\nc".to_vec(),
     ]
     .concat();
-    let planner = LinePlanner::new(Limits::FIREHOSE, b"\xff").unwrap();
+    let planner = LinePlanner::new(Limits::FIREHOSE.spanning_refusals(true), b"\xff").unwrap();
     let once = plan_once(planner, &stream);
     assert_eq!(once.refusals, [too_large(1, 2, cap as u64 + 1)]);
     let end = 2 * cap as u64 + 4;
@@ -1119,7 +1125,7 @@ fn keyless_limits_ignore_the_key() {
         [line_batch((0, 3, 2, cap as u32 + 1), (0, end), (1, 3))]
     );
     let (chunked, _) = drive_planner(
-        LinePlanner::new(Limits::FIREHOSE, b"").unwrap(),
+        LinePlanner::new(Limits::FIREHOSE.spanning_refusals(true), b"").unwrap(),
         &stream,
         &[65536, 1, 100_000],
         &[(1, 1)],
@@ -1137,7 +1143,7 @@ fn keyless_limits_ignore_the_key() {
 #[test]
 fn packer_records_are_contiguous_caller_bytes() {
     // Cap 10, key "k": records of at most 9 bytes.
-    let limits = limits(500, 1000, 10);
+    let limits = spanning(500, 1000, 10);
     let stream = b"aaa\r\nbbb\n\nccc\ndddddddddd\ne\r\n";
     let packed = packed_all_ways(LinePacker::new(&limits, 1), stream, 9);
     assert_eq!(

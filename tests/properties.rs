@@ -64,7 +64,7 @@ mod model {
     use kinesis_batcher::{Limits, Reason};
 
     use super::shared_model as shared;
-    pub use shared::{fewest_batches, hash_key_is_valid, key_units};
+    pub use shared::{hash_key_is_valid, key_units};
 
     /// A record's size, or the first reason in the documented precedence.
     pub fn measure(record: &Rec, limits: &Limits) -> Result<u128, Reason> {
@@ -98,9 +98,17 @@ mod model {
         pub fn size(&self, index: usize) -> u128 {
             self.measures[index].unwrap()
         }
+
+        /// The fewest batches any order-keeping plan can make: the dynamic program over
+        /// each run of accepted records a batch may cover.
+        pub fn fewest_batches(&self, limits: &Limits) -> usize {
+            let runs = shared::runs(&self.measures, limits);
+            runs.iter().map(|run| shared::fewest_batches(run, limits)).sum()
+        }
     }
 
-    /// Greedy in order: start a new group when the next accepted record would not fit.
+    /// Greedy in order: start a new group when the next accepted record would not fit (or,
+    /// unless batches span refusals, after a refused record).
     pub fn plan(records: &[Rec], limits: &Limits) -> Plan {
         let measures: Vec<_> = records.iter().map(|r| measure(r, limits)).collect();
         let batches = shared::greedy(&measures, limits);
@@ -215,13 +223,16 @@ fn hash_key() -> impl Strategy<Value = Option<Vec<u8>>> {
     ]
 }
 
-/// The same limits with a random key unit, hash-key counting, and (sometimes) keys
-/// switched on or off.
+/// The same limits with a random key unit, hash-key counting, batches spanning refusals
+/// or not, and (sometimes) keys switched on or off.
 fn vary(base: Limits) -> impl Strategy<Value = Limits> {
     const UNITS: &[KeyUnit] = &[KeyUnit::CodePoints, KeyUnit::Utf16Units, KeyUnit::Utf8Bytes];
     let keys = prop_oneof![2 => Just(None), 1 => Just(Some(true)), 1 => Just(Some(false))];
-    (select(UNITS), any::<bool>(), keys).prop_map(move |(unit, count, keys)| {
-        let limits = base.with_key_unit(unit).counting_hash_key(count);
+    (select(UNITS), any::<bool>(), any::<bool>(), keys).prop_map(move |(unit, count, span, keys)| {
+        let limits = base
+            .with_key_unit(unit)
+            .counting_hash_key(count)
+            .spanning_refusals(span);
         match keys {
             None => limits,
             Some(true) => limits.with_partition_keys(),
@@ -409,6 +420,7 @@ fn resumed<M: Measure>(
             Status::RefusalsFull => prop_assert_eq!(progress.refusals, room_r),
             Status::Done => {}
             Status::Unreadable => prop_assert!(false, "every Record is readable"),
+            Status::InputChanged => prop_assert!(false, "the same input every call"),
         }
         out.batches.extend_from_slice(&batches[..progress.batches]);
         out.refusals
@@ -653,6 +665,10 @@ proptest! {
             prop_assert!(!refused.contains(&(batch.end - 1)), "batch {:?} ends on a refusal", batch);
             let inside = batch.range().filter(|i| refused.contains(i)).count();
             prop_assert_eq!(batch.refused(), inside, "batch {:?}", batch);
+            // The default: `records[batch.range()]` is the request as it stands.
+            if !case.limits.spans_refusals() {
+                prop_assert_eq!(inside, 0, "batch {:?} holds a refused record", batch);
+            }
         }
     }
 
@@ -676,6 +692,7 @@ proptest! {
     }
 
     /// 4. Optimality: as many batches as the fewest any order-keeping plan can make
+    /// (one that, by default, also closes a batch at each refused record)
     /// (dynamic program over the accepted records), and exactly the model's greedy groups.
     #[test]
     fn p4_fewest_batches_and_the_greedy_plan(case in case()) {
@@ -683,7 +700,7 @@ proptest! {
         let out = bulk(&input, case.limits)?.out;
         let model = model::plan(&case.records, &case.limits);
 
-        let fewest = model::fewest_batches(&model.accepted_sizes(), &case.limits);
+        let fewest = model.fewest_batches(&case.limits);
         prop_assert_eq!(out.batches.len(), fewest);
         prop_assert_eq!(model.batches.len(), fewest, "the model's greedy is not optimal");
         prop_assert_eq!(groups(&out), model.batches.clone());

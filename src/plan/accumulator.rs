@@ -10,9 +10,10 @@ use crate::limits::Limits;
 pub enum Push {
     /// The record joined the open batch.
     Added,
-    /// The record did not fit, so the open batch is complete: send the records pushed
-    /// before this one (the batch given). This record has been taken as the first of the
-    /// next batch.
+    /// The record did not fit (or a refusal closed the open batch, see
+    /// [`Limits::spanning_refusals`]), so the open batch is complete: send the records
+    /// pushed before this one (the batch given). This record has been taken as the first
+    /// of the next batch.
     SendFirst(Batch),
     /// The record can never be sent. It is counted, not kept: the next push is index+1.
     Refused(Reason),
@@ -51,6 +52,12 @@ impl Accumulator {
             packer: Packer::new(limits),
             next: 0,
         }
+    }
+
+    /// Starts over, with the same limits: as [`Accumulator::new`]. The open batch, if any,
+    /// is forgotten (flush it first to keep it).
+    pub const fn reset(&mut self) {
+        *self = Accumulator::new(*self.packer.limits());
     }
 
     /// The limits in force.

@@ -12,9 +12,11 @@
 //! # Batches and the refused records inside them
 //!
 //! A [`Batch`] is the range `start..end` of input indices from its first accepted record
-//! to its last. A refused record does not split a batch, so the range can hold refused
-//! indices; [`Batch::refused`] says how many (`end - start - records`). When it is zero,
-//! the common case, the range is the request as it stands. When it is not, the refused
+//! to its last. By default a refused record closes the open batch, so a batch never holds
+//! one: `start..end` is the request as it stands, whatever the input. With
+//! [`Limits::spanning_refusals`] a refused record does not split a batch (the fewest
+//! requests), so the range can hold refused indices; [`Batch::refused`] says how many
+//! (`end - start - records`). When it is zero the range is the request; when it is not, the refused
 //! indices in the range are exactly those reported as [`Refusal`]s with an index in the
 //! range, and they are always reported *before* (or in the same bulk call as) the batch
 //! that spans them, so a caller can mark them as they arrive and skip them when sending.
@@ -152,6 +154,10 @@ pub(crate) const CHUNK: usize = 8;
 pub(crate) struct Packer {
     limits: Limits,
     open: Batch,
+    /// Records the open batch may hold: the limits' `max_records`, or 0 once a refusal
+    /// has sealed it (unless batches span refusals), so that the next accepted record
+    /// closes it through the same comparison every record already makes.
+    room: u32,
     stats: Stats,
 }
 
@@ -165,6 +171,7 @@ impl Packer {
                 records: 0,
                 bytes: 0,
             },
+            room: limits.max_records(),
             stats: Stats {
                 batches: 0,
                 records: 0,
@@ -197,7 +204,7 @@ impl Packer {
     #[inline(always)]
     pub(crate) fn fits(&self, size: u32) -> bool {
         self.open.records == 0
-            || (self.open.records < self.limits.max_records()
+            || (self.open.records < self.room
                 && self.open.bytes + size <= self.limits.max_request_bytes())
     }
 
@@ -222,7 +229,7 @@ impl Packer {
         // sum says both "all accepted" and "all fit".
         debug_assert!(chunk.len() <= 64);
         let records = self.open.records as usize + chunk.len();
-        if records > self.limits.max_records() as usize {
+        if records > self.room as usize {
             return false;
         }
         // A copy, for the reason given in `Accumulator::push`.
@@ -241,7 +248,7 @@ impl Packer {
         true
     }
 
-    /// Counts a refused record.
+    /// Counts a refused record, and seals the open batch unless batches span refusals.
     ///
     /// Every counter is written at a fixed offset: an index known only at run time would
     /// keep the whole packer in memory (LLVM's SROA gives up on the aggregate), so that
@@ -255,6 +262,9 @@ impl Packer {
         *c += u64::from(r == 2);
         *d += u64::from(r == 3);
         *e += u64::from(r == 4);
+        if !self.limits.spans_refusals() && self.open.records != 0 {
+            self.room = 0;
+        }
     }
 
     /// Closes the open batch, if it holds a record.
@@ -264,6 +274,7 @@ impl Packer {
             return None;
         }
         let batch = self.open;
+        self.room = self.limits.max_records();
         self.open.records = 0;
         self.open.bytes = 0;
         self.stats.batches += 1;

@@ -10,13 +10,18 @@ use crate::output::Slots;
 
 /// Plans one input array, across as many calls as its caller likes.
 ///
-/// The state is a few words: the limits, the next input index, the open batch and the
-/// counters. Pass the same input to every call; a shorter one ends the plan where it ends.
-/// Bulk ([`Planner::plan`]) and cursor ([`Planner::next_event`]) calls can be mixed.
+/// The state is a few words: the limits, the next input index, the input's length, the
+/// open batch and the counters. Pass the same input to every call: the first call fixes
+/// its length, and a later call with another length writes nothing and returns
+/// [`Status::InputChanged`] (a planner reused on a new array would otherwise skip its
+/// first records). [`Planner::reset`] starts over, for another input. Bulk
+/// ([`Planner::plan`]) and cursor ([`Planner::next_event`]) calls can be mixed.
 #[derive(Clone, Copy, Debug)]
 pub struct Planner {
     packer: Packer,
     next: usize,
+    /// The input's length, fixed by the first call; `usize::MAX` before it.
+    len: usize,
 }
 
 /// How a bulk call ended.
@@ -32,6 +37,10 @@ pub enum Status {
     /// pointer, say): what came before it is written, and a call that reaches it again
     /// stops there again. Never for this crate's own record types.
     Unreadable,
+    /// The input's length differs from the first call's: nothing was written and nothing
+    /// changed. Pass the same input to every call, or [`Planner::reset`] the planner to
+    /// plan another.
+    InputChanged,
 }
 
 /// What one bulk call wrote.
@@ -51,7 +60,22 @@ impl Planner {
         Planner {
             packer: Packer::new(limits),
             next: 0,
+            len: usize::MAX,
         }
+    }
+
+    /// Starts over, with the same limits, for a new input: as [`Planner::new`].
+    pub const fn reset(&mut self) {
+        *self = Planner::new(*self.packer.limits());
+    }
+
+    /// Whether `len` is the length of the input this planner plans; the first call fixes
+    /// it.
+    fn same_input(&mut self, len: usize) -> bool {
+        if self.len == usize::MAX {
+            self.len = len;
+        }
+        self.len == len
     }
 
     /// The limits in force.
@@ -146,6 +170,13 @@ impl Planner {
         batches: &mut B,
         refusals: &mut R,
     ) -> Progress {
+        if !self.same_input(input.len()) {
+            return Progress {
+                status: Status::InputChanged,
+                batches: 0,
+                refusals: 0,
+            };
+        }
         // Work on a copy held in registers: through `self`, every record would store the
         // open batch to memory and load it back, a loop-carried store-to-load round trip.
         let mut packer = self.packer;
@@ -203,9 +234,13 @@ impl Planner {
         written
     }
 
-    /// The next event of the plan: a closed batch or a refused record, in input order;
-    /// `None` once the whole input is planned.
+    /// The next event of the plan: a closed batch or a refused record, in the order the
+    /// plan decides them; `None` once the whole input is planned, and (changing nothing)
+    /// when `input`'s length differs from the first call's (see [`Status::InputChanged`]).
     pub fn next_event<M: Measure>(&mut self, input: &[M]) -> Option<Event> {
+        if !self.same_input(input.len()) {
+            return None;
+        }
         // Local copies, for the reason given in `plan`.
         let mut packer = self.packer;
         let limits = *packer.limits();

@@ -78,7 +78,8 @@ pub fn measure_parts(
 }
 
 /// Greedy in order over the records' measures: start a new group when the next accepted
-/// record would not fit. The groups of accepted indices.
+/// record would not fit, or (unless the limits let batches span refusals) when a record
+/// was refused since the group started. The groups of accepted indices.
 pub fn greedy(measures: &[Result<u128, Reason>], limits: &Limits) -> Vec<Vec<usize>> {
     let max_records = limits.max_records() as usize;
     let max_bytes = u128::from(limits.max_request_bytes());
@@ -86,7 +87,13 @@ pub fn greedy(measures: &[Result<u128, Reason>], limits: &Limits) -> Vec<Vec<usi
     let mut open: Vec<usize> = Vec::new();
     let mut open_bytes = 0u128;
     for (index, measure) in measures.iter().enumerate() {
-        let Ok(size) = *measure else { continue };
+        let Ok(size) = *measure else {
+            if !limits.spans_refusals() && !open.is_empty() {
+                batches.push(std::mem::take(&mut open));
+                open_bytes = 0;
+            }
+            continue;
+        };
         if !open.is_empty() && (open.len() + 1 > max_records || open_bytes + size > max_bytes) {
             batches.push(std::mem::take(&mut open));
             open_bytes = 0;
@@ -98,6 +105,20 @@ pub fn greedy(measures: &[Result<u128, Reason>], limits: &Limits) -> Vec<Vec<usi
         batches.push(open);
     }
     batches
+}
+
+/// The accepted records' sizes in the runs a batch may cover: one run, or (unless the
+/// limits let batches span refusals) the runs between refused records.
+pub fn runs(measures: &[Result<u128, Reason>], limits: &Limits) -> Vec<Vec<u128>> {
+    let mut runs = vec![Vec::new()];
+    for measure in measures {
+        match measure {
+            Ok(size) => runs.last_mut().unwrap().push(*size),
+            Err(_) if !limits.spans_refusals() => runs.push(Vec::new()),
+            Err(_) => {}
+        }
+    }
+    runs
 }
 
 /// The fewest contiguous groups within the limits that cover `sizes`, in order:
