@@ -70,6 +70,11 @@ fn naive_sizes(sizes: &[RecordSize], limits: &Limits) -> (Vec<Vec<usize>>, Vec<u
         let record = size.data_len + u64::from(size.key_len);
         if !key_ok || record > max_record {
             refused.push(index);
+            // The same plan as ours: a refusal closes the batch unless batches span them.
+            if !limits.spans_refusals() && !current.is_empty() {
+                batches.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
             continue;
         }
         if current.len() == max_records || bytes + record > max_request {
@@ -102,6 +107,10 @@ fn naive_records(records: &[Record<'_>], limits: &Limits) -> (Vec<Vec<usize>>, V
         let size = record.data.len() + record.key.len();
         if !key_ok || size > max_record {
             refused.push(index);
+            if !limits.spans_refusals() && !current.is_empty() {
+                batches.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
             continue;
         }
         if current.len() == max_records || bytes + size > max_request {
@@ -206,6 +215,15 @@ fn sizes_1m(c: &mut Criterion) {
     assert_eq!(cursor(&sizes, limits), expected);
     assert_eq!(accumulate(&sizes, limits), expected);
     assert_eq!(summary_of(naive_sizes(&sizes, &limits)), expected);
+    // What the default (batches never hold a refused record) costs in requests.
+    let spanning = limits.spanning_refusals(true);
+    let ranges = bulk(&sizes, spanning, &mut batches, &mut refusals);
+    assert_eq!(summary_of(naive_sizes(&sizes, &spanning)), ranges);
+    eprintln!(
+        "sizes_1m: {} batches when batches may span refusals ({} more by default)",
+        ranges.batches,
+        expected.batches - ranges.batches
+    );
 
     let mut group = configure(c, "sizes_1m");
     group.bench_function("floor", |b| {
