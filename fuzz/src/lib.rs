@@ -54,9 +54,11 @@ impl LimitsSpec {
             1 => KeyUnit::Utf16Units,
             _ => KeyUnit::Utf8Bytes,
         };
+        // Bit 2 of `keys` picks the range form, so existing corpus entries still parse.
         let limits = base
             .with_key_unit(unit)
-            .counting_hash_key(self.count_hash_key);
+            .counting_hash_key(self.count_hash_key)
+            .spanning_refusals(self.keys & 4 != 0);
         Some(match self.keys % 4 {
             0 => limits.with_partition_keys(),
             1 => limits.without_partition_keys(),
@@ -194,7 +196,7 @@ pub mod model {
     use kinesis_batcher::{Limits, Reason};
 
     pub use super::shared_model::{
-        fewest_batches, greedy, hash_key_is_valid, key_units, measure_parts,
+        fewest_batches, greedy, hash_key_is_valid, key_units, measure_parts, runs,
     };
 
     pub fn measure(record: &Rec, limits: &Limits) -> Result<u128, Reason> {
@@ -294,6 +296,7 @@ pub fn resumed<M: Measure>(input: &[M], limits: Limits, caps: &[(usize, usize)])
             Status::RefusalsFull => assert_eq!(progress.refusals, room_r),
             Status::Done => {}
             Status::Unreadable => panic!("every Record is readable"),
+            Status::InputChanged => panic!("the same input every call"),
         }
         out.batches.extend_from_slice(&batches[..progress.batches]);
         out.refusals
@@ -494,16 +497,18 @@ pub fn check_plan(
         assert!(b.records >= 1 && b.records <= limits.max_records(), "{b:?}");
         assert_eq!(b.records as usize, group.len());
         assert_eq!(b.refused(), b.end - b.start - group.len());
+        if !limits.spans_refusals() {
+            assert_eq!(b.refused(), 0, "{b:?} holds a refused record");
+        }
         assert!(b.bytes <= limits.max_request_bytes(), "{b:?}");
         let bytes: u64 = group.iter().map(|&i| u64::from(measures[i].unwrap())).sum();
         assert_eq!(u64::from(b.bytes), bytes, "{b:?}");
     }
     // Greedy and minimal.
     assert_eq!(groups, model::greedy(model, limits), "not the greedy plan");
-    let sizes: Vec<u128> = model.iter().filter_map(|m| m.ok()).collect();
-    assert_eq!(
-        out.batches.len(),
-        model::fewest_batches(&sizes, limits),
-        "not the fewest batches"
-    );
+    let fewest: usize = model::runs(model, limits)
+        .iter()
+        .map(|run| model::fewest_batches(run, limits))
+        .sum();
+    assert_eq!(out.batches.len(), fewest, "not the fewest batches");
 }
