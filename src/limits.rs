@@ -63,6 +63,8 @@ pub struct Limits {
     span_refusals: bool,
     /// The highest record cap the service behind these limits accepts.
     record_ceiling: u32,
+    /// The highest request cap the service behind these limits accepts.
+    request_ceiling: u32,
 }
 
 impl Default for Limits {
@@ -80,12 +82,12 @@ impl Limits {
     /// request, 1 MiB per record. The original Python KinesisBatcher's defaults, and what
     /// emulators such as moto enforce.
     pub const KDS_5MIB: Limits =
-        Limits::unchecked(SERVICE_MAX_RECORDS, 5 * MIB, MIB).with_ceiling(MIB);
+        Limits::unchecked(SERVICE_MAX_RECORDS, 5 * MIB, MIB).with_ceilings(5 * MIB, MIB);
 
     /// Amazon Data Firehose `PutRecordBatch`: 500 records, 4 MiB per request,
     /// 1,000 KiB (1,024,000 bytes) per record, no partition key.
     pub const FIREHOSE: Limits = Limits::unchecked(SERVICE_MAX_RECORDS, 4 * MIB, 1_024_000)
-        .with_ceiling(1_024_000)
+        .with_ceilings(4 * MIB, 1_024_000)
         .without_partition_keys();
 
     const fn unchecked(max_records: u32, max_request_bytes: u32, max_record_bytes: u32) -> Limits {
@@ -98,13 +100,15 @@ impl Limits {
             count_hash_key: false,
             span_refusals: false,
             record_ceiling: SERVICE_MAX_RECORD_BYTES,
+            request_ceiling: SERVICE_MAX_REQUEST_BYTES,
         }
     }
 
-    /// The same limits for a service whose records can never exceed `ceiling` bytes.
-    const fn with_ceiling(self, ceiling: u32) -> Limits {
+    /// The same limits for a service whose requests and records can never exceed these.
+    const fn with_ceilings(self, request: u32, record: u32) -> Limits {
         Limits {
-            record_ceiling: ceiling,
+            request_ceiling: request,
+            record_ceiling: record,
             ..self
         }
     }
@@ -176,7 +180,8 @@ impl Limits {
     }
 
     /// The same limits (profile, key options) with all three caps replaced, validated as
-    /// in [`Limits::new`] and against the profile's record ceiling as in
+    /// in [`Limits::new`] and against the profile's own ceilings: requests of at most
+    /// 5 MiB for [`Limits::KDS_5MIB`] and 4 MiB for [`Limits::FIREHOSE`], records as in
     /// [`Limits::with_max_record_bytes`]. The C ABI builds limits this way from a profile
     /// and three numbers.
     ///
@@ -189,6 +194,15 @@ impl Limits {
     ///     Limits::FIREHOSE.with_caps(500, 4 << 20, 1 << 20),
     ///     Err(LimitsError::RecordBytesAboveProfile)
     /// );
+    /// assert_eq!(
+    ///     Limits::FIREHOSE.with_caps(500, 4 << 20 | 1, 1000),
+    ///     Err(LimitsError::RequestBytesAboveProfile)
+    /// );
+    /// assert!(Limits::KDS_5MIB.with_caps(500, 5 << 20, 1 << 20).is_ok());
+    /// assert_eq!(
+    ///     Limits::KDS_5MIB.with_caps(500, (5 << 20) + 1, 1 << 20),
+    ///     Err(LimitsError::RequestBytesAboveProfile)
+    /// );
     /// # Ok::<(), LimitsError>(())
     /// ```
     pub const fn with_caps(
@@ -198,6 +212,9 @@ impl Limits {
         max_record_bytes: u32,
     ) -> Result<Limits, LimitsError> {
         match Limits::new(max_records, max_request_bytes, max_record_bytes) {
+            Ok(_) if max_request_bytes > self.request_ceiling => {
+                Err(LimitsError::RequestBytesAboveProfile)
+            }
             Ok(_) if max_record_bytes > self.record_ceiling => {
                 Err(LimitsError::RecordBytesAboveProfile)
             }
@@ -326,6 +343,9 @@ pub enum LimitsError {
     /// Bytes per record is above what the profile's service accepts (1 MiB for the
     /// pre-2025 Kinesis API, 1,024,000 bytes for Firehose).
     RecordBytesAboveProfile,
+    /// Bytes per request is above what the profile's service accepts (5 MiB for the
+    /// pre-2025 Kinesis API, 4 MiB for Firehose).
+    RequestBytesAboveProfile,
 }
 
 impl LimitsError {
@@ -353,6 +373,9 @@ impl LimitsError {
             }
             LimitsError::StreamRecordSizeOutOfRange => {
                 "MaxRecordSizeInKiB must be between 1024 and 10240"
+            }
+            LimitsError::RequestBytesAboveProfile => {
+                "max_request_bytes is above this profile's maximum request size (5242880 for KDS_5MIB, 4194304 for FIREHOSE)"
             }
             LimitsError::RecordBytesAboveProfile => {
                 "max_record_bytes is above this profile's maximum record size (1048576 for KDS_5MIB, 1024000 for FIREHOSE)"

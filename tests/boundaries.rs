@@ -329,7 +329,11 @@ fn by_default_a_refused_record_closes_the_batch() {
     for event in events {
         if let Event::Batch(b) = event {
             assert_eq!(b.refused(), 0);
-            assert!(records[b.range()].iter().all(|r| r.key_len > 0 && r.data_len < 60));
+            assert!(
+                records[b.range()]
+                    .iter()
+                    .all(|r| r.key_len > 0 && r.data_len < 60)
+            );
         }
     }
     // A refusal with no batch open seals nothing: the next records still share one.
@@ -622,4 +626,27 @@ fn a_refused_line_closes_the_line_batch_by_default() {
     assert_eq!(bytes(&batches[0]), b"ab");
     assert_eq!(bytes(&batches[1]), b"cd");
     assert_eq!(refusals[0].line, 2);
+}
+
+/// A profile's request cap is its service's: a custom cap above it would be a request the
+/// service rejects whole.
+#[test]
+fn custom_request_caps_stop_at_the_profiles_ceiling() {
+    let mib = MIB as u32;
+    for (profile, ceiling) in [
+        (Limits::KDS, 10 * mib),
+        (Limits::KDS_5MIB, 5 * mib),
+        (Limits::FIREHOSE, 4 * mib),
+    ] {
+        let record = profile.max_record_bytes();
+        let at = profile.with_caps(500, ceiling, record).unwrap();
+        assert_eq!(at.max_request_bytes(), ceiling);
+        let over = profile.with_caps(500, ceiling + 1, record);
+        let expected = if ceiling == 10 * mib {
+            LimitsError::RequestBytesAboveService
+        } else {
+            LimitsError::RequestBytesAboveProfile
+        };
+        assert_eq!(over, Err(expected), "{profile:?}");
+    }
 }

@@ -103,7 +103,9 @@ mod model {
         /// each run of accepted records a batch may cover.
         pub fn fewest_batches(&self, limits: &Limits) -> usize {
             let runs = shared::runs(&self.measures, limits);
-            runs.iter().map(|run| shared::fewest_batches(run, limits)).sum()
+            runs.iter()
+                .map(|run| shared::fewest_batches(run, limits))
+                .sum()
         }
     }
 
@@ -228,17 +230,19 @@ fn hash_key() -> impl Strategy<Value = Option<Vec<u8>>> {
 fn vary(base: Limits) -> impl Strategy<Value = Limits> {
     const UNITS: &[KeyUnit] = &[KeyUnit::CodePoints, KeyUnit::Utf16Units, KeyUnit::Utf8Bytes];
     let keys = prop_oneof![2 => Just(None), 1 => Just(Some(true)), 1 => Just(Some(false))];
-    (select(UNITS), any::<bool>(), any::<bool>(), keys).prop_map(move |(unit, count, span, keys)| {
-        let limits = base
-            .with_key_unit(unit)
-            .counting_hash_key(count)
-            .spanning_refusals(span);
-        match keys {
-            None => limits,
-            Some(true) => limits.with_partition_keys(),
-            Some(false) => limits.without_partition_keys(),
-        }
-    })
+    (select(UNITS), any::<bool>(), any::<bool>(), keys).prop_map(
+        move |(unit, count, span, keys)| {
+            let limits = base
+                .with_key_unit(unit)
+                .counting_hash_key(count)
+                .spanning_refusals(span);
+            match keys {
+                None => limits,
+                Some(true) => limits.with_partition_keys(),
+                Some(false) => limits.without_partition_keys(),
+            }
+        },
+    )
 }
 
 /// Tiny custom limits: 1..=6 records, 1..=200 bytes per request, record cap <= that.
