@@ -6,8 +6,8 @@
 //! request on the 500-record count. The response pattern is fixed: the entries at
 //! positions 3, 13, 23, ... fail with `ProvisionedThroughputExceededException`, the rest
 //! are stored, so each request carries ~50 re-sent entries at its front. When the input
-//! runs out the delivery starts again (a 16 KiB reset once every ~220 cycles, inside the
-//! timing). Variants:
+//! runs out the delivery starts again (`Delivery::reset`, 33 KiB rewritten once every
+//! ~220 cycles, inside the timing). Variants:
 //!
 //! * `plain`: no per-key ordering;
 //! * `per_key_order/unique_keys`: per-key ordering with every key distinct, so requests
@@ -73,8 +73,6 @@ fn outcomes() -> Vec<Outcome> {
 /// The arrays one delivery loop needs, and the loop's cycle.
 struct Cycle<'a> {
     records: &'a [Record<'a>],
-    limits: Limits,
-    policy: RetryPolicy,
     delivery: Delivery,
     request: Vec<Pending>,
     refusals: Vec<Refusal>,
@@ -84,16 +82,13 @@ struct Cycle<'a> {
 
 impl<'a> Cycle<'a> {
     fn new(records: &'a [Record<'a>], per_key_order: bool) -> Cycle<'a> {
-        let limits = Limits::KDS;
         let policy = RetryPolicy {
             per_key_order,
             ..RetryPolicy::DEFAULT
         };
         Cycle {
             records,
-            limits,
-            policy,
-            delivery: Delivery::new(limits, policy),
+            delivery: Delivery::new(Limits::KDS, policy),
             request: vec![Pending::default(); 500],
             refusals: vec![Refusal::default(); 64],
             terminal: vec![Terminal::default(); 500],
@@ -105,10 +100,14 @@ impl<'a> Cycle<'a> {
     /// were re-sent.
     #[inline]
     fn step(&mut self) -> (usize, usize) {
-        let next =
-            self.delivery
-                .next_request(self.records, &mut self.request, &mut self.refusals, 0);
+        let next = self
+            .delivery
+            .next_request(self.records, &mut self.request, &mut self.refusals, 0)
+            .expect("one request at a time, the same input");
         let n = next.entries;
+        if n == 0 {
+            return (0, 0); // `Done` (or only refusals): nothing to settle.
+        }
         let resent = self.request[..n]
             .iter()
             .take_while(|p| p.attempts > 0)
@@ -135,7 +134,7 @@ impl<'a> Cycle<'a> {
     fn run(&mut self) -> (usize, usize) {
         let out = self.step();
         if self.finished() {
-            self.delivery = Delivery::new(self.limits, self.policy);
+            self.delivery.reset();
         }
         out
     }

@@ -11,16 +11,21 @@
 //!
 //! ```text
 //! loop {
-//!     next = delivery.next_request(records, request, refusals, now)
+//!     next = delivery.next_request(records, request, refusals, now)?
 //!     report refusals[..next.refusals]
-//!     if next.entries == 0 { if next.status == Done { break } else { continue } }
+//!     if next.status == Done { break }     // alone: nothing written, nothing left
+//!     if next.entries == 0 { continue }    // OnlyRefusals: reported, call again
 //!     send records[request[i].index] for i in 0..next.entries
-//!     on a response:  delivery.settle(&request[..n], outcomes, now, terminal)
-//!     on no response: delivery.settle_all(&request[..n], kind, now, terminal)
+//!     on a response:  delivery.settle(&request[..n], outcomes, now, terminal)?
+//!     on no response: delivery.settle_all(&request[..n], kind, now, terminal)?
 //!     report terminal[..settled.terminal]
 //!     sleep(delivery.backoff_ms(random()))
 //! }
 //! ```
+//!
+//! Pass the same records to every call ([`Delivery::reset`] before another array) and
+//! settle with exactly the request handed out: anything else is a [`DeliveryError`] that
+//! wrote and changed nothing.
 //!
 //! Everything is caller-driven: the caller supplies the clock (`now`, in milliseconds of
 //! any monotonic clock) and the random numbers, so the core stays free of threads, time and
@@ -249,14 +254,21 @@ impl Backoff {
 }
 
 /// How long to keep trying a record.
+///
+/// Every field that is 0 means its default ([`RetryPolicy::DEFAULT`]), never "off" or
+/// "give up": a policy with only `max_attempts` set still backs off and still retries
+/// for five minutes. The same holds for a zeroed C `kb_retry_policy` and a Go
+/// `RetryPolicy{}`. To retry as little as possible, set `max_attempts` to 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RetryPolicy {
-    /// The delays between requests that failed.
+    /// The delays between requests that failed; a `base_ms` or `cap_ms` of 0 means the
+    /// default's (100 ms, 10 s).
     pub backoff: Backoff,
     /// Sends of one record, at most (the first included); then it is returned as terminal.
-    /// Every record is sent at least once, so 0 acts as 1.
+    /// 0 means the default, 10.
     pub max_attempts: u32,
     /// Milliseconds from a record's first send after which it is no longer retried.
+    /// 0 means the default, 300,000 (5 minutes).
     pub max_age_ms: u64,
     /// Keep each key's records in input order (see [`Delivery`]).
     pub per_key_order: bool,
@@ -270,6 +282,38 @@ impl RetryPolicy {
         max_age_ms: 300_000,
         per_key_order: false,
     };
+}
+
+impl RetryPolicy {
+    /// The policy in force: every zero field replaced by [`RetryPolicy::DEFAULT`]'s.
+    ///
+    /// ```
+    /// use kinesis_batcher::retry::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy { max_attempts: 20, ..RetryPolicy::DEFAULT };
+    /// assert_eq!(policy.effective(), policy);
+    /// let zero = RetryPolicy { max_attempts: 20, max_age_ms: 0, ..RetryPolicy::DEFAULT };
+    /// assert_eq!(zero.effective().max_age_ms, 300_000);
+    /// ```
+    pub const fn effective(self) -> RetryPolicy {
+        const fn or(value: u64, default: u64) -> u64 {
+            if value == 0 { default } else { value }
+        }
+        let d = RetryPolicy::DEFAULT;
+        RetryPolicy {
+            backoff: Backoff {
+                base_ms: or(self.backoff.base_ms, d.backoff.base_ms),
+                cap_ms: or(self.backoff.cap_ms, d.backoff.cap_ms),
+            },
+            max_attempts: if self.max_attempts == 0 {
+                d.max_attempts
+            } else {
+                self.max_attempts
+            },
+            max_age_ms: or(self.max_age_ms, d.max_age_ms),
+            per_key_order: self.per_key_order,
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -313,24 +357,23 @@ impl Default for Terminal {
     }
 }
 
-/// How a [`Delivery::next_request`] call ended.
+/// How a [`Delivery::next_request`] call ended. Only `Done` says "stop", and it never
+/// comes with anything written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NextStatus {
-    /// A request is ready (if `entries > 0`), and there is more to send after it.
+    /// A request of `entries > 0` records is ready (refusals may have been written too):
+    /// send it, settle it, call again.
     Ready,
-    /// Nothing is left to plan: this request (if `entries > 0`) is the last one unless
-    /// some of its entries fail. Keep settling and calling until a call returns `Done`
-    /// with no entries and nothing [`waiting`](Delivery::waiting).
+    /// No request, only `refusals > 0` refused records (the refusal array filled, or the
+    /// rest of the input is refused): report them and call again.
+    OnlyRefusals,
+    /// Nothing was written: every record is settled (stored, terminal or refused).
     Done,
-    /// The refusal array filled; the request (possibly smaller than it could be, possibly
-    /// empty) is ready, and the next call goes on.
-    RefusalsFull,
-    /// The previous request has not been settled yet: nothing was written.
-    InFlight,
 }
 
 /// What [`Delivery::next_request`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
 pub struct Next {
     /// See [`NextStatus`].
     pub status: NextStatus,
@@ -354,29 +397,45 @@ pub struct Settled {
     pub terminal: usize,
 }
 
-/// Why [`Delivery::settle`] refused to settle. Nothing changed.
+/// A call a [`Delivery`] refused: the caller broke the protocol. Nothing was written and
+/// nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SettleError {
-    /// No request is in flight.
+pub enum DeliveryError {
+    /// `settle`: no request is in flight.
     NothingInFlight,
-    /// `sent` is not the request in flight (its length differs).
+    /// `settle`: `sent` is not the request in flight (an entry or the length differs).
     NotTheRequestInFlight,
-    /// The terminal array is shorter than `sent`.
+    /// `settle`: the terminal array is shorter than `sent`.
     TerminalArrayTooSmall,
+    /// `next_request`: the previous request has not been settled.
+    RequestInFlight,
+    /// `next_request`: the input no longer holds a record this delivery planned (it is
+    /// shorter than what was planned, or a record waiting to be sent again is now
+    /// refused): pass the same input to every call, or [`Delivery::reset`].
+    InputChanged,
+    /// `next_request`: the request or the refusal array has no room.
+    ZeroCapacity,
 }
 
-impl SettleError {
+impl DeliveryError {
     /// A static sentence for people.
     pub const fn message(self) -> &'static str {
         match self {
-            SettleError::NothingInFlight => "no request is in flight",
-            SettleError::NotTheRequestInFlight => "sent is not the request in flight",
-            SettleError::TerminalArrayTooSmall => "the terminal array is shorter than sent",
+            DeliveryError::NothingInFlight => "no request is in flight",
+            DeliveryError::NotTheRequestInFlight => "sent is not the request in flight",
+            DeliveryError::TerminalArrayTooSmall => "the terminal array is shorter than sent",
+            DeliveryError::RequestInFlight => "the previous request has not been settled",
+            DeliveryError::InputChanged => {
+                "the input no longer holds the records this delivery planned"
+            }
+            DeliveryError::ZeroCapacity => "the request or refusal array has no room",
         }
     }
 }
 
-impl fmt::Display for SettleError {
+impl core::error::Error for DeliveryError {}
+
+impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
     }
@@ -417,7 +476,8 @@ const QUEUE: usize = SERVICE_MAX_RECORDS as usize;
 ///   duplicates that a lost connection makes unavoidable (records the service stored
 ///   before the connection failed are sent again).
 ///
-/// State is fixed-size (about 22 KiB: the failed entries of one request and, for per-key
+/// State is fixed-size (about 33 KiB: the failed entries of one request, a copy of the
+/// request in flight to check `settle` against and, for per-key
 /// ordering, a hash set of the keys in the request being built); no allocation.
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -426,6 +486,8 @@ pub struct Delivery {
     next: usize,
     queue: [Pending; QUEUE],
     queued: usize,
+    /// The request in flight, as handed out: `settle` checks `sent` against it.
+    flight: [Pending; QUEUE],
     in_flight: usize,
     keys: KeySet,
     failures: u32,
@@ -434,17 +496,20 @@ pub struct Delivery {
 
 impl Delivery {
     /// A delivery at the start of an input.
+    /// Zero fields of `policy` mean the defaults ([`RetryPolicy::effective`]).
     pub const fn new(limits: Limits, policy: RetryPolicy) -> Delivery {
+        const NONE: Pending = Pending {
+            index: 0,
+            attempts: 0,
+            first_sent_ms: 0,
+        };
         Delivery {
             limits,
-            policy,
+            policy: policy.effective(),
             next: 0,
-            queue: [Pending {
-                index: 0,
-                attempts: 0,
-                first_sent_ms: 0,
-            }; QUEUE],
+            queue: [NONE; QUEUE],
             queued: 0,
+            flight: [NONE; QUEUE],
             in_flight: 0,
             keys: KeySet::EMPTY,
             failures: 0,
@@ -458,9 +523,21 @@ impl Delivery {
         }
     }
 
+    /// Starts over, with the same limits and policy, for a new input: as
+    /// [`Delivery::new`]. Records waiting to be sent again and the request in flight are
+    /// forgotten.
+    pub fn reset(&mut self) {
+        *self = Delivery::new(self.limits, self.policy);
+    }
+
     /// The limits in force.
     pub const fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The policy in force (zero fields replaced by the defaults).
+    pub const fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     /// Counters so far.
@@ -501,14 +578,15 @@ impl Delivery {
     /// Writes the next request into `request` (its capacity should be at least the
     /// limits' `max_records`, or requests are smaller): first every entry waiting to be
     /// sent again, then records not sent yet, greedily under the limits. Refused records
-    /// met on the way are written to `refusals`.
+    /// met on the way are written to `refusals`. See [`NextStatus`] for what to do next;
+    /// an `Err` (a broken protocol) wrote nothing and changed nothing.
     pub fn next_request<M: Measure>(
         &mut self,
         input: &[M],
         request: &mut [Pending],
         refusals: &mut [Refusal],
         now_ms: u64,
-    ) -> Next {
+    ) -> Result<Next, DeliveryError> {
         self.next_request_into(input, request, refusals, now_ms)
     }
 
@@ -521,7 +599,7 @@ impl Delivery {
         request: &mut [MaybeUninit<Pending>],
         refusals: &mut [MaybeUninit<Refusal>],
         now_ms: u64,
-    ) -> Next {
+    ) -> Result<Next, DeliveryError> {
         self.next_request_into(input, request, refusals, now_ms)
     }
 
@@ -531,32 +609,40 @@ impl Delivery {
         request: &mut Q,
         refusals: &mut R,
         now_ms: u64,
-    ) -> Next {
+    ) -> Result<Next, DeliveryError> {
+        if self.in_flight != 0 {
+            return Err(DeliveryError::RequestInFlight);
+        }
+        if request.capacity() == 0 || refusals.capacity() == 0 {
+            return Err(DeliveryError::ZeroCapacity);
+        }
+        let limits = self.limits;
+        // The input must be the one planned: every waiting record still in it and still
+        // sendable. Checked before anything changes, so a wrong input loses nothing.
+        let waiting_gone = self.queue[..self.queued].iter().any(|p| {
+            input
+                .get(p.index)
+                .is_none_or(|r| measure_within(r, &limits).is_err())
+        });
+        if self.next > input.len() || waiting_gone {
+            return Err(DeliveryError::InputChanged);
+        }
         let mut next = Next {
             status: NextStatus::Ready,
             entries: 0,
             bytes: 0,
             refusals: 0,
         };
-        if self.in_flight != 0 {
-            next.status = NextStatus::InFlight;
-            return next;
-        }
-        let limits = self.limits;
         let per_key = self.policy.per_key_order;
         let mut packer = Packer::new(limits);
         self.keys.clear();
 
         // Waiting entries first. They are the failures of one request, so together they
-        // fit one request again (same limits; distinct keys when ordering per key). The
-        // input must be the one planned: a waiting record no longer in it, or no longer
-        // fitting, stays waiting (see `waiting()`) rather than vanish.
+        // fit one request again (same limits; distinct keys when ordering per key).
         let mut taken = 0;
         while taken < self.queued && next.entries < request.capacity() {
             let pending = self.queue[taken];
-            let Some(record) = input.get(pending.index) else {
-                break;
-            };
+            let record = &input[pending.index];
             let Ok(size) = measure_within(record, &limits) else {
                 break;
             };
@@ -565,6 +651,7 @@ impl Delivery {
             }
             packer.add(pending.index, size);
             request.put(next.entries, pending);
+            self.flight[next.entries] = pending;
             next.entries += 1;
             taken += 1;
         }
@@ -590,6 +677,7 @@ impl Delivery {
                             first_sent_ms: now_ms,
                         };
                         request.put(next.entries, pending);
+                        self.flight[next.entries] = pending;
                         next.entries += 1;
                     }
                     Err(reason) => {
@@ -598,7 +686,6 @@ impl Delivery {
                             reason,
                         };
                         if !refusals.try_put(next.refusals, refusal) {
-                            next.status = NextStatus::RefusalsFull;
                             break;
                         }
                         next.refusals += 1;
@@ -609,14 +696,19 @@ impl Delivery {
             }
         }
         next.bytes = packer.open().map_or(0, |batch| batch.bytes);
-        if next.entries > 0 {
+        // Only `Done` says "stop", so it must never come with work: with a capacity of at
+        // least one in each array, a call that wrote nothing has nothing left to do.
+        next.status = if next.entries > 0 {
             self.in_flight = next.entries;
             self.stats.requests += 1;
-        }
-        if next.status == NextStatus::Ready && self.queued == 0 && self.next >= input.len() {
-            next.status = NextStatus::Done;
-        }
-        next
+            NextStatus::Ready
+        } else if next.refusals > 0 {
+            NextStatus::OnlyRefusals
+        } else {
+            debug_assert!(self.queued == 0 && self.next >= input.len());
+            NextStatus::Done
+        };
+        Ok(next)
     }
 
     /// Settles the request in flight with its response: `outcomes[i]` is the outcome of
@@ -628,7 +720,7 @@ impl Delivery {
         outcomes: &[Outcome],
         now_ms: u64,
         terminal: &mut [Terminal],
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.settle_into(sent, outcomes, now_ms, terminal)
     }
 
@@ -640,7 +732,7 @@ impl Delivery {
         outcomes: &[Outcome],
         now_ms: u64,
         terminal: &mut [MaybeUninit<Terminal>],
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.settle_into(sent, outcomes, now_ms, terminal)
     }
 
@@ -650,7 +742,7 @@ impl Delivery {
         outcomes: &[Outcome],
         now_ms: u64,
         terminal: &mut T,
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.check(sent, terminal.capacity())?;
         if outcomes.len() != sent.len() {
             return self.settle_all_into(sent, ErrorKind::BadResponse, now_ms, terminal);
@@ -666,7 +758,7 @@ impl Delivery {
         kind: ErrorKind,
         now_ms: u64,
         terminal: &mut [Terminal],
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.settle_all_into(sent, kind, now_ms, terminal)
     }
 
@@ -678,7 +770,7 @@ impl Delivery {
         kind: ErrorKind,
         now_ms: u64,
         terminal: &mut [MaybeUninit<Terminal>],
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.settle_all_into(sent, kind, now_ms, terminal)
     }
 
@@ -688,18 +780,18 @@ impl Delivery {
         kind: ErrorKind,
         now_ms: u64,
         terminal: &mut T,
-    ) -> Result<Settled, SettleError> {
+    ) -> Result<Settled, DeliveryError> {
         self.check(sent, terminal.capacity())?;
         Ok(self.apply(sent, |_| Outcome::Failed(kind), now_ms, terminal))
     }
 
-    fn check(&self, sent: &[Pending], terminal: usize) -> Result<(), SettleError> {
+    fn check(&self, sent: &[Pending], terminal: usize) -> Result<(), DeliveryError> {
         if self.in_flight == 0 {
-            Err(SettleError::NothingInFlight)
-        } else if sent.len() != self.in_flight {
-            Err(SettleError::NotTheRequestInFlight)
+            Err(DeliveryError::NothingInFlight)
+        } else if sent != &self.flight[..self.in_flight] {
+            Err(DeliveryError::NotTheRequestInFlight)
         } else if terminal < sent.len() {
-            Err(SettleError::TerminalArrayTooSmall)
+            Err(DeliveryError::TerminalArrayTooSmall)
         } else {
             Ok(())
         }

@@ -2,7 +2,8 @@
 //! counts, whole-request failures, clock steps and protocol misuse: every record ends
 //! accepted exactly once, terminal exactly once (with the right `gave_up`), or refused
 //! (with `Measure::measure`'s reason); requests keep the limits, input order, attempt
-//! counts and (when asked) one record per key.
+//! counts and (when asked) one record per key; `Done` comes alone, and only at the end;
+//! every misuse is an `Err` that changes nothing.
 #![no_main]
 
 use std::collections::HashSet;
@@ -10,7 +11,7 @@ use std::collections::HashSet;
 use arbitrary::Arbitrary;
 use kb_fuzz::*;
 use kinesis_batcher::retry::{
-    Delivery, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, SettleError, Terminal,
+    Delivery, DeliveryError, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, Terminal,
 };
 use kinesis_batcher::{Measure, Refusal};
 use libfuzzer_sys::fuzz_target;
@@ -49,13 +50,17 @@ fuzz_target!(|input: Input| {
         .collect();
     let views = views(&records);
     let n = views.len();
-    let policy = RetryPolicy {
+    // Zero fields (an attempt count of 0, an age of 0) mean the defaults.
+    let asked = RetryPolicy {
         max_attempts: u32::from(input.max_attempts % 5),
-        max_age_ms: u64::from(input.max_age) + 1,
+        max_age_ms: u64::from(input.max_age),
         per_key_order: input.per_key,
         ..RetryPolicy::DEFAULT
     };
-    let mut delivery = Delivery::new(limits, policy);
+    let mut delivery = Delivery::new(limits, asked);
+    let policy = *delivery.policy();
+    assert_eq!(policy, asked.effective());
+    assert!(policy.max_attempts > 0 && policy.max_age_ms > 0);
     let request_cap = usize::from(input.request_cap % 520) + 1;
     let refusal_cap = usize::from(input.refusal_cap % 4) + 1;
     let measures: Vec<_> = views.iter().map(|r| r.measure(&limits)).collect();
@@ -70,22 +75,27 @@ fuzz_target!(|input: Input| {
         assert!(round < 20 * n + 50, "the delivery makes no progress");
         let mut request = vec![Pending::default(); request_cap];
         let mut refusals = vec![Refusal::default(); refusal_cap];
-        let next = delivery.next_request(&views, &mut request, &mut refusals, now);
+        let next = delivery
+            .next_request(&views, &mut request, &mut refusals, now)
+            .expect("the same input, settled, with room");
         assert!(next.entries <= request_cap && next.refusals <= refusal_cap);
         for r in &refusals[..next.refusals] {
             assert_eq!(Err(r.reason), measures[r.index], "refusal {r:?}");
             refused[r.index] += 1;
         }
-        if next.status == NextStatus::RefusalsFull {
-            assert_eq!(next.refusals, refusal_cap);
-        }
         let sent = &request[..next.entries];
-        if sent.is_empty() {
-            match next.status {
-                NextStatus::Done if delivery.waiting().is_empty() => break,
-                NextStatus::InFlight => panic!("in flight with nothing sent"),
-                _ => continue,
+        match next.status {
+            NextStatus::Done => {
+                assert_eq!((next.entries, next.refusals, next.bytes), (0, 0, 0));
+                assert!(delivery.waiting().is_empty(), "Done with failures waiting");
+                assert_eq!(delivery.position(), n, "Done with records left");
+                break;
             }
+            NextStatus::OnlyRefusals => {
+                assert!(sent.is_empty() && next.refusals > 0, "{next:?}");
+                continue;
+            }
+            NextStatus::Ready => assert!(!sent.is_empty(), "Ready without a request"),
         }
         // The request: increasing indices, within the limits, the sizes the records have.
         assert!(
@@ -121,19 +131,34 @@ fuzz_target!(|input: Input| {
             sends[p.index] += 1;
         }
         // Misuse changes nothing.
+        let stats = *delivery.stats();
         let mut more = [Pending::default(); 4];
         let again = delivery.next_request(&views, &mut more, &mut [Refusal::default()], now);
-        assert_eq!(
-            (again.status, again.entries, again.refusals),
-            (NextStatus::InFlight, 0, 0)
-        );
+        assert_eq!(again, Err(DeliveryError::RequestInFlight));
+        assert!(more.iter().all(|p| *p == Pending::default()));
         let mut term = vec![Terminal::default(); sent.len()];
-        if !sent.is_empty() {
-            let short = delivery.settle_all(&sent[1..], ErrorKind::Transport, now, &mut term);
-            assert_eq!(short, Err(SettleError::NotTheRequestInFlight));
-            let small = delivery.settle_all(sent, ErrorKind::Transport, now, &mut term[1..]);
-            assert_eq!(small, Err(SettleError::TerminalArrayTooSmall));
+        let short = delivery.settle_all(&sent[1..], ErrorKind::Transport, now, &mut term);
+        assert_eq!(short, Err(DeliveryError::NotTheRequestInFlight));
+        let small = delivery.settle_all(sent, ErrorKind::Transport, now, &mut term[1..]);
+        assert_eq!(small, Err(DeliveryError::TerminalArrayTooSmall));
+        let at = round % sent.len();
+        for change in 0..3 {
+            let mut altered = sent.to_vec();
+            match change {
+                0 => altered[at].index ^= 1,
+                1 => altered[at].attempts ^= 1,
+                _ => altered[at].first_sent_ms ^= 1,
+            }
+            let wrong = delivery.settle(&altered, &[], now, &mut term);
+            assert_eq!(wrong, Err(DeliveryError::NotTheRequestInFlight), "{change}");
         }
+        if sent.len() > 1 {
+            let mut swapped = sent.to_vec();
+            swapped.swap(0, sent.len() - 1);
+            let wrong = delivery.settle_all(&swapped, ErrorKind::Transport, now, &mut term);
+            assert_eq!(wrong, Err(DeliveryError::NotTheRequestInFlight));
+        }
+        assert_eq!(*delivery.stats(), stats);
         // The response.
         let (response, step) = match responses.next() {
             Some((r, step)) => (r, u64::from(*step)),
@@ -205,8 +230,49 @@ fuzz_target!(|input: Input| {
         assert!(backoff <= policy.backoff.cap_ms);
         assert_eq!(
             delivery.settle_all(sent, ErrorKind::Transport, now, &mut term),
-            Err(SettleError::NothingInFlight)
+            Err(DeliveryError::NothingInFlight)
         );
+        // A changed input or no room: refused, nothing changed.
+        let (position, waiting) = (delivery.position(), delivery.waiting().to_vec());
+        if position > 0 {
+            let cut = &views[..position - 1 - round % position];
+            let e = delivery.next_request(cut, &mut request, &mut refusals, now);
+            assert_eq!(e, Err(DeliveryError::InputChanged));
+        }
+        if let Some(w) = waiting.first() {
+            // A record waiting to be sent again, now too large.
+            let mut changed = views.clone();
+            changed[w.index].data = &ZEROS[..limits.max_record_bytes() as usize + 1];
+            let e = delivery.next_request(&changed, &mut request, &mut refusals, now);
+            assert_eq!(e, Err(DeliveryError::InputChanged));
+        }
+        let e = delivery.next_request(&views, &mut request[..0], &mut refusals, now);
+        assert_eq!(e, Err(DeliveryError::ZeroCapacity));
+        let e = delivery.next_request(&views, &mut request, &mut [], now);
+        assert_eq!(e, Err(DeliveryError::ZeroCapacity));
+        assert_eq!(delivery.position(), position);
+        assert_eq!(delivery.waiting(), &waiting[..]);
+    }
+    // Done stays done; `reset` starts over at 0.
+    let mut request = [Pending::default(); 1];
+    let mut refusals = [Refusal::default(); 1];
+    let again = delivery.next_request(&views, &mut request, &mut refusals, now);
+    assert_eq!(again.map(|next| next.status), Ok(NextStatus::Done));
+    let stats = *delivery.stats();
+    let mut restarted = delivery.clone();
+    restarted.reset();
+    assert_eq!(restarted.position(), 0);
+    assert_eq!(*restarted.policy(), policy);
+    let first = restarted.next_request(&views, &mut request, &mut refusals, now);
+    let first = first.expect("a reset delivery takes any input");
+    let sendable = measures.iter().position(|m| m.is_ok());
+    match first.status {
+        NextStatus::Done => assert_eq!(n, 0, "a reset delivery Done at once"),
+        NextStatus::Ready => {
+            assert_eq!(Some(request[0].index), sendable);
+            assert_eq!(request[0].attempts, 0);
+        }
+        NextStatus::OnlyRefusals => assert_eq!(refusals[0].index, 0),
     }
     for i in 0..n {
         let ends = accepted[i] + terminal[i] + refused[i];
@@ -217,7 +283,6 @@ fuzz_target!(|input: Input| {
         );
         assert_eq!(refused[i] == 1, measures[i].is_err());
     }
-    let stats = delivery.stats();
     assert_eq!(
         stats.accepted,
         accepted.iter().map(|&a| u64::from(a)).sum::<u64>()

@@ -32,11 +32,14 @@ pub enum Push {
 /// let mut acc = Accumulator::new(limits);
 /// assert_eq!(acc.push(&Record::new(b"a", b"k")), Push::Added);
 /// assert_eq!(acc.push(&Record::new(b"b", b"")), Push::Refused(Reason::KeyEmpty));
-/// assert_eq!(acc.push(&Record::new(b"c", b"k")), Push::Added);
-/// let Push::SendFirst(batch) = acc.push(&Record::new(b"d", b"k")) else { panic!() };
-/// assert_eq!((batch.range(), batch.records), (0..3, 2));
+/// // The refusal closed the batch of "a": it is handed out with the next record.
+/// let Push::SendFirst(batch) = acc.push(&Record::new(b"c", b"k")) else { panic!() };
+/// assert_eq!((batch.range(), batch.records), (0..1, 1));
+/// assert_eq!(acc.push(&Record::new(b"d", b"k")), Push::Added);
+/// let Push::SendFirst(batch) = acc.push(&Record::new(b"e", b"k")) else { panic!() };
+/// assert_eq!(batch.range(), 2..4); // the cap of 2 records
 /// let last = acc.flush().unwrap();
-/// assert_eq!(last.range(), 3..4);
+/// assert_eq!(last.range(), 4..5);
 /// # Ok::<(), kinesis_batcher::LimitsError>(())
 /// ```
 #[derive(Clone, Copy, Debug)]

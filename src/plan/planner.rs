@@ -78,6 +78,16 @@ impl Planner {
         self.len == len
     }
 
+    /// The length of the input this planner plans, fixed by its first call; `None`
+    /// before it (and after [`Planner::reset`]).
+    pub const fn input_len(&self) -> Option<usize> {
+        if self.len == usize::MAX {
+            None
+        } else {
+            Some(self.len)
+        }
+    }
+
     /// The limits in force.
     pub const fn limits(&self) -> &Limits {
         self.packer.limits()
@@ -138,10 +148,14 @@ impl Planner {
     /// let mut planner = Planner::new(Limits::KDS);
     /// let progress = planner.plan(&records, &mut batches, &mut refusals);
     /// assert_eq!(progress.status, Status::Done);
-    /// assert_eq!(progress.batches, 1);
-    /// assert_eq!(batches[0].range(), 0..3); // one request, spanning the refused record
-    /// assert_eq!(batches[0].refused(), 1);
     /// assert_eq!(refusals[0].index, 1);
+    /// // The refused record closes the batch: each range is a request to send as it is.
+    /// assert_eq!((progress.batches, batches[0].range(), batches[1].range()), (2, 0..1, 2..3));
+    ///
+    /// // The range form: one request, spanning the refused record, which is skipped.
+    /// let mut planner = Planner::new(Limits::KDS.spanning_refusals(true));
+    /// let progress = planner.plan(&records, &mut batches, &mut refusals);
+    /// assert_eq!((progress.batches, batches[0].range(), batches[0].refused()), (1, 0..3, 1));
     /// ```
     pub fn plan<M: Measure>(
         &mut self,
@@ -294,8 +308,9 @@ impl Planner {
 /// ];
 /// let events: Vec<Event> = plan(&records, Limits::KDS).collect();
 /// assert!(matches!(events[0], Event::Refused(r) if r.index == 1 && r.reason == Reason::KeyEmpty));
-/// assert!(matches!(events[1], Event::Batch(b) if b.range() == (0..3) && b.records == 2));
-/// assert_eq!(events.len(), 2);
+/// assert!(matches!(events[1], Event::Batch(b) if b.range() == (0..1)));
+/// assert!(matches!(events[2], Event::Batch(b) if b.range() == (2..3)));
+/// assert_eq!(events.len(), 3);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Plan<'a, M> {
