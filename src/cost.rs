@@ -273,11 +273,19 @@ pub const fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// A record described by sizes alone, with no pointer in it: for callers that must not
-/// hand pointers to the library (Go through cgo) or that only know lengths.
+/// hand pointers to the library (Go through cgo) or that only know lengths. 24 bytes,
+/// with no padding and no pointer, so an array of them can cross any language boundary.
 ///
-/// The caller attests to the key's validity through `flags`; [`RecordSize::of`] (in C,
-/// `kb_record_size_of`) fills every field from the bytes. 24 bytes, no padding and no
-/// pointer, so an array of them can cross an FFI boundary (in C, `kb_record_size`).
+/// The caller attests to the key's validity through `flags`, or has the library fill
+/// every field from the record's bytes. Any values at all are valid: the record they
+/// describe is accepted or refused (with the reason its sizes or flags give), never an
+/// error.
+#[cfg_attr(doc, doc = "")]
+#[cfg_attr(
+    doc,
+    doc = "[`RecordSize::of`] fills every field from a [`Record`]. The layout is C's \
+           (`kb_record_size`)."
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct RecordSize {
@@ -289,8 +297,13 @@ pub struct RecordSize {
     pub key_units: u32,
     /// Length of the explicit hash key in bytes; 0 when there is none.
     pub hash_key_len: u32,
-    /// `KEY_NOT_UTF8` (1) and `HASH_KEY_INVALID` (2), in C `KB_RECORD_KEY_NOT_UTF8` and
-    /// `KB_RECORD_HASH_KEY_INVALID`, or 0. Other bits are ignored.
+    /// Bits: 1, the partition key is not valid UTF-8; 2, an explicit hash key is present
+    /// and invalid (an empty one is invalid too). 0 for a record whose keys are valid.
+    /// Other bits are ignored.
+    #[cfg_attr(
+        doc,
+        doc = "The bits are [`RecordSize::KEY_NOT_UTF8`] and [`RecordSize::HASH_KEY_INVALID`]."
+    )]
     pub flags: u32,
 }
 

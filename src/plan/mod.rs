@@ -32,9 +32,20 @@ pub use planner::{Plan, Planner, Progress, Status, plan};
 use crate::cost::{Measure, Reason};
 use crate::limits::Limits;
 
-/// One request: the input indices `start..end`, of which `records` are accepted and
-/// the rest (if any) were refused and reported as refusals. (In C, `kb_batch`: the core
-/// writes straight into the caller's array.)
+/// One request: the input indices from `start` up to `end` (excluded), of which `records`
+/// are accepted. By default a refused record closes the open batch, so every index in
+/// the range is accepted (`records == end - start`) and the range is the request as it
+/// stands. When the limits let batches span refused records, the other
+/// `end - start - records` indices in the range are refused records, each reported as a
+/// refusal before or with the batch: skip them when sending.
+#[cfg_attr(doc, doc = "")]
+#[cfg_attr(
+    doc,
+    doc = "[`Batch::range`] is the range and [`Batch::refused`] counts the refused indices \
+           in it; [`Limits::spanning_refusals`] lets batches span refused records. The \
+           layout is C's (`kb_batch`), so the C ABI writes batches straight into the \
+           caller's array."
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Batch {
@@ -44,7 +55,8 @@ pub struct Batch {
     pub end: usize,
     /// Accepted records in the batch: at least 1, at most the limits' `max_records`.
     pub records: u32,
-    /// Sum of the accepted records' sizes: at most the limits' `max_request_bytes`.
+    /// Sum of the accepted records' sizes, as the service counts them: at most the
+    /// limits' `max_request_bytes`.
     pub bytes: u32,
 }
 
@@ -64,7 +76,9 @@ impl Batch {
     }
 }
 
-/// A refused record: its input index and why. (In C, `kb_refusal`.)
+/// A refused record: its index in the input and why it can never be sent.
+#[cfg_attr(doc, doc = "")]
+#[cfg_attr(doc, doc = "The layout is C's (`kb_refusal`, its reason a `uint8_t`).")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Refusal {
@@ -92,7 +106,9 @@ pub enum Event {
     Refused(Refusal),
 }
 
-/// Counters of a plan so far. Batches count once they are closed. (In C, `kb_stats`.)
+/// Counters of a plan so far. Batches count once they are closed.
+#[cfg_attr(doc, doc = "")]
+#[cfg_attr(doc, doc = "The layout is C's (`kb_stats`).")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct Stats {
@@ -103,6 +119,11 @@ pub struct Stats {
     /// Bytes (as the service counts them) in closed batches.
     pub bytes: u64,
     /// Refused records, indexed by the reason's value.
+    #[cfg_attr(
+        doc,
+        doc = "[`Stats::refused_for`] reads one. The length is [`Reason::COUNT`], spelled \
+               `5` for cbindgen."
+    )]
     pub refused: [u64; 5],
 }
 
