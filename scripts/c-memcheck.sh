@@ -20,7 +20,9 @@ cc=${CC:-cc}
 echo "== building the Rust static library"
 cargo rustc --quiet --release -p kinesis-batcher --lib --features ffi-test-panic \
   --crate-type staticlib
-lib=target/release/libkinesis_batcher.a
+# A copy: a shared CARGO_TARGET_DIR may be rebuilt by another checkout meanwhile.
+cp "${CARGO_TARGET_DIR:-target}/release/libkinesis_batcher.a" "$out/"
+lib=$out/libkinesis_batcher.a
 test -f "$lib"
 
 sources=(tests/c/main.c tests/c/suite.c tests/c/suite_plan.c tests/c/suite_lines.c

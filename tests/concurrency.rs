@@ -17,8 +17,9 @@
 //! * [`Delivery`] with deterministic per-entry outcomes (some throttled once, some
 //!   terminal), whose whole trace of requests, refusals and terminals is compared.
 //!
-//! Two limit sets are used (the KDS default, and 5 MiB requests counting UTF-8 bytes and
-//! hash keys), so threads planning the same records under different limits run side by
+//! Two limit sets are used (the KDS default, whose batches stop at refused records, and
+//! 5 MiB requests counting UTF-8 bytes and hash keys, with batches spanning refused
+//! records), so threads planning the same records under different limits run side by
 //! side. With the `ffi` feature, the same again through the C ABI: threads sharing one
 //! `kb_record` array and one `kb_limits`, each with its own `kb_planner`.
 
@@ -131,7 +132,8 @@ fn limit_sets() -> [Limits; 2] {
         Limits::KDS,
         Limits::KDS_5MIB
             .with_key_unit(KeyUnit::Utf8Bytes)
-            .counting_hash_key(true),
+            .counting_hash_key(true)
+            .spanning_refusals(true),
     ]
 }
 
@@ -166,6 +168,7 @@ fn bulk<M: kinesis_batcher::Measure>(input: &[M], limits: Limits, seed: u64, max
             Status::Done => return (batches, refusals),
             Status::BatchesFull | Status::RefusalsFull => {}
             Status::Unreadable => panic!("Unreadable on the crate's own records"),
+            Status::InputChanged => panic!("InputChanged on the same input"),
         }
     }
 }
@@ -323,15 +326,16 @@ fn deliver(input: &[Record<'_>], limits: Limits, policy: RetryPolicy) -> Vec<Del
     let mut random = Rng(0x1234_5678_9abc_def1);
     let mut steps = Vec::new();
     for _ in 0..10 * RECORDS {
-        let next = delivery.next_request(input, &mut request, &mut refusals, now_ms);
-        assert_ne!(next.status, NextStatus::InFlight);
+        let next = delivery
+            .next_request(input, &mut request, &mut refusals, now_ms)
+            .expect("the same input, one request at a time");
         let sent = &request[..next.entries];
         let refused = refusals[..next.refusals].to_vec();
+        if next.status == NextStatus::Done {
+            return steps;
+        }
         if next.entries == 0 {
-            steps.push((Vec::new(), refused, Vec::new()));
-            if next.status == NextStatus::Done {
-                return steps;
-            }
+            steps.push((Vec::new(), refused, Vec::new())); // OnlyRefusals
             continue;
         }
         let outcomes: Vec<Outcome> = sent.iter().map(outcome).collect();
@@ -390,8 +394,13 @@ fn threads_planning_one_shared_input_agree_with_one_thread() {
     for (l, (batches, refusals)) in limits.iter().zip(&want) {
         assert!(batches.len() > 300, "only {} batches", batches.len());
         assert!(batches.iter().any(|b| b.records < l.max_records() / 2));
-        assert!(batches.iter().any(|b| b.records == l.max_records()));
-        assert!(batches.iter().any(|b| b.refused() > 0));
+        if l.spans_refusals() {
+            assert!(batches.iter().any(|b| b.records == l.max_records()));
+            assert!(batches.iter().any(|b| b.refused() > 0));
+        } else {
+            // Refused records close batches: runs between them are far shorter than 500.
+            assert!(batches.iter().all(|b| b.refused() == 0));
+        }
         for reason in Reason::ALL {
             assert!(
                 refusals.iter().any(|r| r.reason == reason),
@@ -569,6 +578,9 @@ mod c_abi {
         };
         if l.counts_hash_key() {
             out.options |= KB_LIMITS_COUNT_HASH_KEY;
+        }
+        if l.spans_refusals() {
+            out.options |= KB_LIMITS_SPAN_REFUSALS;
         }
         // SAFETY: a valid pointer.
         assert_eq!(unsafe { kb_limits_check(&out) }, KB_OK);

@@ -145,7 +145,8 @@ fn bad_records_stop_every_call_with_their_index() {
             &mut nr,
             &mut bad,
         );
-        assert_eq!((st, nb, nr, bad), (KB_BATCHES_FULL, 0, 2, 9));
+        // Batches 0..1 and 2..3 (each refusal closes one), refusals 1 and 3.
+        assert_eq!((st, nb, nr, bad), (KB_BATCHES_FULL, 2, 2, 9));
         let st = kb_planner_plan(
             planner,
             recs.as_ptr(),
@@ -540,6 +541,299 @@ fn delivery_with_partial_failures() {
         let mut position = 0;
         assert_eq!(kb_delivery_position(d, &mut position), KB_OK);
         assert_eq!(position, recs.len());
+        kb_delivery_free(d);
+    }
+}
+
+#[test]
+fn another_input_is_refused_and_reset_starts_over() {
+    let l = limits(2, 12, 12);
+    let recs = records();
+    let shorter = &recs[..4];
+    // SAFETY: every pointer is to live memory of the stated length.
+    unsafe {
+        let mut planner = null_mut();
+        assert_eq!(kb_planner_new(&l, &mut planner), KB_OK);
+        let (mut batch, mut refusal, mut bad) = (Batch::default(), Refusal::default(), 7);
+        let first = kb_planner_next(
+            planner,
+            recs.as_ptr(),
+            recs.len(),
+            &mut batch,
+            &mut refusal,
+            &mut bad,
+        );
+        assert!(first == KB_OK || first == KB_REFUSED, "status {first}");
+        // Another length: the error, not KB_END; the counts passed are 0, the rest untouched.
+        assert_eq!(
+            kb_planner_next(
+                planner,
+                shorter.as_ptr(),
+                4,
+                &mut batch,
+                &mut refusal,
+                &mut bad
+            ),
+            KB_INPUT_CHANGED
+        );
+        let mut b = [MaybeUninit::<Batch>::uninit(); 1];
+        let mut r = [MaybeUninit::<Refusal>::uninit(); 1];
+        let (mut nb, mut nr) = (7, 7);
+        let st = kb_planner_plan(
+            planner,
+            shorter.as_ptr(),
+            4,
+            b.as_mut_ptr().cast(),
+            1,
+            &mut nb,
+            r.as_mut_ptr().cast(),
+            1,
+            &mut nr,
+            &mut bad,
+        );
+        assert_eq!((st, nb, nr, bad), (KB_INPUT_CHANGED, 0, 0, 7));
+        assert_eq!(kb_planner_reset(planner), KB_OK);
+        let mut position = 9;
+        assert_eq!(kb_planner_position(planner, &mut position), KB_OK);
+        assert_eq!(position, 0);
+        let mut events = 0;
+        while kb_planner_next(
+            planner,
+            shorter.as_ptr(),
+            4,
+            &mut batch,
+            &mut refusal,
+            null_mut(),
+        ) != KB_END
+        {
+            events += 1;
+        }
+        assert!(events >= 3, "{events} events"); // batch 0, refusal 1, batch 2, refusal 3
+        assert_eq!(kb_planner_reset(null_mut()), KB_NULL_POINTER);
+        kb_planner_free(planner);
+
+        let mut acc = null_mut();
+        assert_eq!(kb_accumulator_new(&l, &mut acc), KB_OK);
+        let mut reason = Reason::KeyEmpty;
+        assert_eq!(
+            kb_accumulator_push(acc, &recs[0], &mut batch, &mut reason),
+            KB_OK
+        );
+        assert_eq!(kb_accumulator_reset(acc), KB_OK);
+        let mut pushed = 9;
+        assert_eq!(kb_accumulator_pushed(acc, &mut pushed), KB_OK);
+        assert_eq!(pushed, 0);
+        assert_eq!(kb_accumulator_flush(acc, &mut batch), KB_END);
+        kb_accumulator_free(acc);
+
+        let mut lines = null_mut();
+        assert_eq!(kb_lines_new(&l, KB_LINES_PACK, 1, &mut lines), KB_OK);
+        let mut line = MaybeUninit::<kb_line>::uninit();
+        let mut consumed = 0;
+        let stream = b"ab\ncd\n";
+        assert_eq!(
+            kb_lines_next(
+                lines,
+                stream.as_ptr(),
+                stream.len(),
+                true,
+                line.as_mut_ptr(),
+                &mut consumed
+            ),
+            KB_OK
+        );
+        assert_eq!(kb_lines_reset(lines), KB_OK);
+        assert_eq!(
+            kb_lines_next(
+                lines,
+                stream.as_ptr(),
+                stream.len(),
+                true,
+                line.as_mut_ptr(),
+                &mut consumed
+            ),
+            KB_OK
+        );
+        assert_eq!(line.assume_init().number, 1);
+        consumed = 7;
+        assert_eq!(
+            kb_lines_next(
+                null_mut(),
+                stream.as_ptr(),
+                2,
+                true,
+                line.as_mut_ptr(),
+                &mut consumed
+            ),
+            KB_NULL_POINTER
+        );
+        assert_eq!(consumed, 0);
+        kb_lines_free(lines);
+
+        let mut lp = null_mut();
+        assert_eq!(
+            kb_line_planner_new(&l, b"k".as_ptr(), 1, 0, &mut lp, null_mut()),
+            KB_OK
+        );
+        let mut lb = [MaybeUninit::<LineBatch>::uninit(); 2];
+        let mut lr = [MaybeUninit::<LineRefusal>::uninit(); 2];
+        let (mut nb, mut nr, mut consumed) = (0, 0, 0);
+        assert_eq!(
+            kb_line_planner_plan(
+                lp,
+                stream.as_ptr(),
+                3,
+                false,
+                lb.as_mut_ptr().cast(),
+                2,
+                &mut nb,
+                lr.as_mut_ptr().cast(),
+                2,
+                &mut nr,
+                &mut consumed
+            ),
+            KB_NEED_MORE
+        );
+        assert_eq!(kb_line_planner_reset(lp), KB_OK);
+        let mut keep = 0u64;
+        assert_eq!(kb_line_planner_keep_from(lp, &mut keep), KB_END);
+        let st = kb_line_planner_plan(
+            lp,
+            null(),
+            3,
+            true,
+            lb.as_mut_ptr().cast(),
+            2,
+            &mut nb,
+            lr.as_mut_ptr().cast(),
+            2,
+            &mut nr,
+            &mut consumed,
+        );
+        assert_eq!((st, nb, nr, consumed), (KB_NULL_ARRAY, 0, 0, 0));
+        kb_line_planner_free(lp);
+        assert_eq!(kb_lines_reset(null_mut()), KB_NULL_POINTER);
+        assert_eq!(kb_line_planner_reset(null_mut()), KB_NULL_POINTER);
+        assert_eq!(kb_accumulator_reset(null_mut()), KB_NULL_POINTER);
+    }
+}
+
+#[test]
+fn delivery_checks_what_it_is_given() {
+    let l = limits(3, 1000, 100);
+    let recs: Vec<kb_record> = (0..5).map(|_| rec(&DATA[..2], b"k")).collect();
+    // SAFETY: every pointer is to live memory of the stated length.
+    unsafe {
+        // A zeroed policy is the default one.
+        let policy = kb_retry_policy {
+            backoff_base_ms: 0,
+            backoff_cap_ms: 0,
+            max_age_ms: 0,
+            max_attempts: 0,
+            per_key_order: 0,
+        };
+        let mut d = null_mut();
+        assert_eq!(kb_delivery_new(&l, &policy, &mut d), KB_OK);
+        let mut request = [MaybeUninit::<Pending>::uninit(); 3];
+        let mut refusals = [MaybeUninit::<Refusal>::uninit(); 1];
+        let (mut n, mut bytes, mut nr) = (0, 0u32, 0);
+        let st = kb_delivery_next_request(
+            d,
+            recs.as_ptr(),
+            recs.len(),
+            request.as_mut_ptr().cast(),
+            3,
+            &mut n,
+            &mut bytes,
+            refusals.as_mut_ptr().cast(),
+            1,
+            &mut nr,
+            0,
+            null_mut(),
+        );
+        assert_eq!((st, n, bytes, nr), (KB_OK, 3, 9, 0));
+        let sent: Vec<Pending> = request.iter().map(|p| p.assume_init()).collect();
+        // Asking again before settling: an error, counts 0.
+        let st = kb_delivery_next_request(
+            d,
+            recs.as_ptr(),
+            recs.len(),
+            request.as_mut_ptr().cast(),
+            3,
+            &mut n,
+            &mut bytes,
+            refusals.as_mut_ptr().cast(),
+            1,
+            &mut nr,
+            0,
+            null_mut(),
+        );
+        assert_eq!((st, n, bytes, nr), (KB_REQUEST_IN_FLIGHT, 0, 0, 0));
+        // Settling what was not sent: an entry differs.
+        let mut wrong = sent.clone();
+        wrong[0].index = 9;
+        let mut term = [MaybeUninit::<Terminal>::uninit(); 3];
+        let mut settled = Settled {
+            accepted: 7,
+            retrying: 7,
+            terminal: 7,
+        };
+        let st = kb_delivery_settle_all(
+            d,
+            wrong.as_ptr(),
+            3,
+            u32::from(KB_ERROR_KIND_THROTTLING),
+            0,
+            term.as_mut_ptr().cast(),
+            3,
+            &mut settled,
+        );
+        assert_eq!(
+            (st, settled),
+            (KB_NOT_THE_REQUEST_IN_FLIGHT, Settled::default())
+        );
+        let st = kb_delivery_settle_all(
+            d,
+            sent.as_ptr(),
+            3,
+            u32::from(KB_ERROR_KIND_THROTTLING),
+            0,
+            term.as_mut_ptr().cast(),
+            3,
+            &mut settled,
+        );
+        assert_eq!((st, settled.retrying), (KB_OK, 3));
+        let mut delay = 0;
+        assert_eq!(kb_delivery_backoff_ms(d, u64::MAX, &mut delay), KB_OK);
+        assert_eq!(delay, 100); // the default base, from a zeroed policy
+        // A shorter input while entries wait: KB_INPUT_CHANGED.
+        let st = kb_delivery_next_request(
+            d,
+            recs.as_ptr(),
+            2,
+            request.as_mut_ptr().cast(),
+            3,
+            &mut n,
+            &mut bytes,
+            refusals.as_mut_ptr().cast(),
+            1,
+            &mut nr,
+            0,
+            null_mut(),
+        );
+        assert_eq!((st, n, nr), (KB_INPUT_CHANGED, 0, 0));
+        let (mut waiting, mut n_waiting) = (null(), 9);
+        assert_eq!(kb_delivery_waiting(d, &mut waiting, &mut n_waiting), KB_OK);
+        assert_eq!(n_waiting, 3);
+        assert_eq!(
+            kb_delivery_waiting(null(), &mut waiting, &mut n_waiting),
+            KB_NULL_POINTER
+        );
+        assert_eq!(n_waiting, 0);
+        assert_eq!(kb_delivery_reset(d), KB_OK);
+        assert_eq!(kb_delivery_waiting(d, &mut waiting, &mut n_waiting), KB_OK);
+        assert_eq!(n_waiting, 0);
+        assert_eq!(kb_delivery_reset(null_mut()), KB_NULL_POINTER);
         kb_delivery_free(d);
     }
 }

@@ -7,6 +7,9 @@ mod support;
 use support::{allocations, assert_no_alloc};
 
 use kinesis_batcher::cost::{base64_len, is_valid_hash_key, key_units, record_size};
+use kinesis_batcher::retry::{
+    Delivery, DeliveryError, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, Terminal,
+};
 use kinesis_batcher::{
     Accumulator, Batch, KeyUnit, Limits, LimitsError, Measure, Planner, Reason, Record, RecordSize,
     Refusal, Status, plan,
@@ -91,6 +94,54 @@ fn no_core_entry_point_allocates() {
                 acc.pending().copied(),
             )
         });
+        // A whole delivery (failures, refusals, protocol errors), then `reset` and another.
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            max_age_ms: 0, // the default
+            per_key_order: true,
+            ..RetryPolicy::DEFAULT
+        };
+        let delivered = assert_no_alloc("Delivery", || {
+            let mut delivery = Delivery::new(limits, policy);
+            let mut request = [Pending::default(); 500];
+            let mut terminal = [Terminal::default(); 500];
+            let mut outcomes = [Outcome::Accepted; 500];
+            let mut ended = 0usize;
+            for (round, input) in [&records[..], &records[..1000]].into_iter().enumerate() {
+                if round > 0 {
+                    delivery.reset();
+                }
+                for now in 0u64.. {
+                    let next = delivery.next_request(input, &mut request, &mut refusals, now);
+                    let next = next.expect("one request at a time, the same input");
+                    ended += next.refusals;
+                    if next.status == NextStatus::Done {
+                        break;
+                    }
+                    if next.entries == 0 {
+                        continue;
+                    }
+                    let again = delivery.next_request(input, &mut request[..0], &mut [], now);
+                    assert_eq!(again, Err(DeliveryError::RequestInFlight));
+                    let sent = &request[..next.entries];
+                    let wrong = delivery.settle(&sent[1..], &outcomes, now, &mut terminal);
+                    assert_eq!(wrong, Err(DeliveryError::NotTheRequestInFlight));
+                    for (i, o) in outcomes[..sent.len()].iter_mut().enumerate() {
+                        *o = match (i + now as usize) % 9 {
+                            0 => Outcome::Failed(ErrorKind::ThroughputExceeded),
+                            1 => Outcome::Failed(ErrorKind::Kms),
+                            _ => Outcome::Accepted,
+                        };
+                    }
+                    let settled = delivery
+                        .settle(sent, &outcomes[..sent.len()], now, &mut terminal)
+                        .expect("the request in flight");
+                    ended += settled.accepted + settled.terminal;
+                }
+            }
+            (ended, *delivery.stats(), delivery.backoff_ms(u64::MAX))
+        });
+        assert_eq!(delivered.0, records.len() + 1000);
     }
 
     let measured = assert_no_alloc("measure, cost and validation", || {
@@ -113,6 +164,9 @@ fn no_core_entry_point_allocates() {
             LimitsError::ZeroRecords.message(),
             Reason::ALL.map(Reason::message),
             Reason::ALL.map(Reason::as_str),
+            RetryPolicy::DEFAULT.effective(),
+            DeliveryError::InputChanged.message(),
+            ErrorKind::from_code(b"com.amazonaws.kinesis.v20131202#ValidationException:url"),
         )
     });
     assert!(limits.0.is_ok() && limits.1.is_ok() && limits.2.is_err());
@@ -220,13 +274,14 @@ fn the_c_abi_allocates_only_in_new() {
         let mut terminal = [Terminal::default(); 500];
         let mut settled = Settled::default();
         let outcomes = [KB_OUTCOME_ACCEPTED; 500];
-        assert_no_alloc("kb_delivery_next_request and settle", || {
+        // One whole delivery over the first `len` records, all stored.
+        let mut deliver = |len: usize| {
             for now in 0.. {
                 let (mut entries, mut bytes) = (0, 0);
                 let status = kb_delivery_next_request(
                     delivery,
                     records.as_ptr(),
-                    records.len(),
+                    len,
                     request.as_mut_ptr(),
                     500,
                     &mut entries,
@@ -237,8 +292,14 @@ fn the_c_abi_allocates_only_in_new() {
                     now,
                     &mut bad,
                 );
+                match status {
+                    KB_END => break,
+                    KB_OK => assert!(entries > 0, "KB_OK always comes with a request"),
+                    KB_ONLY_REFUSALS => assert!(entries == 0 && nf > 0),
+                    _ => panic!("kb_delivery_next_request: {status}"),
+                }
                 if entries > 0 {
-                    kb_delivery_settle(
+                    let st = kb_delivery_settle(
                         delivery,
                         request.as_ptr(),
                         entries,
@@ -250,11 +311,19 @@ fn the_c_abi_allocates_only_in_new() {
                         &mut settled,
                         &mut bad,
                     );
-                } else if status == KB_END {
-                    break;
+                    assert_eq!(st, KB_OK);
                 }
             }
+        };
+        // The whole array, then `kb_delivery_reset` and a shorter one from its index 0.
+        assert_no_alloc("kb_delivery_next_request, settle and reset", || {
+            deliver(records.len());
+            assert_eq!(kb_delivery_reset(delivery), KB_OK);
+            deliver(500);
         });
+        let mut position = 0;
+        assert_eq!(kb_delivery_position(delivery, &mut position), KB_OK);
+        assert_eq!(position, 500);
         let mut stats = kinesis_batcher::Stats::default();
         assert_eq!(kb_planner_stats(planner, &mut stats), KB_OK);
         assert!(stats.batches >= 4 && stats.refused[Reason::KeyEmpty as usize] > 0);

@@ -170,7 +170,9 @@ proptest! {
             let reach = delivery.reach(q, r);
             let waiting: Vec<usize> = delivery.waiting().iter().map(|p| p.index).collect();
             reads.borrow_mut().clear();
-            let next = delivery.next_request(&input, &mut request[..q], &mut refusals[..r], round as u64);
+            let next = delivery
+                .next_request(&input, &mut request[..q], &mut refusals[..r], round as u64)
+                .expect("every request is settled before the next");
             for &index in reads.borrow().iter() {
                 prop_assert!(
                     waiting.contains(&index) || (index >= from && index < from + reach),
@@ -188,9 +190,8 @@ proptest! {
                 delivery
                     .settle(&request[..next.entries], &outcomes[..next.entries], round as u64, &mut terminal)
                     .unwrap();
-            } else if next.status == kinesis_batcher::retry::NextStatus::Done
-                && delivery.waiting().is_empty()
-            {
+            } else if next.status == kinesis_batcher::retry::NextStatus::Done {
+                prop_assert!(delivery.waiting().is_empty(), "Done with entries waiting");
                 break;
             }
         }

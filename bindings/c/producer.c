@@ -448,25 +448,25 @@ static int deliver(producer *p, size_t n) {
     uint64_t delay = 0; /* the backoff the library asked for after the last request */
     if (!kb_ok(kb_delivery_new(&p->limits, &p->policy, &d), "kb_delivery_new"))
         return 0;
-    for (;;) {
-        size_t n_entries = 0, n_refusals = 0, bad = 0;
-        uint32_t bytes = 0;
-        kb_status st = kb_delivery_next_request(
-            d, p->records, n, p->request, p->limits.max_records, &n_entries, &bytes,
-            p->refusals, REFUSALS_CAP, &n_refusals, now_ms(), &bad);
-        if (!kb_ok(st, "kb_delivery_next_request") || st == KB_IN_FLIGHT)
-            goto out; /* KB_IN_FLIGHT cannot happen: every request is settled below */
+    size_t n_entries = 0, n_refusals = 0, bad = 0;
+    uint32_t bytes = 0;
+    kb_status st;
+    /* KB_END is the only status that says stop (everything is stored, refused or
+     * terminal), and it never comes with work; KB_OK always comes with a request. */
+    while ((st = kb_delivery_next_request(d, p->records, n, p->request, p->limits.max_records,
+                                          &n_entries, &bytes, p->refusals, REFUSALS_CAP,
+                                          &n_refusals, now_ms(), &bad)) != KB_END) {
+        /* An error (KB_REQUEST_IN_FLIGHT cannot happen: every request is settled below). */
+        if (!kb_ok(st, "kb_delivery_next_request"))
+            goto out;
         for (size_t i = 0; i < n_refusals; i++) {
             const kb_refusal *r = &p->refusals[i];
             fprintf(stderr, "kb-producer: line %llu refused: %s: %s\n",
                     (unsigned long long)p->line_of[r->index], kb_reason_name(r->reason),
                     kb_reason_message(r->reason));
         }
-        if (n_entries == 0) {
-            if (st == KB_END)
-                break; /* everything is stored, refused or terminal */
-            continue;  /* the refusal array filled before any entry */
-        }
+        if (n_entries == 0)
+            continue; /* KB_ONLY_REFUSALS: the refusal array filled before any entry */
 
         /* Wait only when something is sent next (not after a slice's last request). */
         if (delay)

@@ -2,9 +2,10 @@
 //! `kb_planner_next`, `kb_accumulator_push`, `kb_record_sizes_fill` +
 //! `kb_planner_plan_sizes`, and `kb_line_planner_plan` in chunks, over records that may
 //! have NULL fields with lengths or huge lengths. Bad records get the documented status
-//! with their index in `bad_index`, outputs untouched; what comes before them is the Rust
-//! API's plan of the valid records before them, and a plan without bad records is the
-//! Rust API's plan exactly.
+//! with their index in `bad_index`, output arrays untouched and the counts passed set to
+//! 0; what comes before them is the Rust API's plan of the valid records before them, and
+//! a plan without bad records is the Rust API's plan exactly. A planner given another
+//! length is `KB_INPUT_CHANGED` (the cursor too), and `kb_planner_reset` plans again.
 #![no_main]
 
 use std::ptr::{null, null_mut, NonNull};
@@ -60,11 +61,16 @@ fn kb_limits_of(spec: &LimitsSpec, limits: &Limits) -> kb_limits {
         _ => KB_PROFILE_KDS,
     };
     let mut options = 0;
-    if limits.partition_keys() {
-        options |= KB_LIMITS_PARTITION_KEYS;
+    // Firehose never has keys whatever the bits (the caller skips Firehose limits with
+    // keys, which C cannot express); on KDS profiles the bit turns them off.
+    if !limits.partition_keys() {
+        options |= KB_LIMITS_NO_PARTITION_KEYS;
     }
     if limits.counts_hash_key() {
         options |= KB_LIMITS_COUNT_HASH_KEY;
+    }
+    if limits.spans_refusals() {
+        options |= KB_LIMITS_SPAN_REFUSALS;
     }
     kb_limits {
         profile,
@@ -180,6 +186,9 @@ fuzz_target!(|input: Input| {
     let Some(limits) = input.limits.limits() else {
         return;
     };
+    if input.limits.kind % 8 == 2 && limits.partition_keys() {
+        return; // Firehose with partition keys: not a C profile.
+    }
     let frecs: Vec<FRec> = input.records.iter().take(40).cloned().collect();
     let built = build(&frecs, &limits);
     let kl = kb_limits_of(&input.limits, &limits);
@@ -246,7 +255,7 @@ fuzz_target!(|input: Input| {
                     )
                 });
                 assert_eq!((st, bad), (built.status[b], b), "kb_planner_plan error");
-                assert_eq!((nb, nr), (UNSET, UNSET), "counts written on an error");
+                assert_eq!((nb, nr), (0, 0), "counts not 0 after an error");
                 assert!(
                     batches.iter().all(|x| *x == SENTINEL_B)
                         && refusals.iter().all(|x| *x == SENTINEL_R),
@@ -338,6 +347,60 @@ fuzz_target!(|input: Input| {
             assert_eq!(out.refusals[..], before_bad.refusals[..out.refusals.len()]);
         } else {
             assert_eq!(out, expected, "kb_planner_next vs the Rust plan");
+            // Another (shorter) array: KB_INPUT_CHANGED from both calls, never KB_END.
+            if let Some(shorter) = built.c.len().checked_sub(1) {
+                let (mut batch, mut refusal, mut bad) = (SENTINEL_B, SENTINEL_R, UNSET);
+                let st = kb_planner_next(
+                    planner,
+                    built.c.as_ptr(),
+                    shorter,
+                    &mut batch,
+                    &mut refusal,
+                    &mut bad,
+                );
+                assert_eq!(
+                    (st, batch, refusal, bad),
+                    (KB_INPUT_CHANGED, SENTINEL_B, SENTINEL_R, UNSET)
+                );
+                let (mut b, mut r) = ([SENTINEL_B], [SENTINEL_R]);
+                let (mut nb, mut nr) = (UNSET, UNSET);
+                let st = kb_planner_plan(
+                    planner,
+                    built.c.as_ptr(),
+                    shorter,
+                    b.as_mut_ptr(),
+                    1,
+                    &mut nb,
+                    r.as_mut_ptr(),
+                    1,
+                    &mut nr,
+                    &mut bad,
+                );
+                assert_eq!(
+                    (st, nb, nr, b[0], r[0]),
+                    (KB_INPUT_CHANGED, 0, 0, SENTINEL_B, SENTINEL_R)
+                );
+            }
+            // Reset: the whole plan again, from the cursor.
+            assert_eq!(kb_planner_reset(planner), KB_OK);
+            let mut again = Outcome::default();
+            loop {
+                let (mut batch, mut refusal) = (SENTINEL_B, SENTINEL_R);
+                match kb_planner_next(
+                    planner,
+                    built.c.as_ptr(),
+                    built.c.len(),
+                    &mut batch,
+                    &mut refusal,
+                    null_mut(),
+                ) {
+                    KB_OK => again.batches.push(batch),
+                    KB_REFUSED => again.refusals.push(refusal),
+                    KB_END => break,
+                    other => panic!("kb_planner_next after reset: {other}"),
+                }
+            }
+            assert_eq!(again, expected, "kb_planner_next after kb_planner_reset");
         }
         kb_planner_free(planner);
     }
@@ -523,7 +586,7 @@ fuzz_target!(|input: Input| {
         );
         assert_eq!(
             (nb, nr, batch[0], refusal[0]),
-            (UNSET, UNSET, SENTINEL_B, SENTINEL_R)
+            (0, 0, SENTINEL_B, SENTINEL_R)
         );
         kb_planner_free(p2);
     }

@@ -25,19 +25,42 @@ pub const KB_KEY_UNIT_UTF16_UNITS: u32 = 1;
 /// `kb_limits.key_unit`: key length in UTF-8 bytes, the strictest reading.
 pub const KB_KEY_UNIT_UTF8_BYTES: u32 = 2;
 
-/// `kb_limits.options`: records carry a partition key, which is validated and counted.
-pub const KB_LIMITS_PARTITION_KEYS: u32 = 1;
-/// `kb_limits.options`: explicit hash keys count towards record and request size.
+/// `kb_limits.options`: ignore partition keys (the size of a record is its data, plus
+/// its explicit hash key when counted; keys are neither validated nor counted). For
+/// KB_PROFILE_KDS and KB_PROFILE_KDS_5MIB only: under KB_PROFILE_FIREHOSE records never
+/// have keys, whatever the bits. Without it (the default), Kinesis Data Streams records
+/// need a valid partition key, and it counts towards their size.
+pub const KB_LIMITS_NO_PARTITION_KEYS: u32 = 1;
+/// `kb_limits.options`: explicit hash keys count towards record and request size (the
+/// service does not document that it counts them, so off by default).
 pub const KB_LIMITS_COUNT_HASH_KEY: u32 = 2;
+/// `kb_limits.options`: a batch may span refused records, for the fewest requests. A
+/// batch's range `start..end` can then hold refused indices (`end - start - records` of
+/// them, each reported as a kb_refusal before or with the batch), which the caller must
+/// skip when sending. Without it (the default), a refused record closes the open batch,
+/// so every batch is exactly `records[start..end)`: send that as it is.
+pub const KB_LIMITS_SPAN_REFUSALS: u32 = 4;
+
+/// Every `kb_limits.options` bit.
+const OPTIONS: u32 =
+    KB_LIMITS_NO_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY | KB_LIMITS_SPAN_REFUSALS;
 
 /// The limits of one service, as plain numbers. Fill one with `kb_limits_profile` or
-/// `kb_limits_for_stream`, change any field, and every function that takes it checks it
-/// (`kb_limits_check` says what a call would answer): each cap against the service's
-/// maximum and the profile's record ceiling, the codes and bits against their values.
+/// `kb_limits_for_stream`, or by hand, change any field, and every function that takes
+/// it checks it (`kb_limits_check` says what a call would answer): each cap against the
+/// service's maximum and the profile's record ceiling, the codes and bits against their
+/// values.
+///
+/// Zero means the default, and the default is the safe choice: `profile`, `key_unit` and
+/// `options` 0 are Kinesis Data Streams, key length in code points, partition keys
+/// validated and counted, and batches that never hold a refused record. So a struct
+/// zeroed with memset and given its three caps is valid. The caps have no default: 0 is
+/// KB_LIMITS_ZERO_RECORDS, KB_LIMITS_ZERO_REQUEST_BYTES or KB_LIMITS_ZERO_RECORD_BYTES.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct kb_limits {
-    /// A `KB_PROFILE_*` value: the service, which bounds `max_record_bytes`.
+    /// A KB_PROFILE_* value (0: KB_PROFILE_KDS): the service, which bounds
+    /// `max_record_bytes` and says whether records have partition keys.
     pub profile: u32,
     /// Records per request, 1..=500.
     pub max_records: u32,
@@ -45,9 +68,11 @@ pub struct kb_limits {
     pub max_request_bytes: u32,
     /// Bytes per record (data + key), 1..=`max_request_bytes` and the profile's ceiling.
     pub max_record_bytes: u32,
-    /// A `KB_KEY_UNIT_*` value: how the 256-unit partition key limit is counted.
+    /// A KB_KEY_UNIT_* value (0: KB_KEY_UNIT_CODE_POINTS): how the 256-unit partition
+    /// key limit is counted.
     pub key_unit: u32,
-    /// `KB_LIMITS_*` flags.
+    /// KB_LIMITS_* flags (0: keys validated and counted, hash keys not counted, batches
+    /// never spanning a refused record).
     pub options: u32,
 }
 
@@ -71,11 +96,15 @@ pub(crate) fn key_unit(unit: u32) -> Result<KeyUnit, kb_status> {
 
 fn from_core(profile: u32, limits: &Limits) -> kb_limits {
     let mut options = 0;
-    if limits.partition_keys() {
-        options |= KB_LIMITS_PARTITION_KEYS;
+    // Firehose never has keys: its options stay 0, as the bit would change nothing.
+    if !limits.partition_keys() && profile != KB_PROFILE_FIREHOSE {
+        options |= KB_LIMITS_NO_PARTITION_KEYS;
     }
     if limits.counts_hash_key() {
         options |= KB_LIMITS_COUNT_HASH_KEY;
+    }
+    if limits.spans_refusals() {
+        options |= KB_LIMITS_SPAN_REFUSALS;
     }
     kb_limits {
         profile,
@@ -96,7 +125,7 @@ impl kb_limits {
     pub(crate) fn to_core(self) -> Result<Limits, kb_status> {
         let base = profile(self.profile)?;
         let unit = key_unit(self.key_unit).map_err(|_| KB_LIMITS_BAD_KEY_UNIT)?;
-        if self.options & !(KB_LIMITS_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY) != 0 {
+        if self.options & !OPTIONS != 0 {
             return Err(KB_LIMITS_BAD_OPTIONS);
         }
         let limits = base
@@ -107,11 +136,14 @@ impl kb_limits {
             )
             .map_err(limits_status)?
             .with_key_unit(unit)
-            .counting_hash_key(self.options & KB_LIMITS_COUNT_HASH_KEY != 0);
-        Ok(if self.options & KB_LIMITS_PARTITION_KEYS != 0 {
-            limits.with_partition_keys()
-        } else {
+            .counting_hash_key(self.options & KB_LIMITS_COUNT_HASH_KEY != 0)
+            .spanning_refusals(self.options & KB_LIMITS_SPAN_REFUSALS != 0);
+        // The profile says whether records have keys (Firehose: never); the bit only
+        // turns them off.
+        Ok(if self.options & KB_LIMITS_NO_PARTITION_KEYS != 0 {
             limits.without_partition_keys()
+        } else {
+            limits
         })
     }
 }
@@ -131,8 +163,7 @@ pub(crate) unsafe fn core_limits(limits: *const kb_limits) -> Result<Limits, kb_
 
 /// Fills `out` with a profile's limits (`KB_PROFILE_*`).
 ///
-/// # Safety
-/// `out` is NULL or valid for writing a `kb_limits`.
+/// Requires: `out` is NULL or valid for writing a `kb_limits`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_limits_profile(profile_id: u32, out: *mut kb_limits) -> kb_status {
     guard!({
@@ -147,8 +178,7 @@ pub unsafe extern "C" fn kb_limits_profile(profile_id: u32, out: *mut kb_limits)
 /// Fills `out` with Kinesis Data Streams limits for a stream whose `MaxRecordSizeInKiB`
 /// is `max_record_size_kib` (1024..=10240, as `DescribeStreamSummary` reports it).
 ///
-/// # Safety
-/// `out` is NULL or valid for writing a `kb_limits`.
+/// Requires: `out` is NULL or valid for writing a `kb_limits`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_limits_for_stream(
     max_record_size_kib: u32,
@@ -166,8 +196,7 @@ pub unsafe extern "C" fn kb_limits_for_stream(
 /// `KB_OK` when `limits` are valid, else the `KB_LIMITS_*` status every function
 /// taking them would return.
 ///
-/// # Safety
-/// `limits` is NULL or points to a readable `kb_limits`.
+/// Requires: `limits` is NULL or points to a readable `kb_limits`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_limits_check(limits: *const kb_limits) -> kb_status {
     guard!({
@@ -199,9 +228,8 @@ unsafe fn measured(result: Result<u32, Reason>, size: *mut u32, reason: *mut Rea
 /// Measures one record as the planner would: `KB_OK` with its size as the service
 /// counts it in `*size`, or `KB_REFUSED` with the reason in `*reason`.
 ///
-/// # Safety
-/// `limits` and `record` are NULL or readable; `size` and `reason` are NULL or writable;
-/// the record's non-NULL fields point to their lengths in bytes.
+/// Requires: `limits` and `record` are NULL or readable; `size` and `reason` are NULL or
+/// writable; the record's non-NULL fields point to their lengths in bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_record_measure(
     limits: *const kb_limits,
@@ -222,8 +250,8 @@ pub unsafe extern "C" fn kb_record_measure(
 
 /// Measures one size-form record as the planner would (see `kb_record_measure`).
 ///
-/// # Safety
-/// `limits` and `record` are NULL or readable; `size` and `reason` are NULL or writable.
+/// Requires: `limits` and `record` are NULL or readable; `size` and `reason` are NULL or
+/// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_record_size_measure(
     limits: *const kb_limits,
@@ -245,9 +273,8 @@ pub unsafe extern "C" fn kb_record_size_measure(
 /// Fills the size form of `record`, with its key length counted in `key_unit`
 /// (`KB_KEY_UNIT_*`), reading the key and hash key bytes to set the flags.
 ///
-/// # Safety
-/// `record` is NULL or readable, its non-NULL fields point to their lengths in bytes;
-/// `out` is NULL or writable.
+/// Requires: `record` is NULL or readable, its non-NULL fields point to their lengths in
+/// bytes; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_record_size_of(
     record: *const kb_record,
@@ -300,17 +327,16 @@ pub const KB_NO_HASH_KEY: usize = usize::MAX;
 /// holding Go pointers): the data lengths; the partition keys back to back in
 /// `keys[0..keys_len]`, record `i`'s being the next `key_lens[i]` bytes; and, if
 /// `hash_key_lens` is not NULL, the explicit hash keys back to back in `hash_keys`,
-/// `hash_key_lens[i]` bytes each, or `KB_NO_HASH_KEY` for a record without one. Key lengths are
-/// counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the bytes, as
-/// `kb_record_size_of` does. One call per array, not per record.
+/// `hash_key_lens[i]` bytes each, or `KB_NO_HASH_KEY` for a record without one. Key
+/// lengths are counted in `key_unit` (`KB_KEY_UNIT_*`), and the flags are set from the
+/// bytes, as `kb_record_size_of` does. One call per array, not per record.
 ///
 /// Key lengths that run past their buffer are `KB_LENGTH_OVERFLOW`, with the record's
 /// index in `*bad_index`.
 ///
-/// # Safety
-/// `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries; `keys` and
-/// `hash_keys` are NULL or hold their lengths in bytes; `out` is NULL or holds `n`
-/// entries; `bad_index` is NULL or writable.
+/// Requires: `data_lens`, `key_lens` and `hash_key_lens` are NULL or hold `n` entries;
+/// `keys` and `hash_keys` are NULL or hold their lengths in bytes; `out` is NULL or holds
+/// `n` entries; `bad_index` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_record_sizes_fill(
     n: usize,
@@ -392,8 +418,7 @@ pub unsafe extern "C" fn kb_record_sizes_fill(
 /// The size of a record as the service counts it under `limits` (data + key, plus the
 /// hash key when counted), saturating at 2^64 - 1; keys are not validated.
 ///
-/// # Safety
-/// `limits` is NULL or readable; `out` is NULL or writable.
+/// Requires: `limits` is NULL or readable; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_record_bytes(
     limits: *const kb_limits,
@@ -423,8 +448,7 @@ pub extern "C" fn kb_base64_len(n: u64) -> u64 {
 /// The length of a partition key in `key_unit` (`KB_KEY_UNIT_*`): `KB_OK`, or
 /// `KB_NOT_UTF8`.
 ///
-/// # Safety
-/// `key` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+/// Requires: `key` is NULL or points to `len` readable bytes; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_key_units(
     key: *const u8,
@@ -449,8 +473,8 @@ pub unsafe extern "C" fn kb_key_units(
 /// Whether `hash_key` is a valid explicit hash key: a decimal integer in 0..=2^128-1
 /// without leading zeros.
 ///
-/// # Safety
-/// `hash_key` is NULL or points to `len` readable bytes; `valid` is NULL or writable.
+/// Requires: `hash_key` is NULL or points to `len` readable bytes; `valid` is NULL or
+/// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_hash_key_is_valid(
     hash_key: *const u8,
@@ -469,8 +493,7 @@ pub unsafe extern "C" fn kb_hash_key_is_valid(
 
 /// The 64-bit FNV-1a hash of `bytes`: what per-key ordering identifies keys by.
 ///
-/// # Safety
-/// `bytes` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+/// Requires: `bytes` is NULL or points to `len` readable bytes; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_fnv1a(bytes: *const u8, len: usize, out: *mut u64) -> kb_status {
     guard!({
@@ -487,7 +510,7 @@ fn reason(value: u32) -> Option<Reason> {
     Reason::ALL.get(value as usize).copied()
 }
 
-/// A short stable identifier for a `Reason`, such as `"record_too_large"`: static,
+/// A short stable identifier for a kb_reason, such as `"record_too_large"`: static,
 /// never NULL; `"unknown"` for other values.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_reason_name(reason_id: u32) -> *const c_char {
@@ -504,7 +527,7 @@ pub extern "C" fn kb_reason_name(reason_id: u32) -> *const c_char {
     })
 }
 
-/// A sentence for a `Reason`: static, never NULL; `"unknown reason"` for other
+/// A sentence for a kb_reason: static, never NULL; `"unknown reason"` for other
 /// values.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_reason_message(reason_id: u32) -> *const c_char {
@@ -529,9 +552,8 @@ pub extern "C" fn kb_reason_message(reason_id: u32) -> *const c_char {
 /// (bytes / (batches × request cap)) and by count (records / (batches × record cap));
 /// 0 when there is no batch. Either out-pointer may be NULL.
 ///
-/// # Safety
-/// `stats` and `limits` are NULL or readable; `byte_fill` and `record_fill` are NULL or
-/// writable.
+/// Requires: `stats` and `limits` are NULL or readable; `byte_fill` and `record_fill` are
+/// NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_stats_fill(
     stats: *const Stats,
@@ -564,6 +586,45 @@ mod tests {
             // SAFETY: kb_reason_name returns a static NUL-terminated string.
             let name = unsafe { core::ffi::CStr::from_ptr(kb_reason_name(reason as u32)) };
             assert_eq!(name.to_str().unwrap(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn zero_options_are_the_safe_defaults() {
+        let zero = kb_limits {
+            max_records: 500,
+            max_request_bytes: 10 << 20,
+            max_record_bytes: 1 << 20,
+            ..kb_limits::default()
+        };
+        assert_eq!(zero.to_core(), Ok(Limits::KDS));
+        assert!(Limits::KDS.partition_keys() && !Limits::KDS.spans_refusals());
+        let with = |options| kb_limits { options, ..zero }.to_core();
+        assert_eq!(
+            with(KB_LIMITS_SPAN_REFUSALS),
+            Ok(Limits::KDS.spanning_refusals(true))
+        );
+        assert_eq!(
+            with(KB_LIMITS_NO_PARTITION_KEYS),
+            Ok(Limits::KDS.without_partition_keys())
+        );
+        assert_eq!(with(8), Err(KB_LIMITS_BAD_OPTIONS));
+        // Firehose never has keys, whatever the bits.
+        let firehose = from_core(KB_PROFILE_FIREHOSE, &Limits::FIREHOSE);
+        assert_eq!(firehose.options, 0);
+        for options in [0, KB_LIMITS_NO_PARTITION_KEYS] {
+            let limits = kb_limits {
+                options,
+                ..firehose
+            }
+            .to_core()
+            .unwrap();
+            assert!(!limits.partition_keys());
+        }
+        // Every combination of bits on KDS comes back as it went.
+        for options in 0..8 {
+            let limits = with(options).unwrap();
+            assert_eq!(from_core(KB_PROFILE_KDS, &limits).options, options);
         }
     }
 

@@ -89,8 +89,7 @@ fn lines(limits: &Limits, keep_empty: bool) -> Lines {
 /// Creates a line splitter for records under `limits`; with `KB_LINES_PACK`, packed
 /// records leave room for a key of `key_len` bytes. `options`: `KB_LINES_*`.
 ///
-/// # Safety
-/// `limits` is NULL or readable; `out` is NULL or writable.
+/// Requires: `limits` is NULL or readable; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_lines_new(
     limits: *const kb_limits,
@@ -116,13 +115,29 @@ pub unsafe extern "C" fn kb_lines_new(
 
 /// Releases a line splitter. NULL is ignored.
 ///
-/// # Safety
-/// `lines` is NULL or came from `kb_lines_new` and is not used again.
+/// Requires: `lines` is NULL or came from `kb_lines_new` and is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_lines_free(lines: *mut kb_lines) {
     guard!((), {
         // SAFETY: the caller's promise above.
         unsafe { free_handle(lines) }
+    })
+}
+
+/// Starts a line splitter over at the beginning of another stream (line 1, offset 0),
+/// with the same limits and options. `KB_NULL_POINTER` when `lines` is NULL.
+///
+/// Requires: `lines` is NULL or came from `kb_lines_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_lines_reset(lines: *mut kb_lines) -> kb_status {
+    guard!({
+        non_null!(lines);
+        // SAFETY: non-NULL, from kb_lines_new, one thread at a time.
+        match &mut unsafe { object_mut(lines) }.splitter {
+            Splitter::Lines(lines) => lines.reset(),
+            Splitter::Packer(packer) => packer.reset(),
+        }
+        KB_OK
     })
 }
 
@@ -132,9 +147,8 @@ pub unsafe extern "C" fn kb_lines_free(lines: *mut kb_lines) {
 /// bytes of `input` are used up; the next call's input starts after them. A packing
 /// splitter must be passed its unconsumed bytes again.
 ///
-/// # Safety
-/// `lines` came from `kb_lines_new`; `input` is NULL or points to `len` readable bytes;
-/// `line` and `consumed` are NULL or writable.
+/// Requires: `lines` came from `kb_lines_new`; `input` is NULL or points to `len`
+/// readable bytes; `line` and `consumed` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_lines_next(
     lines: *mut kb_lines,
@@ -144,7 +158,7 @@ pub unsafe extern "C" fn kb_lines_next(
     line: *mut kb_line,
     consumed: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [consumed], {
         non_null!(lines, line, consumed);
         // SAFETY: non-NULL, from kb_lines_new, one thread at a time.
         let splitter = &mut unsafe { object_mut(lines) }.splitter;
@@ -180,8 +194,7 @@ pub unsafe extern "C" fn kb_lines_next(
 /// How many lines the splitter has started so far, empty ones included: the 1-based
 /// number of the last line seen.
 ///
-/// # Safety
-/// `lines` came from `kb_lines_new`; `out` is NULL or writable.
+/// Requires: `lines` came from `kb_lines_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_lines_seen(lines: *const kb_lines, out: *mut u64) -> kb_status {
     guard!({
@@ -200,9 +213,8 @@ pub unsafe extern "C" fn kb_lines_seen(lines: *const kb_lines, out: *mut u64) ->
 /// A key that every line would be refused for is `KB_KEY_REFUSED`, with the reason in
 /// `*key_reason` (which may be NULL).
 ///
-/// # Safety
-/// `limits` is NULL or readable; `key` is NULL or points to `key_len` readable bytes
-/// (read only during this call); `out` and `key_reason` are NULL or writable.
+/// Requires: `limits` is NULL or readable; `key` is NULL or points to `key_len` readable
+/// bytes (read only during this call); `out` and `key_reason` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_line_planner_new(
     limits: *const kb_limits,
@@ -239,13 +251,30 @@ pub unsafe extern "C" fn kb_line_planner_new(
 
 /// Releases a line planner. NULL is ignored.
 ///
-/// # Safety
-/// `planner` is NULL or came from `kb_line_planner_new` and is not used again.
+/// Requires: `planner` is NULL or came from `kb_line_planner_new` and is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_line_planner_free(planner: *mut kb_line_planner) {
     guard!((), {
         // SAFETY: the caller's promise above.
         unsafe { free_handle(planner) }
+    })
+}
+
+/// Starts a line planner over at the beginning of another stream (record 0, line 1,
+/// offset 0, counters 0), with the same limits, key and options. The open batch, if any,
+/// is dropped. `KB_NULL_POINTER` when `planner` is NULL.
+///
+/// Requires: `planner` is NULL or came from `kb_line_planner_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_line_planner_reset(planner: *mut kb_line_planner) -> kb_status {
+    guard!({
+        non_null!(planner);
+        // SAFETY: non-NULL, from kb_line_planner_new, one thread at a time.
+        match &mut unsafe { object_mut(planner) }.planner {
+            AnyLinePlanner::Lines(planner) => planner.reset(),
+            AnyLinePlanner::Packer(planner) => planner.reset(),
+        }
+        KB_OK
     })
 }
 
@@ -258,8 +287,7 @@ pub unsafe extern "C" fn kb_line_planner_free(planner: *mut kb_line_planner) {
 /// call again), `KB_BATCHES_FULL` or `KB_REFUSALS_FULL` (call again with
 /// `input + consumed`). The plan is the same whatever the chunking and capacities.
 ///
-/// # Safety
-/// `planner` came from `kb_line_planner_new`; `input` is NULL or points to `len`
+/// Requires: `planner` came from `kb_line_planner_new`; `input` is NULL or points to `len`
 /// readable bytes; each output array is NULL or holds its capacity; the count pointers
 /// are NULL or writable; nothing overlaps.
 #[unsafe(no_mangle)]
@@ -276,7 +304,7 @@ pub unsafe extern "C" fn kb_line_planner_plan(
     n_refusals: *mut usize,
     consumed: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_batches, n_refusals, consumed], {
         non_null!(planner, n_batches, n_refusals, consumed);
         // SAFETY: non-NULL, from kb_line_planner_new, one thread at a time.
         let planner = &mut unsafe { object_mut(planner) }.planner;
@@ -309,8 +337,7 @@ pub unsafe extern "C" fn kb_line_planner_plan(
 /// `KB_END` when no batch is open. A caller that builds requests from the bytes keeps
 /// its buffer from there on.
 ///
-/// # Safety
-/// `planner` came from `kb_line_planner_new`; `offset` is NULL or writable.
+/// Requires: `planner` came from `kb_line_planner_new`; `offset` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_line_planner_keep_from(
     planner: *const kb_line_planner,
@@ -336,8 +363,7 @@ pub unsafe extern "C" fn kb_line_planner_keep_from(
 
 /// The line planner's counters so far.
 ///
-/// # Safety
-/// `planner` came from `kb_line_planner_new`; `out` is NULL or writable.
+/// Requires: `planner` came from `kb_line_planner_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_line_planner_stats(
     planner: *const kb_line_planner,

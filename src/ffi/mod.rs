@@ -2,24 +2,40 @@
 //! `include/kinesis_batcher.h` (generated from this module by cbindgen).
 //!
 //! This layer adds no batching logic. It checks what C can get wrong (NULL pointers,
-//! lengths, capacities, integer codes, limits), translates types, and keeps panics from
-//! unwinding into C. The conventions every function follows:
+//! lengths, capacities, integer codes, limits, an input that is not the one planned),
+//! translates types, and keeps panics from unwinding into C. The conventions every
+//! function follows:
 //!
 //! * Every fallible function returns a [`kb_status`]: `KB_OK` (0), a non-error status
-//!   below 100 that says how the call ended, or an error of 100 or more. On an error
-//!   nothing is written except the optional `bad_index` out-parameter, which names the
-//!   offending record or entry, and the objects are unchanged.
+//!   below 100 that says how the call ended, or an error of 100 or more.
+//! * No partial success: after an error, nothing is written except that every count
+//!   out-parameter the caller passed (`n_batches`, `n_refusals`, `n_entries`, `bytes`,
+//!   `consumed`, `settled`) is set to 0, so code that forgets the status reads "nothing
+//!   written" rather than a stale count; and the optional `bad_index` (or `key_reason`)
+//!   names the offending record or entry. Output arrays and objects are unchanged. One
+//!   place does it for every function: the `counts` form of `guard!`.
+//! * Zero means the default, and the default is the safe choice: a `kb_limits` with
+//!   `profile`, `key_unit` and `options` 0 is Kinesis Data Streams with partition keys
+//!   validated and counted and batches that never hold a refused record; a zero field of
+//!   `kb_retry_policy` is its default.
 //! * `(NULL, 0)` is an empty array; NULL with a non-zero length is `KB_NULL_ARRAY`.
 //! * Objects (`kb_planner`, `kb_accumulator`, `kb_lines`, `kb_line_planner`,
 //!   `kb_delivery`) are created by `*_new`, which is the only place this library
-//!   allocates, and released by `*_free`. An object may be used by one thread at a time;
-//!   different objects, and every function that takes no object, on any thread at once.
-//!   There is no global state.
+//!   allocates, started over by `*_reset` and released by `*_free`. An object may be used
+//!   by one thread at a time; different objects, and every function that takes no object,
+//!   on any thread at once. There is no global state.
 //! * The caller owns every array; the library never keeps a pointer into one past a call.
+//!
+//! Doc comments on exported items become the header's comments, read by C programmers:
+//! they name C types and functions, and say what a caller must guarantee in a plain
+//! "Requires:" paragraph rather than a `# Safety` heading (hence the allowed
+//! `clippy::missing_safety_doc`).
 
 #![allow(unsafe_code)] // This module is the boundary; every block says why it is sound.
 #![allow(non_camel_case_types)] // C names, as the header shows them.
+#![allow(clippy::missing_safety_doc)] // The header says "Requires:" instead (see above).
 
+mod codes;
 mod cost;
 mod lines;
 mod plan;
@@ -27,6 +43,7 @@ mod records;
 mod retry;
 mod status;
 
+pub use codes::*;
 pub use cost::*;
 pub use lines::*;
 pub use plan::*;
@@ -67,10 +84,25 @@ pub extern "C" fn kb_test_panic() -> kb_status {
 /// value, for functions that return no status) instead of unwinding into C. The shipped
 /// library is built with `panic = "abort"`, where this never triggers; it protects
 /// builds that unwind (tests, Rust programs that link the ABI).
+///
+/// `guard!(counts: [n_batches, n_refusals], { ... })` is the form for every function
+/// with count out-parameters: when the body ends in an error (a panic included), each of
+/// them that is not NULL is set to 0 (see [`zero_count`]).
 macro_rules! guard {
     ($body:block) => {
         guard!(crate::ffi::KB_PANIC, $body)
     };
+    (counts: [$($count:expr),+ $(,)?], $body:block) => {{
+        let status: crate::ffi::kb_status = guard!($body);
+        if crate::ffi::status::is_error(status) {
+            $(
+                // SAFETY: a count out-parameter is NULL or writable (every function's
+                // contract), and the body is over: nothing else writes it now.
+                unsafe { crate::ffi::zero_count($count) };
+            )+
+        }
+        status
+    }};
     ($on_panic:expr, $body:block) => {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
             Ok(value) => value,
@@ -160,6 +192,16 @@ pub(crate) unsafe fn set<T>(ptr: *mut T, value: T) {
         // SAFETY: non-NULL, and the caller guarantees it is valid for writes.
         unsafe { ptr.write(value) }
     }
+}
+
+/// Sets a count out-parameter to 0 (its type's default), if the caller passed one: what
+/// every function does to its counts after an error, through `guard!(counts: ...)`.
+///
+/// # Safety
+/// `ptr` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn zero_count<T: Default>(ptr: *mut T) {
+    // SAFETY: the caller's promise above.
+    unsafe { set(ptr, T::default()) }
 }
 
 /// Moves `value` to the heap for C to hold, or `KB_OUT_OF_MEMORY` instead of aborting.

@@ -11,21 +11,26 @@ use crate::plan::{Accumulator, Batch, Event, Planner, Push, Refusal, Stats, Stat
 
 /// Plans one input array across as many calls as the caller likes: bulk
 /// (`kb_planner_plan`), one event at a time (`kb_planner_next`), or both mixed. Pass the
-/// same array to every call. Its state is a few words, allocated by `kb_planner_new`.
+/// same array to every call: the first call fixes `n_records`, and a call with another
+/// count writes nothing and returns `KB_INPUT_CHANGED` (where a planner reused on a new
+/// array would have skipped its first records). Only the length can be checked: another
+/// array of the same length is planned from where the last call stopped, so call
+/// `kb_planner_reset` before planning another array. Its state is a few words,
+/// allocated by `kb_planner_new`.
 pub struct kb_planner {
     planner: Planner,
 }
 
 /// Receives records one at a time (`kb_accumulator_push`) and says when a request is
-/// complete. Records are numbered by push order from 0.
+/// complete. Records are numbered by push order from 0; `kb_accumulator_reset` starts
+/// the numbering (and the counters) over.
 pub struct kb_accumulator {
     accumulator: Accumulator,
 }
 
 /// Creates a planner at the start of an input, under `limits` (checked).
 ///
-/// # Safety
-/// `limits` is NULL or readable; `out` is NULL or writable.
+/// Requires: `limits` is NULL or readable; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_new(
     limits: *const kb_limits,
@@ -45,13 +50,27 @@ pub unsafe extern "C" fn kb_planner_new(
 
 /// Releases a planner. NULL is ignored.
 ///
-/// # Safety
-/// `planner` is NULL or came from `kb_planner_new` and is not used again.
+/// Requires: `planner` is NULL or came from `kb_planner_new` and is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_free(planner: *mut kb_planner) {
     guard!((), {
         // SAFETY: the caller's promise above.
         unsafe { free_handle(planner) }
+    })
+}
+
+/// Starts a planner over, with the same limits, for another input array: as a planner
+/// fresh from `kb_planner_new` (position 0, counters 0, no input length fixed yet).
+/// `KB_NULL_POINTER` when `planner` is NULL.
+///
+/// Requires: `planner` is NULL or came from `kb_planner_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_planner_reset(planner: *mut kb_planner) -> kb_status {
+    guard!({
+        non_null!(planner);
+        // SAFETY: non-NULL, from kb_planner_new, one thread at a time.
+        unsafe { object_mut(planner) }.planner.reset();
+        KB_OK
     })
 }
 
@@ -85,6 +104,7 @@ unsafe fn plan<M: Measure>(
         Status::Done => KB_OK,
         Status::BatchesFull => KB_BATCHES_FULL,
         Status::RefusalsFull => KB_REFUSALS_FULL,
+        Status::InputChanged => return KB_INPUT_CHANGED,
         Status::Unreadable if progress.batches + progress.refusals > 0 => KB_BATCHES_FULL,
         Status::Unreadable => {
             let position = planner.position();
@@ -92,7 +112,8 @@ unsafe fn plan<M: Measure>(
             return unreadable(position);
         }
     };
-    // SAFETY: both non-NULL (checked by the callers) and writable.
+    // SAFETY: both non-NULL (checked by the callers) and writable. (On an error the
+    // callers' guard sets them to 0.)
     unsafe {
         set(n_batches, progress.batches);
         set(n_refusals, progress.refusals);
@@ -104,11 +125,17 @@ unsafe fn plan<M: Measure>(
 /// previous call stopped: batches and refusals in input order, at the front of each array,
 /// their counts in `*n_batches` and `*n_refusals`.
 ///
+/// Each batch is a request: send `records[start..end)` as it is. By default a refused
+/// record closes the open batch, so no batch holds one (`end - start == records`). Under
+/// `KB_LIMITS_SPAN_REFUSALS` a batch may span refused records (fewer requests), which
+/// are then written before, or in the same call as, the batch whose range spans them, and
+/// must be skipped when sending.
+///
 /// Returns `KB_OK` when the whole input is planned (further calls write nothing),
 /// `KB_BATCHES_FULL` or `KB_REFUSALS_FULL` when an array filled: handle what was
 /// written and call again with the same records. The plan is the same whatever the
-/// capacities (each at least 1). Refusals are always written before, or in the same call
-/// as, the batch whose range spans them.
+/// capacities (each at least 1). `KB_INPUT_CHANGED`: `n_records` is not the first
+/// call's (see `kb_planner`).
 ///
 /// Records are checked as they are read, in the same pass: a NULL field with a non-zero
 /// length is `KB_NULL_FIELD`, lengths that overflow `KB_LENGTH_OVERFLOW`, with the
@@ -116,10 +143,10 @@ unsafe fn plan<M: Measure>(
 /// after writing something returns what it wrote with `KB_BATCHES_FULL`; the next call,
 /// which can make no progress, returns the error and changes nothing.
 ///
-/// # Safety
-/// `planner` came from `kb_planner_new`; `records` is NULL or points to `n_records`
-/// records whose non-NULL fields point to their lengths in bytes; each output array is
-/// NULL or holds its capacity; the count pointers are NULL or writable; nothing overlaps.
+/// Requires: `planner` came from `kb_planner_new`; `records` is NULL or points to
+/// `n_records` records whose non-NULL fields point to their lengths in bytes; each output
+/// array is NULL or holds its capacity; the count pointers are NULL or writable; nothing
+/// overlaps.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_plan(
     planner: *mut kb_planner,
@@ -133,7 +160,7 @@ pub unsafe extern "C" fn kb_planner_plan(
     n_refusals: *mut usize,
     bad_index: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_batches, n_refusals], {
         non_null!(planner, n_batches, n_refusals);
         // SAFETY: non-NULL, from kb_planner_new, one thread at a time.
         let planner = &mut unsafe { object_mut(planner) }.planner;
@@ -165,8 +192,8 @@ pub unsafe extern "C" fn kb_planner_plan(
 
 /// `kb_planner_plan` over size-form records (nothing in them can be invalid).
 ///
-/// # Safety
-/// As for `kb_planner_plan`, with `records` NULL or pointing to `n_records` sizes.
+/// Requires: as for `kb_planner_plan`, with `records` NULL or pointing to `n_records`
+/// sizes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_plan_sizes(
     planner: *mut kb_planner,
@@ -179,7 +206,7 @@ pub unsafe extern "C" fn kb_planner_plan_sizes(
     refusals_cap: usize,
     n_refusals: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_batches, n_refusals], {
         non_null!(planner, n_batches, n_refusals);
         // SAFETY: non-NULL, from kb_planner_new, one thread at a time.
         let planner = &mut unsafe { object_mut(planner) }.planner;
@@ -203,6 +230,15 @@ pub unsafe extern "C" fn kb_planner_plan_sizes(
     })
 }
 
+/// `KB_INPUT_CHANGED` when the planner has planned an input of another length: the
+/// cursor's `next_event` then says `None`, which must not reach C as `KB_END`.
+fn same_input(planner: &Planner, n_records: usize) -> Result<(), kb_status> {
+    match planner.input_len() {
+        Some(len) if len != n_records => Err(KB_INPUT_CHANGED),
+        _ => Ok(()),
+    }
+}
+
 /// Writes one cursor event.
 ///
 /// # Safety
@@ -223,12 +259,13 @@ unsafe fn event(event: Option<Event>, batch: *mut Batch, refusal: *mut Refusal) 
     }
 }
 
-/// The next event of the plan, in input order: `KB_OK` with a closed batch in `*batch`,
-/// `KB_REFUSED` with a refused record in `*refusal`, or `KB_END` once the whole input is
-/// planned. Records are checked as in `kb_planner_plan`.
+/// The next event of the plan, in input order: `KB_OK` with a closed batch in `*batch`
+/// (a request: send `records[start..end)`, as for `kb_planner_plan`), `KB_REFUSED` with
+/// a refused record in `*refusal`, or `KB_END` once the whole input is planned. Records
+/// are checked as in `kb_planner_plan`; `n_records` other than the first call's is
+/// `KB_INPUT_CHANGED`, never `KB_END`.
 ///
-/// # Safety
-/// As for `kb_planner_plan`; `batch` and `refusal` are NULL or writable.
+/// Requires: as for `kb_planner_plan`; `batch` and `refusal` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_next(
     planner: *mut kb_planner,
@@ -244,6 +281,7 @@ pub unsafe extern "C" fn kb_planner_next(
         let planner = &mut unsafe { object_mut(planner) }.planner;
         // SAFETY: the caller's promise above.
         let records = check!(unsafe { input(records, n_records) });
+        check!(same_input(planner, n_records));
         if let Err((index, status)) =
             check_records(records, planner.position(), planner.event_reach())
         {
@@ -258,8 +296,8 @@ pub unsafe extern "C" fn kb_planner_next(
 
 /// `kb_planner_next` over size-form records.
 ///
-/// # Safety
-/// As for `kb_planner_next`, with `records` NULL or pointing to `n_records` sizes.
+/// Requires: as for `kb_planner_next`, with `records` NULL or pointing to `n_records`
+/// sizes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_next_sizes(
     planner: *mut kb_planner,
@@ -274,6 +312,7 @@ pub unsafe extern "C" fn kb_planner_next_sizes(
         let planner = &mut unsafe { object_mut(planner) }.planner;
         // SAFETY: the caller's promise above.
         let records = check!(unsafe { input(records, n_records) });
+        check!(same_input(planner, n_records));
         // SAFETY: both non-NULL and writable (the caller's promise).
         unsafe { event(planner.next_event(records), batch, refusal) }
     })
@@ -281,8 +320,7 @@ pub unsafe extern "C" fn kb_planner_next_sizes(
 
 /// The index of the next record the planner will read: how far planning got.
 ///
-/// # Safety
-/// `planner` is NULL or came from `kb_planner_new`; `out` is NULL or writable.
+/// Requires: `planner` is NULL or came from `kb_planner_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_position(
     planner: *const kb_planner,
@@ -296,8 +334,7 @@ pub unsafe extern "C" fn kb_planner_position(
 
 /// The planner's counters so far.
 ///
-/// # Safety
-/// `planner` is NULL or came from `kb_planner_new`; `out` is NULL or writable.
+/// Requires: `planner` is NULL or came from `kb_planner_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_planner_stats(
     planner: *const kb_planner,
@@ -311,8 +348,7 @@ pub unsafe extern "C" fn kb_planner_stats(
 
 /// Creates an empty accumulator under `limits` (checked).
 ///
-/// # Safety
-/// `limits` is NULL or readable; `out` is NULL or writable.
+/// Requires: `limits` is NULL or readable; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_new(
     limits: *const kb_limits,
@@ -332,13 +368,27 @@ pub unsafe extern "C" fn kb_accumulator_new(
 
 /// Releases an accumulator. NULL is ignored.
 ///
-/// # Safety
-/// `accumulator` is NULL or came from `kb_accumulator_new` and is not used again.
+/// Requires: `accumulator` is NULL or came from `kb_accumulator_new` and is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_free(accumulator: *mut kb_accumulator) {
     guard!((), {
         // SAFETY: the caller's promise above.
         unsafe { free_handle(accumulator) }
+    })
+}
+
+/// Starts an accumulator over, with the same limits: as one fresh from
+/// `kb_accumulator_new` (the next push is index 0, counters 0). The open batch, if any,
+/// is dropped: flush it first to keep it. `KB_NULL_POINTER` when `accumulator` is NULL.
+///
+/// Requires: `accumulator` is NULL or came from `kb_accumulator_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_accumulator_reset(accumulator: *mut kb_accumulator) -> kb_status {
+    guard!({
+        non_null!(accumulator);
+        // SAFETY: non-NULL, from kb_accumulator_new, one thread at a time.
+        unsafe { object_mut(accumulator) }.accumulator.reset();
+        KB_OK
     })
 }
 
@@ -365,11 +415,11 @@ unsafe fn pushed(push: Push, send_first: *mut Batch, reason: *mut Reason) -> kb_
 /// Measures `record` and adds it: `KB_OK` (it joined the open batch), `KB_SEND_FIRST`
 /// (the open batch, written to `*send_first`, is complete: send it; this record starts
 /// the next), or `KB_REFUSED` (its reason in `*reason`; it takes an index but joins no
-/// batch). A record with a NULL field is `KB_NULL_FIELD` and takes no index.
+/// batch, and by default closes the open batch, so that the next accepted record returns
+/// `KB_SEND_FIRST`). A record with a NULL field is `KB_NULL_FIELD` and takes no index.
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `record` is NULL or readable, with
-/// non-NULL fields pointing to their lengths in bytes; the out-pointers are NULL or
+/// Requires: `accumulator` came from `kb_accumulator_new`; `record` is NULL or readable,
+/// with non-NULL fields pointing to their lengths in bytes; the out-pointers are NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_push(
@@ -391,8 +441,7 @@ pub unsafe extern "C" fn kb_accumulator_push(
 
 /// `kb_accumulator_push` for a size-form record.
 ///
-/// # Safety
-/// As for `kb_accumulator_push`, with `record` NULL or pointing to a size.
+/// Requires: as for `kb_accumulator_push`, with `record` NULL or pointing to a size.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_push_size(
     accumulator: *mut kb_accumulator,
@@ -412,10 +461,12 @@ pub unsafe extern "C" fn kb_accumulator_push_size(
 }
 
 /// Takes the next index for a record the caller refused itself, without measuring it;
-/// the index is written to `*index`. A batch spanning it counts it as refused.
+/// the index is written to `*index`. Unlike a refused push, a skip does not close the
+/// open batch: a batch may then span the skipped index (`end - start - records` counts
+/// it), so leave it out when sending, or call `kb_accumulator_flush` before skipping to
+/// keep every batch exactly `records[start..end)`.
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `index` is NULL or writable.
+/// Requires: `accumulator` came from `kb_accumulator_new`; `index` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_skip(
     accumulator: *mut kb_accumulator,
@@ -434,8 +485,7 @@ pub unsafe extern "C" fn kb_accumulator_skip(
 /// Closes the open batch: `KB_OK` with it in `*batch`, or `KB_END` when no record is
 /// pending.
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `batch` is NULL or writable.
+/// Requires: `accumulator` came from `kb_accumulator_new`; `batch` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_flush(
     accumulator: *mut kb_accumulator,
@@ -458,8 +508,7 @@ pub unsafe extern "C" fn kb_accumulator_flush(
 /// The batch being filled, without closing it: `KB_OK` with it in `*batch`, or `KB_END`
 /// when no record is pending.
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `batch` is NULL or writable.
+/// Requires: `accumulator` came from `kb_accumulator_new`; `batch` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_pending(
     accumulator: *const kb_accumulator,
@@ -481,8 +530,7 @@ pub unsafe extern "C" fn kb_accumulator_pending(
 
 /// How many records have been pushed or skipped: the index the next push gets.
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `out` is NULL or writable.
+/// Requires: `accumulator` came from `kb_accumulator_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_pushed(
     accumulator: *const kb_accumulator,
@@ -496,8 +544,7 @@ pub unsafe extern "C" fn kb_accumulator_pushed(
 
 /// The accumulator's counters so far (the open batch counts once it closes).
 ///
-/// # Safety
-/// `accumulator` came from `kb_accumulator_new`; `out` is NULL or writable.
+/// Requires: `accumulator` came from `kb_accumulator_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_accumulator_stats(
     accumulator: *const kb_accumulator,

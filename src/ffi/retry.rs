@@ -12,8 +12,8 @@ use super::{
 use crate::cost::{Measure, RecordSize};
 use crate::plan::Refusal;
 use crate::retry::{
-    Backoff, Delivery, DeliveryStats, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy,
-    SettleError, Settled, Terminal,
+    Backoff, Delivery, DeliveryError, DeliveryStats, ErrorKind, NextStatus, Outcome, Pending,
+    RetryPolicy, Settled, Terminal,
 };
 
 /// An outcome meaning the entry was stored (it has a `SequenceNumber`). Any other
@@ -23,16 +23,21 @@ pub const KB_OUTCOME_ACCEPTED: u8 = 255;
 pub const KB_ERROR_KIND_NONE: u8 = 255;
 
 /// How long to keep trying a record. `kb_retry_policy_default` fills the defaults.
+///
+/// Every field that is 0 means its default, never "off" or "give up": a policy zeroed
+/// with memset and given only `max_attempts` still backs off from 100 ms and retries for
+/// up to 5 minutes. To retry as little as possible, set `max_attempts` to 1.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct kb_retry_policy {
-    /// Backoff: the delay ceiling after the first failure, in milliseconds.
+    /// Backoff: the delay ceiling after the first failure, in milliseconds (0: 100).
     pub backoff_base_ms: u64,
-    /// Backoff: the highest delay ceiling, in milliseconds.
+    /// Backoff: the highest delay ceiling, in milliseconds (0: 10,000).
     pub backoff_cap_ms: u64,
-    /// Milliseconds from a record's first send after which it is no longer retried.
+    /// Milliseconds from a record's first send after which it is no longer retried
+    /// (0: 300,000, 5 minutes).
     pub max_age_ms: u64,
-    /// Sends of one record at most, the first included (0 acts as 1).
+    /// Sends of one record at most, the first included (0: 10).
     pub max_attempts: u32,
     /// Non-zero: a request never holds two records with the same key, so each key's
     /// records are stored in input order.
@@ -55,8 +60,11 @@ impl kb_retry_policy {
 
 /// Plans requests over an input and re-plans the failed entries of each response: only
 /// failed entries with a retryable error are sent again, in input order, at the front of
-/// the next request. One request is in flight at a time. State is fixed-size (about
-/// 22 KiB), allocated by `kb_delivery_new`.
+/// the next request. One request is in flight at a time. Pass the same array to every
+/// call: one that no longer holds what was planned (shorter, or a waiting record now
+/// refused) is `KB_INPUT_CHANGED`, but another array at least as long cannot be told
+/// apart, so call `kb_delivery_reset` before delivering another. State is fixed-size
+/// (about 33 KiB), allocated by `kb_delivery_new`.
 pub struct kb_delivery {
     delivery: Delivery,
 }
@@ -68,8 +76,7 @@ fn error_kind(kind: u32) -> Option<ErrorKind> {
 /// Fills `out` with the default policy: up to 10 attempts over at most 5 minutes,
 /// backoff from 100 ms doubling up to 10 s, no per-key ordering.
 ///
-/// # Safety
-/// `out` is NULL or writable.
+/// Requires: `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_retry_policy_default(out: *mut kb_retry_policy) -> kb_status {
     guard!({
@@ -107,8 +114,7 @@ pub extern "C" fn kb_backoff_delay_ms(
 /// a `namespace#` prefix and a `:url` suffix are ignored), written to `*kind`. Unknown
 /// codes are `KB_ERROR_KIND_UNKNOWN`.
 ///
-/// # Safety
-/// `code` is NULL or points to `len` readable bytes; `kind` is NULL or writable.
+/// Requires: `code` is NULL or points to `len` readable bytes; `kind` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_error_kind_from_code(
     code: *const u8,
@@ -129,8 +135,7 @@ pub unsafe extern "C" fn kb_error_kind_from_code(
 /// other 4xx: client error; 5xx: server error) in `*kind`, or `KB_ERROR_KIND_NONE`
 /// for any other status.
 ///
-/// # Safety
-/// `kind` is NULL or writable.
+/// Requires: `kind` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_error_kind_from_http_status(
     http_status: u32,
@@ -182,10 +187,10 @@ pub extern "C" fn kb_error_kind_name(kind: u32) -> *const c_char {
     })
 }
 
-/// Creates a delivery at the start of an input, under `limits` (checked) and `policy`.
+/// Creates a delivery at the start of an input, under `limits` (checked) and `policy`
+/// (its zero fields mean their defaults).
 ///
-/// # Safety
-/// `limits` and `policy` are NULL or readable; `out` is NULL or writable.
+/// Requires: `limits` and `policy` are NULL or readable; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_new(
     limits: *const kb_limits,
@@ -209,13 +214,27 @@ pub unsafe extern "C" fn kb_delivery_new(
 
 /// Releases a delivery. NULL is ignored.
 ///
-/// # Safety
-/// `delivery` is NULL or came from `kb_delivery_new` and is not used again.
+/// Requires: `delivery` is NULL or came from `kb_delivery_new` and is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_free(delivery: *mut kb_delivery) {
     guard!((), {
         // SAFETY: the caller's promise above.
         unsafe { free_handle(delivery) }
+    })
+}
+
+/// Starts a delivery over, with the same limits and policy, for another input array: as
+/// one fresh from `kb_delivery_new`. Entries waiting to be sent again, the request in
+/// flight and the counters are dropped. `KB_NULL_POINTER` when `delivery` is NULL.
+///
+/// Requires: `delivery` is NULL or came from `kb_delivery_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kb_delivery_reset(delivery: *mut kb_delivery) -> kb_status {
+    guard!({
+        non_null!(delivery);
+        // SAFETY: non-NULL, from kb_delivery_new, one thread at a time.
+        unsafe { object_mut(delivery) }.delivery.reset();
+        KB_OK
     })
 }
 
@@ -240,8 +259,13 @@ unsafe fn next_request<M: Measure>(
     let request = check!(unsafe { output(request, request_cap) });
     // SAFETY: the caller's promise above.
     let refusals = check!(unsafe { output(refusals, refusals_cap) });
-    let next = delivery.next_request_uninit(records, request, refusals, now_ms);
-    // SAFETY: non-NULL (checked by the callers) or optional, and writable.
+    let next = check!(
+        delivery
+            .next_request_uninit(records, request, refusals, now_ms)
+            .map_err(delivery_status)
+    );
+    // SAFETY: non-NULL (checked by the callers) or optional, and writable. (On an
+    // error the callers' guard sets them to 0.)
     unsafe {
         set(n_entries, next.entries);
         set(bytes, next.bytes);
@@ -249,9 +273,8 @@ unsafe fn next_request<M: Measure>(
     }
     match next.status {
         NextStatus::Ready => KB_OK,
+        NextStatus::OnlyRefusals => KB_ONLY_REFUSALS,
         NextStatus::Done => KB_END,
-        NextStatus::RefusalsFull => KB_REFUSALS_FULL,
-        NextStatus::InFlight => KB_IN_FLIGHT,
     }
 }
 
@@ -262,16 +285,37 @@ unsafe fn next_request<M: Measure>(
 /// Send `records[request[i].index]` for each entry, then settle with
 /// `kb_delivery_settle` or `kb_delivery_settle_all` before the next call.
 ///
-/// Returns `KB_OK` (a request is ready if `*n_entries > 0`, and more follow), `KB_END`
-/// (nothing left to plan: keep settling and calling until a call returns `KB_END` with no
-/// entries), `KB_REFUSALS_FULL` (the request is ready, possibly empty; call again), or
-/// `KB_IN_FLIGHT` (the previous request is not settled; nothing written). Records are
-/// checked as in `kb_planner_plan`. `now_ms` is the caller's monotonic clock.
+/// Returns one of three statuses, or an error:
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `records` is NULL or points to `n_records`
-/// records whose non-NULL fields point to their lengths in bytes; each output array is
-/// NULL or holds its capacity; the count pointers are NULL or writable; nothing overlaps.
+/// * `KB_OK`: a request of `*n_entries > 0` entries is ready (refusals may have been
+///   written too): report the refusals, send the request, settle it, call again.
+/// * `KB_ONLY_REFUSALS`: no request, only `*n_refusals > 0` refusals (the refusal array
+///   filled, or the rest of the input is refused): report them and call again.
+/// * `KB_END`: nothing was written: every record is stored, terminal or refused. The
+///   only status that means "stop".
+///
+/// So the loop to write is
+///
+#[cfg_attr(doc, doc = "```c")]
+///     while ((st = kb_delivery_next_request(d, ...)) != KB_END) {
+///         if (kb_status_is_error(st)) break;     /* report st */
+///         /* report refusals[0..n_refusals) */
+///         if (n_entries == 0) continue;          /* KB_ONLY_REFUSALS */
+///         /* send request[0..n_entries), settle, sleep kb_delivery_backoff_ms */
+///     }
+#[cfg_attr(doc, doc = "```")]
+///
+/// (`while (... == KB_OK)` would stop at a `KB_ONLY_REFUSALS` with records left, though
+/// never on an input without refusals.) Errors: `KB_REQUEST_IN_FLIGHT` (the previous
+/// request is not settled), `KB_INPUT_CHANGED` (`records` no longer holds a record
+/// already planned or waiting to be sent again: a shorter array, or a waiting record
+/// that is now refused). Records are checked as in `kb_planner_plan`. `now_ms` is the
+/// caller's monotonic clock.
+///
+/// Requires: `delivery` came from `kb_delivery_new`; `records` is NULL or points to
+/// `n_records` records whose non-NULL fields point to their lengths in bytes; each
+/// output array is NULL or holds its capacity; the count pointers are NULL or writable;
+/// nothing overlaps.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_next_request(
     delivery: *mut kb_delivery,
@@ -287,7 +331,7 @@ pub unsafe extern "C" fn kb_delivery_next_request(
     now_ms: u64,
     bad_index: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_entries, bytes, n_refusals], {
         non_null!(delivery, n_entries, n_refusals);
         // SAFETY: non-NULL, from kb_delivery_new, one thread at a time.
         let delivery = &mut unsafe { object_mut(delivery) }.delivery;
@@ -326,8 +370,7 @@ pub unsafe extern "C" fn kb_delivery_next_request(
 /// `kb_delivery_next_request` over size-form records. Per-key ordering needs key bytes,
 /// which sizes do not carry: with sizes it has no effect.
 ///
-/// # Safety
-/// As for `kb_delivery_next_request`, with `records` NULL or pointing to sizes.
+/// Requires: as for `kb_delivery_next_request`, with `records` NULL or pointing to sizes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_next_request_sizes(
     delivery: *mut kb_delivery,
@@ -342,7 +385,7 @@ pub unsafe extern "C" fn kb_delivery_next_request_sizes(
     n_refusals: *mut usize,
     now_ms: u64,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_entries, bytes, n_refusals], {
         non_null!(delivery, n_entries, n_refusals);
         // SAFETY: non-NULL, from kb_delivery_new, one thread at a time.
         let delivery = &mut unsafe { object_mut(delivery) }.delivery;
@@ -366,24 +409,29 @@ pub unsafe extern "C" fn kb_delivery_next_request_sizes(
     })
 }
 
-fn settle_status(error: SettleError) -> kb_status {
+fn delivery_status(error: DeliveryError) -> kb_status {
     match error {
-        SettleError::NothingInFlight => KB_NOTHING_IN_FLIGHT,
-        SettleError::NotTheRequestInFlight => KB_NOT_THE_REQUEST_IN_FLIGHT,
-        SettleError::TerminalArrayTooSmall => KB_TERMINAL_ARRAY_TOO_SMALL,
+        DeliveryError::NothingInFlight => KB_NOTHING_IN_FLIGHT,
+        DeliveryError::NotTheRequestInFlight => KB_NOT_THE_REQUEST_IN_FLIGHT,
+        DeliveryError::TerminalArrayTooSmall => KB_TERMINAL_ARRAY_TOO_SMALL,
+        DeliveryError::RequestInFlight => KB_REQUEST_IN_FLIGHT,
+        DeliveryError::InputChanged => KB_INPUT_CHANGED,
+        DeliveryError::ZeroCapacity => KB_ZERO_CAPACITY,
     }
 }
 
-/// Settles the request in flight with its response: `outcomes[i]` is the outcome of
-/// `sent[i]`: `KB_OUTCOME_ACCEPTED`, or the entry's `kb_error_kind`. Retryable
-/// failures wait for the next request; the others are written to `terminal` (which must
-/// hold `n_sent` entries), their count and the others' in `*settled`. An outcome count
-/// that differs from `n_sent` fails every entry as a bad response. An outcome that is
-/// neither is `KB_INVALID_ARGUMENT`, its entry in `*bad_index`.
+/// Settles the request in flight with its response. `sent[0..n_sent)` must be the
+/// request exactly as `kb_delivery_next_request` wrote it (every entry's index,
+/// attempts and first send time), else `KB_NOT_THE_REQUEST_IN_FLIGHT` and nothing
+/// changes. `outcomes[i]` is the outcome of `sent[i]`: `KB_OUTCOME_ACCEPTED`, or the
+/// entry's `kb_error_kind`. Retryable failures wait for the next request; the others
+/// are written to `terminal` (which must hold `n_sent` entries), their count and the
+/// others' in `*settled`. An outcome count that differs from `n_sent` fails every entry
+/// as a bad response. An outcome that is neither is `KB_INVALID_ARGUMENT`, its entry in
+/// `*bad_index`.
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `sent`, `outcomes` and `terminal` are NULL or
-/// hold their lengths; `settled` and `bad_index` are NULL or writable.
+/// Requires: `delivery` came from `kb_delivery_new`; `sent`, `outcomes` and `terminal`
+/// are NULL or hold their lengths; `settled` and `bad_index` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_settle(
     delivery: *mut kb_delivery,
@@ -397,7 +445,7 @@ pub unsafe extern "C" fn kb_delivery_settle(
     settled: *mut Settled,
     bad_index: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [settled], {
         non_null!(delivery, settled);
         // SAFETY: non-NULL, from kb_delivery_new, one thread at a time.
         let delivery = &mut unsafe { object_mut(delivery) }.delivery;
@@ -433,7 +481,7 @@ pub unsafe extern "C" fn kb_delivery_settle(
         } else {
             delivery.settle_uninit(sent, &converted[..n], now_ms, terminal)
         };
-        let done = check!(result.map_err(settle_status));
+        let done = check!(result.map_err(delivery_status));
         // SAFETY: non-NULL and writable (the caller's promise).
         unsafe { set(settled, done) };
         KB_OK
@@ -444,8 +492,7 @@ pub unsafe extern "C" fn kb_delivery_settle(
 /// connection): every entry failed with `kind` (a `kb_error_kind`; `KB_INVALID_ARGUMENT`
 /// otherwise). See `kb_delivery_settle`.
 ///
-/// # Safety
-/// As for `kb_delivery_settle`.
+/// Requires: as for `kb_delivery_settle`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_settle_all(
     delivery: *mut kb_delivery,
@@ -457,7 +504,7 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
     terminal_cap: usize,
     settled: *mut Settled,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [settled], {
         non_null!(delivery, settled);
         // SAFETY: non-NULL, from kb_delivery_new, one thread at a time.
         let delivery = &mut unsafe { object_mut(delivery) }.delivery;
@@ -475,7 +522,7 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
         let done = check!(
             delivery
                 .settle_all_uninit(sent, kind, now_ms, terminal)
-                .map_err(settle_status)
+                .map_err(delivery_status)
         );
         // SAFETY: non-NULL and writable (the caller's promise).
         unsafe { set(settled, done) };
@@ -489,8 +536,7 @@ pub unsafe extern "C" fn kb_delivery_settle_all(
 /// off like a throttled one); a request that stored something restarts the run at its
 /// first step. Sleep only if another request follows.
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
+/// Requires: `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_backoff_ms(
     delivery: *const kb_delivery,
@@ -506,8 +552,7 @@ pub unsafe extern "C" fn kb_delivery_backoff_ms(
 /// The failed entries waiting to be sent again: `*entries` points into the delivery,
 /// valid until the next call that changes it; `*n_entries` of them.
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `entries` and `n_entries` are NULL or
+/// Requires: `delivery` came from `kb_delivery_new`; `entries` and `n_entries` are NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_waiting(
@@ -515,7 +560,7 @@ pub unsafe extern "C" fn kb_delivery_waiting(
     entries: *mut *const Pending,
     n_entries: *mut usize,
 ) -> kb_status {
-    guard!({
+    guard!(counts: [n_entries], {
         non_null!(delivery, entries, n_entries);
         // SAFETY: non-NULL, from kb_delivery_new (the caller's promise).
         let waiting = unsafe { object(delivery) }.delivery.waiting();
@@ -530,8 +575,7 @@ pub unsafe extern "C" fn kb_delivery_waiting(
 
 /// The index of the next input record not planned yet.
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
+/// Requires: `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_position(
     delivery: *const kb_delivery,
@@ -545,8 +589,7 @@ pub unsafe extern "C" fn kb_delivery_position(
 
 /// The delivery's counters so far.
 ///
-/// # Safety
-/// `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
+/// Requires: `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_delivery_stats(
     delivery: *const kb_delivery,

@@ -7,10 +7,11 @@ use super::guard;
 use crate::LimitsError;
 
 /// What a call did. `KB_OK` (0) and the other values below 100 say how a call ended
-/// and are not errors; 100 and above are errors, after which nothing was written (but
-/// the optional `bad_index`, or `key_reason` for `KB_KEY_REFUSED`) and no object
-/// changed. A fixed-width integer, not a C enum,
-/// whose size would be the compiler's choice.
+/// and are not errors; 100 and above are errors. After an error nothing was written
+/// except that every count out-parameter passed (n_batches, n_refusals, n_entries,
+/// bytes, consumed, settled) is set to 0, and the optional bad_index (or key_reason,
+/// for KB_KEY_REFUSED) names what was wrong; output arrays and objects are unchanged.
+/// A fixed-width integer, not a C enum, whose size would be the compiler's choice.
 pub type kb_status = u32;
 
 /// Success: done, or the value asked for is written.
@@ -24,16 +25,21 @@ pub const KB_REFUSALS_FULL: kb_status = 2;
 /// The input ends inside a line: keep the unconsumed bytes, append more, call again
 /// (with `eof` set when there is no more).
 pub const KB_NEED_MORE: kb_status = 3;
-/// Nothing more: the plan is complete, there is no line left, or nothing is pending.
+/// Nothing more, and nothing was written with it: the plan is complete, there is no
+/// line left, nothing is pending, or (kb_delivery_next_request) every record is settled.
+/// The only status that says "stop": a loop may run `while (status != KB_END)`, with a
+/// kb_status_is_error check inside.
 pub const KB_END: kb_status = 4;
-/// The previous request has not been settled yet: the counts are 0, nothing else was
-/// written.
-pub const KB_IN_FLIGHT: kb_status = 5;
+// 5 was KB_IN_FLIGHT, a non-error status: now the error KB_REQUEST_IN_FLIGHT.
 /// The pushed record did not fit: send the batch written first. The record now starts
 /// the next batch.
 pub const KB_SEND_FIRST: kb_status = 6;
 /// The record can never be sent; its reason is written.
 pub const KB_REFUSED: kb_status = 7;
+/// kb_delivery_next_request wrote no request, only refusals (`*n_refusals > 0`; the
+/// refusal array filled, or the rest of the input is refused): report them, then call
+/// again. Not KB_END: a loop `while (next == KB_OK)` would stop here with work left.
+pub const KB_ONLY_REFUSALS: kb_status = 8;
 
 /// A required pointer (an object, an out-parameter) is NULL.
 pub const KB_NULL_POINTER: kb_status = 100;
@@ -57,18 +63,28 @@ pub const KB_NOT_UTF8: kb_status = 106;
 pub const KB_KEY_REFUSED: kb_status = 107;
 /// Settling, but no request is in flight.
 pub const KB_NOTHING_IN_FLIGHT: kb_status = 108;
-/// Settling with `sent` that is not the request in flight (its length differs).
+/// Settling with `sent` that is not the request in flight: its length, or any entry
+/// (index, attempts, first send time), differs from what kb_delivery_next_request wrote.
 pub const KB_NOT_THE_REQUEST_IN_FLIGHT: kb_status = 109;
 /// Settling with a terminal array shorter than `sent`.
 pub const KB_TERMINAL_ARRAY_TOO_SMALL: kb_status = 110;
 /// An object could not be allocated.
 pub const KB_OUT_OF_MEMORY: kb_status = 111;
+/// kb_delivery_next_request while the previous request has not been settled
+/// (kb_delivery_settle or kb_delivery_settle_all).
+pub const KB_REQUEST_IN_FLIGHT: kb_status = 112;
+/// The records are not the ones this object planned: their count differs from the
+/// first call's (a kb_planner), or records already planned or waiting to be sent again
+/// are no longer there or no longer sendable (a kb_delivery). Pass the same array to
+/// every call, or call kb_planner_reset / kb_delivery_reset to plan another.
+pub const KB_INPUT_CHANGED: kb_status = 113;
 
 /// Limits: `profile` is not one of the `KB_PROFILE_*` values.
 pub const KB_LIMITS_BAD_PROFILE: kb_status = 120;
 /// Limits: `key_unit` is not one of the `KB_KEY_UNIT_*` values.
 pub const KB_LIMITS_BAD_KEY_UNIT: kb_status = 121;
-/// Limits: `options` has bits other than the `KB_LIMITS_*` flags.
+/// Limits: `options` has bits other than KB_LIMITS_NO_PARTITION_KEYS,
+/// KB_LIMITS_COUNT_HASH_KEY and KB_LIMITS_SPAN_REFUSALS.
 pub const KB_LIMITS_BAD_OPTIONS: kb_status = 122;
 /// Limits: `max_records` is 0.
 pub const KB_LIMITS_ZERO_RECORDS: kb_status = 123;
@@ -88,6 +104,9 @@ pub const KB_LIMITS_RECORD_ABOVE_REQUEST: kb_status = 129;
 pub const KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE: kb_status = 130;
 /// Limits: `max_record_bytes` is above what the profile's service accepts.
 pub const KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE: kb_status = 131;
+/// Limits: `max_request_bytes` is above what the profile's service accepts (5 MiB for
+/// KB_PROFILE_KDS_5MIB, 4 MiB for KB_PROFILE_FIREHOSE).
+pub const KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE: kb_status = 132;
 
 /// A bug in this library panicked; the call was abandoned and its object must not be
 /// used again. (The shipped library aborts instead; this is for builds that unwind.)
@@ -105,6 +124,7 @@ pub(crate) const fn limits_status(error: LimitsError) -> kb_status {
         LimitsError::RecordAboveRequest => KB_LIMITS_RECORD_ABOVE_REQUEST,
         LimitsError::StreamRecordSizeOutOfRange => KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE,
         LimitsError::RecordBytesAboveProfile => KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE,
+        LimitsError::RequestBytesAboveProfile => KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE,
     }
 }
 
@@ -133,9 +153,9 @@ fn message(status: kb_status) -> &'static str {
         KB_REFUSALS_FULL => c_message!("the refusal array is full: call again to go on"),
         KB_NEED_MORE => c_message!("the input ends inside a line: append more input"),
         KB_END => c_message!("nothing more"),
-        KB_IN_FLIGHT => c_message!("the previous request has not been settled"),
         KB_SEND_FIRST => c_message!("send the batch first: the record starts the next one"),
         KB_REFUSED => c_message!("the record can never be sent"),
+        KB_ONLY_REFUSALS => c_message!("no request, only refusals: report them and call again"),
         KB_NULL_POINTER => c_message!("a required pointer is NULL"),
         KB_NULL_ARRAY => c_message!("an array is NULL but its length is not 0"),
         KB_NULL_FIELD => {
@@ -150,6 +170,10 @@ fn message(status: kb_status) -> &'static str {
         KB_NOT_THE_REQUEST_IN_FLIGHT => c_message!("sent is not the request in flight"),
         KB_TERMINAL_ARRAY_TOO_SMALL => c_message!("the terminal array is shorter than sent"),
         KB_OUT_OF_MEMORY => c_message!("out of memory"),
+        KB_REQUEST_IN_FLIGHT => c_message!("the previous request has not been settled"),
+        KB_INPUT_CHANGED => c_message!(
+            "the records are not the ones this object planned: pass the same array, or reset it"
+        ),
         KB_LIMITS_BAD_PROFILE => c_message!("limits: profile is not a KB_PROFILE_* value"),
         KB_LIMITS_BAD_KEY_UNIT => c_message!("limits: key_unit is not a KB_KEY_UNIT_* value"),
         KB_LIMITS_BAD_OPTIONS => c_message!("limits: options has unknown bits"),
@@ -172,14 +196,22 @@ fn message(status: kb_status) -> &'static str {
         KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE => {
             c_message!("limits: max_record_bytes is above the profile's maximum")
         }
+        KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE => {
+            c_message!("limits: max_request_bytes is above the profile's maximum")
+        }
         KB_PANIC => c_message!("internal error: the library panicked"),
         _ => c_message!("unknown status"),
     }
 }
 
-/// Whether `status` is an error (100 or more): nothing was written and no object
-/// changed.
+/// Whether `status` is an error (100 or more): nothing was written but the count
+/// out-parameters, set to 0 (and bad_index or key_reason), and no object changed.
 #[unsafe(no_mangle)]
 pub extern "C" fn kb_status_is_error(status: kb_status) -> bool {
-    guard!(true, { status >= 100 })
+    guard!(true, { is_error(status) })
+}
+
+/// Whether `status` is an error.
+pub(crate) const fn is_error(status: kb_status) -> bool {
+    status >= KB_NULL_POINTER
 }

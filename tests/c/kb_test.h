@@ -64,6 +64,8 @@ int KB_SUITE(check_str)(const char *actual, const char *expected, const char *a,
                         const char *file, int line);
 void KB_SUITE(fill)(void *p, size_t n);
 int KB_SUITE(untouched)(const void *p, size_t n);
+int KB_SUITE(check_count)(const char *call, const char *name, const void *p, size_t n,
+                          const char *file, int line);
 
 /* ---- Test groups, one per file. ---- */
 void KB_SUITE(test_basics)(void);
@@ -139,6 +141,13 @@ uint64_t KB_SUITE(rand_next)(uint64_t *state);
 #define FILL_N(p, n) KB_SUITE(fill)((p), (n) * sizeof(*(p)))
 #define CHECK_UNTOUCHED(x) CHECK(KB_SUITE(untouched)(&(x), sizeof(x)))
 #define CHECK_UNTOUCHED_N(p, n) CHECK(KB_SUITE(untouched)((p), (n) * sizeof(*(p))))
+/*
+ * After an error, a count out-parameter (n_batches, n_entries, bytes, consumed, settled,
+ * ...) is 0 when the call was passed it (`&x` appears in the call's text, `call_text`:
+ * #call inside a macro) and untouched (the sentinel) when it was not. Fill it first.
+ */
+#define CHECK_COUNT(call_text, x) \
+  KB_SUITE(check_count)((call_text), #x, &(x), sizeof(x), __FILE__, __LINE__)
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -68,6 +68,45 @@ int KB_SUITE(untouched)(const void *p, size_t n) {
   return 1;
 }
 
+/* Whether `&name` (spaces allowed after the &) is in `call`, as a whole identifier. */
+static int passes_address_of(const char *call, const char *name) {
+  size_t len = strlen(name);
+  const char *at = call;
+  while ((at = strchr(at, '&')) != NULL) {
+    char next;
+    at++;
+    while (*at == ' ') {
+      at++;
+    }
+    next = at[len];
+    if (strncmp(at, name, len) == 0 &&
+        !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+          (next >= '0' && next <= '9') || next == '_')) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int KB_SUITE(check_count)(const char *call, const char *name, const void *p, size_t n,
+                          const char *file, int line) {
+  const unsigned char *b = (const unsigned char *)p;
+  int passed = passes_address_of(call, name);
+  unsigned char want = passed ? 0 : KB_SENTINEL;
+  int ok = 1;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    ok &= b[i] == want;
+  }
+  KB_SUITE(state).checks++;
+  if (!ok) {
+    KB_SUITE(state).failures++;
+    fprintf(stderr, "[%s] %s:%d: after the error of %s, %s is not %s\n", KB_LANG, file,
+            line, call, name, passed ? "0 (a count passed is zeroed)" : "untouched");
+  }
+  return ok;
+}
+
 uint64_t KB_SUITE(rand_next)(uint64_t *state) {
   uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
   x ^= x >> 12;
@@ -86,9 +125,9 @@ static const kb_status all_statuses[] = {
     KB_REFUSALS_FULL,
     KB_NEED_MORE,
     KB_END,
-    KB_IN_FLIGHT,
     KB_SEND_FIRST,
     KB_REFUSED,
+    KB_ONLY_REFUSALS,
     KB_NULL_POINTER,
     KB_NULL_ARRAY,
     KB_NULL_FIELD,
@@ -101,6 +140,8 @@ static const kb_status all_statuses[] = {
     KB_NOT_THE_REQUEST_IN_FLIGHT,
     KB_TERMINAL_ARRAY_TOO_SMALL,
     KB_OUT_OF_MEMORY,
+    KB_REQUEST_IN_FLIGHT,
+    KB_INPUT_CHANGED,
     KB_LIMITS_BAD_PROFILE,
     KB_LIMITS_BAD_KEY_UNIT,
     KB_LIMITS_BAD_OPTIONS,
@@ -113,6 +154,7 @@ static const kb_status all_statuses[] = {
     KB_LIMITS_RECORD_ABOVE_REQUEST,
     KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE,
     KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE,
+    KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE,
     KB_PANIC,
 };
 
@@ -128,7 +170,8 @@ static void test_version(void) {
 
 static void test_statuses(void) {
   size_t i, j;
-  static const kb_status unknown[] = {8, 50, 99, 112, 119, 132, 198, 200, 1000, UINT32_MAX};
+  /* 5 was KB_IN_FLIGHT, retired: never reused. */
+  static const kb_status unknown[] = {5, 9, 50, 99, 114, 119, 133, 198, 200, 1000, UINT32_MAX};
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
     const char *m = kb_status_message(s);
@@ -148,7 +191,13 @@ static void test_statuses(void) {
   CHECK(kb_status_is_error(100));
   CHECK(kb_status_is_error(UINT32_MAX));
   CHECK_EQ(KB_OK, 0);
+  CHECK_EQ(KB_ONLY_REFUSALS, 8);
+  CHECK_EQ(KB_REQUEST_IN_FLIGHT, 112);
+  CHECK_EQ(KB_INPUT_CHANGED, 113);
   CHECK_EQ(KB_PANIC, 199);
+  CHECK(!kb_status_is_error(KB_ONLY_REFUSALS));
+  CHECK(kb_status_is_error(KB_REQUEST_IN_FLIGHT));
+  CHECK(kb_status_is_error(KB_INPUT_CHANGED));
 }
 
 static void test_panic_guard(void) {
@@ -166,7 +215,7 @@ static void test_limits_profiles(void) {
   CHECK_EQ(l.max_request_bytes, 10u << 20);
   CHECK_EQ(l.max_record_bytes, 1u << 20);
   CHECK_EQ(l.key_unit, KB_KEY_UNIT_CODE_POINTS);
-  CHECK_EQ(l.options, KB_LIMITS_PARTITION_KEYS);
+  CHECK_EQ(l.options, 0); /* keys validated and counted, no spanning: the defaults */
   CHECK_ST(kb_limits_check(&l), KB_OK);
 
   CHECK_ST(kb_limits_profile(KB_PROFILE_KDS_5MIB, &l), KB_OK);
@@ -174,7 +223,7 @@ static void test_limits_profiles(void) {
   CHECK_EQ(l.max_records, 500);
   CHECK_EQ(l.max_request_bytes, 5u << 20);
   CHECK_EQ(l.max_record_bytes, 1u << 20);
-  CHECK_EQ(l.options, KB_LIMITS_PARTITION_KEYS);
+  CHECK_EQ(l.options, 0);
   CHECK_ST(kb_limits_check(&l), KB_OK);
 
   CHECK_ST(kb_limits_profile(KB_PROFILE_FIREHOSE, &l), KB_OK);
@@ -194,6 +243,8 @@ static void test_limits_profiles(void) {
 
   CHECK_ST(kb_limits_for_stream(1024, &l), KB_OK);
   CHECK_EQ(l.profile, KB_PROFILE_KDS);
+  CHECK_EQ(l.options, 0);
+  CHECK_EQ(l.key_unit, KB_KEY_UNIT_CODE_POINTS);
   CHECK_EQ(l.max_record_bytes, 1u << 20);
   CHECK_EQ(l.max_request_bytes, 10u << 20);
   CHECK_ST(kb_limits_for_stream(10240, &l), KB_OK);
@@ -212,6 +263,92 @@ static void test_limits_profiles(void) {
   }
   CHECK_ST(kb_limits_for_stream(1024, NULL), KB_NULL_POINTER);
   CHECK_ST(kb_limits_check(NULL), KB_NULL_POINTER);
+}
+
+/*
+ * Zero means safe: a kb_limits written by hand, zeroed with memset and given its three
+ * caps, is valid and is the KDS profile: partition keys validated and counted, and
+ * batches that never hold a refused record. KB_LIMITS_NO_PARTITION_KEYS turns keys off
+ * (KDS profiles only: Firehose never has them), KB_LIMITS_SPAN_REFUSALS asks for the
+ * range form.
+ */
+static void test_limits_zero_means_safe(void) {
+  kb_limits l, kds = kb_profile(KB_PROFILE_KDS), fh = kb_profile(KB_PROFILE_FIREHOSE), v;
+  kb_record r[3];
+  uint32_t size;
+  kb_reason reason;
+  kb_planner *p;
+  kb_batch b[4];
+  kb_refusal f[4];
+  size_t nb, nf;
+  uint32_t bits;
+
+  memset(&l, 0, sizeof l);
+  l.max_records = 500;
+  l.max_request_bytes = 10485760;
+  l.max_record_bytes = 1048576;
+  CHECK_ST(kb_limits_check(&l), KB_OK);
+  CHECK(memcmp(&l, &kds, sizeof l) == 0);
+
+  /* Keys are validated and counted. */
+  r[0] = kb_rec(U8("data"), 4, NULL, 0);
+  CHECK_ST(kb_record_measure(&l, &r[0], &size, &reason), KB_REFUSED);
+  CHECK_EQ(reason, KB_REASON_KEY_EMPTY);
+  r[0] = kb_rec(U8("data"), 4, U8("\xff"), 1);
+  CHECK_ST(kb_record_measure(&l, &r[0], &size, &reason), KB_REFUSED);
+  CHECK_EQ(reason, KB_REASON_KEY_NOT_UTF8);
+  r[0] = kb_rec(U8("data"), 4, U8("user-1"), 6);
+  CHECK_ST(kb_record_measure(&l, &r[0], &size, &reason), KB_OK);
+  CHECK_EQ(size, 10);
+  v = kb_profile(KB_PROFILE_KDS_5MIB);
+  CHECK_ST(kb_record_measure(&v, &r[0], &size, &reason), KB_OK);
+  CHECK_EQ(size, 10);
+
+  /* KB_LIMITS_NO_PARTITION_KEYS: keys neither validated nor counted, on KDS. */
+  v = l;
+  v.options = KB_LIMITS_NO_PARTITION_KEYS;
+  CHECK_ST(kb_record_measure(&v, &r[0], &size, &reason), KB_OK);
+  CHECK_EQ(size, 4);
+  r[1] = kb_rec(U8("data"), 4, U8("\xff"), 1);
+  CHECK_ST(kb_record_measure(&v, &r[1], &size, &reason), KB_OK);
+  CHECK_EQ(size, 4);
+  /* Firehose never has keys, whatever the bits. */
+  for (bits = 0; bits <= KB_LIMITS_NO_PARTITION_KEYS; bits++) {
+    v = fh;
+    v.options = bits;
+    CHECK_ST(kb_record_measure(&v, &r[0], &size, &reason), KB_OK);
+    CHECK_EQ(size, 4);
+    r[1] = kb_rec(U8("data"), 4, NULL, 0);
+    CHECK_ST(kb_record_measure(&v, &r[1], &size, &reason), KB_OK);
+    CHECK_EQ(size, 4);
+  }
+
+  /* A refused record between two accepted ones: two requests by default, one range
+   * spanning it with KB_LIMITS_SPAN_REFUSALS. */
+  r[0] = kb_rec(U8("one"), 3, U8("k"), 1);
+  r[1] = kb_rec(U8("two"), 3, NULL, 0);
+  r[2] = kb_rec(U8("three"), 5, U8("k"), 1);
+  CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 3, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 2);
+  CHECK_EQ(nf, 1);
+  CHECK_EQ(b[0].start, 0);
+  CHECK_EQ(b[0].end, 1);
+  CHECK_EQ(b[1].start, 2);
+  CHECK_EQ(b[1].end, 3);
+  CHECK_EQ(b[1].records, 1);
+  kb_planner_free(p);
+  v = l;
+  v.options = KB_LIMITS_SPAN_REFUSALS;
+  CHECK_ST(kb_planner_new(&v, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, r, 3, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb, 1);
+  CHECK_EQ(nf, 1);
+  CHECK_EQ(b[0].start, 0);
+  CHECK_EQ(b[0].end, 3);
+  CHECK_EQ(b[0].records, 2);
+  CHECK_EQ(f[0].index, 1);
+  kb_planner_free(p);
 }
 
 /* An invalid set of limits and the status every function taking it must return. */
@@ -234,8 +371,9 @@ static size_t bad_limits_table(struct bad_limits *t) {
   BAD(l.profile = UINT32_MAX, KB_LIMITS_BAD_PROFILE);
   BAD(l.key_unit = 3, KB_LIMITS_BAD_KEY_UNIT);
   BAD(l.key_unit = UINT32_MAX, KB_LIMITS_BAD_KEY_UNIT);
-  BAD(l.options = 4, KB_LIMITS_BAD_OPTIONS);
-  BAD(l.options = KB_LIMITS_PARTITION_KEYS | 0x80000000u, KB_LIMITS_BAD_OPTIONS);
+  BAD(l.options = 8, KB_LIMITS_BAD_OPTIONS);
+  BAD(l.options = KB_LIMITS_NO_PARTITION_KEYS | 0x80000000u, KB_LIMITS_BAD_OPTIONS);
+  BAD(l.options = UINT32_MAX, KB_LIMITS_BAD_OPTIONS);
   BAD(l.max_records = 0, KB_LIMITS_ZERO_RECORDS);
   BAD(l.max_request_bytes = 0, KB_LIMITS_ZERO_REQUEST_BYTES);
   BAD(l.max_record_bytes = 0, KB_LIMITS_ZERO_RECORD_BYTES);
@@ -249,6 +387,12 @@ static size_t bad_limits_table(struct bad_limits *t) {
   BAD((l.profile = KB_PROFILE_FIREHOSE, l.options = 0, l.max_request_bytes = 4u << 20,
        l.max_record_bytes = 1024001),
       KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE);
+  /* A profile's request ceiling: 5 MiB for KDS_5MIB, 4 MiB for Firehose. */
+  BAD((l.profile = KB_PROFILE_KDS_5MIB, l.max_request_bytes = (5u << 20) + 1),
+      KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE);
+  BAD((l.profile = KB_PROFILE_FIREHOSE, l.max_request_bytes = (4u << 20) + 1,
+       l.max_record_bytes = 1000),
+      KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE);
 #undef BAD
   return n;
 }
@@ -266,8 +410,11 @@ static void test_limits_check(void) {
   l.max_record_bytes = 1;
   CHECK_ST(kb_limits_check(&l), KB_OK);
   l = kb_profile(KB_PROFILE_FIREHOSE);
-  l.options = KB_LIMITS_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY;
+  l.options = KB_LIMITS_NO_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY | KB_LIMITS_SPAN_REFUSALS;
   l.key_unit = KB_KEY_UNIT_UTF8_BYTES;
+  CHECK_ST(kb_limits_check(&l), KB_OK);
+  l = kb_profile(KB_PROFILE_KDS);
+  l.options = KB_LIMITS_NO_PARTITION_KEYS | KB_LIMITS_COUNT_HASH_KEY | KB_LIMITS_SPAN_REFUSALS;
   CHECK_ST(kb_limits_check(&l), KB_OK);
 
   for (i = 0; i < n; i++) {
@@ -780,6 +927,7 @@ void KB_SUITE(test_basics)(void) {
   test_panic_guard();
   test_limits_profiles();
   test_limits_check();
+  test_limits_zero_means_safe();
   test_measure();
   test_sizes_keys_reasons();
   test_sizes_fill();

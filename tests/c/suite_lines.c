@@ -62,16 +62,22 @@ static void test_lines_split(void) {
     CHECK_EQ(seen, 4);
   }
 
-  /* Errors: nothing written, and the splitter goes on. */
-  FILL(line);
-  FILL(used);
-  CHECK_ST(kb_lines_next(NULL, U8("a\n"), 2, true, &line, &used), KB_NULL_POINTER);
-  CHECK_ST(kb_lines_next(ln, U8("a\n"), 2, true, NULL, &used), KB_NULL_POINTER);
-  CHECK_ST(kb_lines_next(ln, U8("a\n"), 2, true, &line, NULL), KB_NULL_POINTER);
-  CHECK_ST(kb_lines_next(ln, NULL, 2, true, &line, &used), KB_NULL_ARRAY);
-  CHECK_ST(kb_lines_next(ln, U8("a\n"), SIZE_MAX, true, &line, &used), KB_LENGTH_OVERFLOW);
-  CHECK_UNTOUCHED(line);
-  CHECK_UNTOUCHED(used);
+  /* Errors: nothing written but the count (`used`, set to 0), and the splitter goes on. */
+#define EXPECT_LINES_ERROR(call, status) \
+  do {                                   \
+    FILL(line);                          \
+    FILL(used);                          \
+    CHECK_ST(call, status);              \
+    CHECK_UNTOUCHED(line);               \
+    CHECK_COUNT(#call, used);            \
+  } while (0)
+  EXPECT_LINES_ERROR(kb_lines_next(NULL, U8("a\n"), 2, true, &line, &used), KB_NULL_POINTER);
+  EXPECT_LINES_ERROR(kb_lines_next(ln, U8("a\n"), 2, true, NULL, &used), KB_NULL_POINTER);
+  EXPECT_LINES_ERROR(kb_lines_next(ln, U8("a\n"), 2, true, &line, NULL), KB_NULL_POINTER);
+  EXPECT_LINES_ERROR(kb_lines_next(ln, NULL, 2, true, &line, &used), KB_NULL_ARRAY);
+  EXPECT_LINES_ERROR(kb_lines_next(ln, U8("a\n"), SIZE_MAX, true, &line, &used),
+                     KB_LENGTH_OVERFLOW);
+#undef EXPECT_LINES_ERROR
   kb_lines_free(ln);
 
   /* Empty lines kept; a last line without its newline. */
@@ -257,9 +263,9 @@ static void test_line_planner(void) {
     CHECK_ST(call, status);           \
     CHECK_UNTOUCHED_N(b, 4);          \
     CHECK_UNTOUCHED_N(f, 4);          \
-    CHECK_UNTOUCHED(nb);              \
-    CHECK_UNTOUCHED(nf);              \
-    CHECK_UNTOUCHED(used);            \
+    CHECK_COUNT(#call, nb);           \
+    CHECK_COUNT(#call, nf);           \
+    CHECK_COUNT(#call, used);         \
   } while (0)
     EXPECT_LP_ERROR(kb_line_planner_plan(NULL, U8(input), len, true, b, 4, &nb, f, 4, &nf,
                                          &used),
@@ -424,8 +430,90 @@ static void test_line_chunks(void) {
   }
 }
 
+/* Reused without a reset, a splitter or line planner goes on numbering lines, offsets
+ * and records from the last stream; reset starts each over, as a fresh object. */
+static void test_lines_reset(void) {
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 2, 1000, 100);
+  const char *one = "alpha\nbeta\n";
+  const char *two = "gamma\ndelta\nepsilon\n";
+  kb_lines *ln;
+  kb_line line;
+  size_t used;
+  uint64_t seen;
+  uint32_t opts;
+  for (opts = 0; opts <= KB_LINES_PACK; opts++) {
+    size_t off = 0;
+    CHECK_ST(kb_lines_new(&l, opts, 1, &ln), KB_OK);
+    while (kb_lines_next(ln, U8(one) + off, strlen(one) - off, true, &line, &used) == KB_OK) {
+      off += used;
+    }
+    /* Without a reset, the next stream's first line is numbered after the last one's. */
+    CHECK_ST(kb_lines_next(ln, U8(two), strlen(two), true, &line, &used), KB_OK);
+    CHECK(line.number > 1);
+    CHECK(line.offset > 0);
+    CHECK_ST(kb_lines_reset(ln), KB_OK);
+    CHECK_ST(kb_lines_seen(ln, &seen), KB_OK);
+    CHECK_EQ(seen, 0);
+    CHECK_ST(kb_lines_next(ln, U8(two), strlen(two), true, &line, &used), KB_OK);
+    CHECK_EQ(line.number, 1);
+    CHECK_EQ(line.offset, 0);
+    CHECK(line.bytes == U8(two));
+    kb_lines_free(ln);
+  }
+  CHECK_ST(kb_lines_reset(NULL), KB_NULL_POINTER);
+
+  for (opts = 0; opts <= KB_LINES_PACK; opts++) {
+    kb_line_planner *lp, *fresh;
+    struct whole_lines w1, w2;
+    CHECK_ST(kb_line_planner_new(&l, U8("k"), 1, opts, &lp, NULL), KB_OK);
+    CHECK_ST(kb_line_planner_new(&l, U8("k"), 1, opts, &fresh, NULL), KB_OK);
+    CHECK_ST(kb_line_planner_plan(lp, U8(one), strlen(one), true, w1.batches, 256,
+                                  &w1.n_batches, w1.refusals, 256, &w1.n_refusals, &used),
+             KB_OK);
+    CHECK_ST(kb_line_planner_plan(fresh, U8(two), strlen(two), true, w2.batches, 256,
+                                  &w2.n_batches, w2.refusals, 256, &w2.n_refusals, &used),
+             KB_OK);
+    CHECK(w2.n_batches > 0);
+    /* Without a reset: not the fresh plan (the records and lines go on counting). */
+    CHECK_ST(kb_line_planner_plan(lp, U8(two), strlen(two), true, w1.batches, 256,
+                                  &w1.n_batches, w1.refusals, 256, &w1.n_refusals, &used),
+             KB_OK);
+    CHECK(!same_lines(&w1, &w2));
+    /* Reset: exactly the fresh plan, counters from 0. */
+    CHECK_ST(kb_line_planner_reset(lp), KB_OK);
+    {
+      kb_stats s;
+      uint64_t keep;
+      CHECK_ST(kb_line_planner_stats(lp, &s), KB_OK);
+      CHECK_EQ(s.batches, 0);
+      CHECK_EQ(s.records, 0);
+      CHECK_ST(kb_line_planner_keep_from(lp, &keep), KB_END);
+    }
+    CHECK_ST(kb_line_planner_plan(lp, U8(two), strlen(two), true, w1.batches, 256,
+                                  &w1.n_batches, w1.refusals, 256, &w1.n_refusals, &used),
+             KB_OK);
+    CHECK(same_lines(&w1, &w2));
+    CHECK_EQ(w1.batches[0].batch.start, 0);
+    CHECK_EQ(w1.batches[0].first_line, 1);
+    CHECK_EQ(w1.batches[0].offset, 0);
+    /* A reset part-way through a stream drops the open batch. */
+    CHECK_ST(kb_line_planner_plan(lp, U8(one), 3, false, w1.batches, 256, &w1.n_batches,
+                                  w1.refusals, 256, &w1.n_refusals, &used),
+             KB_NEED_MORE);
+    CHECK_ST(kb_line_planner_reset(lp), KB_OK);
+    CHECK_ST(kb_line_planner_plan(lp, U8(two), strlen(two), true, w1.batches, 256,
+                                  &w1.n_batches, w1.refusals, 256, &w1.n_refusals, &used),
+             KB_OK);
+    CHECK(same_lines(&w1, &w2));
+    kb_line_planner_free(fresh);
+    kb_line_planner_free(lp);
+  }
+  CHECK_ST(kb_line_planner_reset(NULL), KB_NULL_POINTER);
+}
+
 void KB_SUITE(test_lines)(void) {
   test_lines_split();
   test_line_planner();
   test_line_chunks();
+  test_lines_reset();
 }

@@ -76,18 +76,23 @@ static void test_plan_basics(void) {
   r[2] = kb_rec(U8("three"), 5, U8("k3"), 2);
   CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
   CHECK_ST(kb_planner_plan(p, r, 3, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
-  CHECK_EQ(nb, 1);
+  /* The refused record closes the batch: each batch is records[start..end) as it is. */
+  CHECK_EQ(nb, 2);
   CHECK_EQ(b[0].start, 0);
-  CHECK_EQ(b[0].end, 3);
-  CHECK_EQ(b[0].records, 2);
-  CHECK_EQ(b[0].bytes, 5 + 7);
+  CHECK_EQ(b[0].end, 1);
+  CHECK_EQ(b[0].records, 1);
+  CHECK_EQ(b[0].bytes, 5);
+  CHECK_EQ(b[1].start, 2);
+  CHECK_EQ(b[1].end, 3);
+  CHECK_EQ(b[1].records, 1);
+  CHECK_EQ(b[1].bytes, 7);
   CHECK_EQ(nf, 1);
   CHECK_EQ(f[0].index, 1);
   CHECK_EQ(f[0].reason, KB_REASON_RECORD_TOO_LARGE);
   CHECK_ST(kb_planner_position(p, &pos), KB_OK);
   CHECK_EQ(pos, 3);
   CHECK_ST(kb_planner_stats(p, &stats), KB_OK);
-  CHECK_EQ(stats.batches, 1);
+  CHECK_EQ(stats.batches, 2);
   CHECK_EQ(stats.records, 2);
   CHECK_EQ(stats.bytes, 12);
   CHECK_EQ(stats.refused[KB_REASON_RECORD_TOO_LARGE], 1);
@@ -359,8 +364,8 @@ static void test_plan_errors(void) {
     CHECK_ST(call, status);                        \
     CHECK_UNTOUCHED_N(b, 4);                       \
     CHECK_UNTOUCHED_N(f, 4);                       \
-    CHECK_UNTOUCHED(nb);                           \
-    CHECK_UNTOUCHED(nf);                           \
+    CHECK_COUNT(#call, nb);                        \
+    CHECK_COUNT(#call, nf);                        \
     if ((want_bad) == SIZE_MAX) {                  \
       CHECK_UNTOUCHED(bad);                        \
     } else {                                       \
@@ -480,8 +485,8 @@ static void test_plan_errors(void) {
         st = kb_planner_plan(q, bad_r, n, b, 4, &nb, f, 4, &nf, &bad);
         CHECK_UNTOUCHED_N(b, 4);
         CHECK_UNTOUCHED_N(f, 4);
-        CHECK_UNTOUCHED(nb);
-        CHECK_UNTOUCHED(nf);
+        CHECK_EQ(nb, 0); /* counts are 0 after an error, arrays untouched */
+        CHECK_EQ(nf, 0);
       } else {
         pos_q = pos0;
       }
@@ -592,11 +597,13 @@ static void test_reach(void) {
     CHECK_ST(kb_planner_new(&kds, &p), KB_OK);
     FILL_N(b, 1);
     FILL(nb);
+    FILL(nf);
     st = kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad);
     CHECK_ST(st, KB_NULL_FIELD);
     CHECK_EQ(bad, 2);
     CHECK_UNTOUCHED_N(b, 1);
-    CHECK_UNTOUCHED(nb);
+    CHECK_EQ(nb, 0);
+    CHECK_EQ(nf, 0);
     CHECK_ST(kb_planner_position(p, &pos), KB_OK);
     CHECK_EQ(pos, 0);
     /* Mended, the same planner plans the whole array. */
@@ -624,7 +631,7 @@ static void test_reach(void) {
     CHECK_ST(kb_planner_plan(p, few, 4, b, 1, &nb, f, 1, &nf, &bad), KB_NULL_FIELD);
     CHECK_EQ(bad, 2);
     CHECK_UNTOUCHED_N(f, 1);
-    CHECK_UNTOUCHED(nf);
+    CHECK_EQ(nf, 0);
     CHECK_ST(kb_planner_position(p, &pos), KB_OK);
     CHECK_EQ(pos, 2);
     kb_planner_free(p);
@@ -664,8 +671,13 @@ static void test_accumulator(void) {
   CHECK_EQ(b.bytes, 2);
   CHECK_ST(kb_accumulator_skip(a, &idx), KB_OK);
   CHECK_EQ(idx, 2);
+  /* The refusal closed the open batch: the next accepted record sends it first. */
   r = kb_rec(U8("c"), 1, U8("k"), 1);
-  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_OK);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_SEND_FIRST);
+  CHECK_EQ(b.start, 0);
+  CHECK_EQ(b.end, 1);
+  CHECK_EQ(b.records, 1);
+  CHECK_EQ(b.bytes, 2);
   CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
   CHECK_EQ(n, 4);
 
@@ -713,32 +725,33 @@ static void test_accumulator(void) {
     }
   }
 
-  /* The third accepted record does not fit two per request: send the first batch. */
+  /* Two per request: "e" joins "c"; the next record does not fit and sends them. */
   r = kb_rec(U8("e"), 1, U8("k"), 1);
-  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_SEND_FIRST);
-  CHECK_EQ(b.start, 0);
-  CHECK_EQ(b.end, 4);
-  CHECK_EQ(b.records, 2); /* 0 and 3; 1 refused, 2 skipped */
-  CHECK_EQ(b.bytes, 4);
+  CHECK_ST(kb_accumulator_push(a, &r, &b, &why), KB_OK);
   CHECK_ST(kb_accumulator_pending(a, &b), KB_OK);
-  CHECK_EQ(b.start, 4);
+  CHECK_EQ(b.start, 3);
   CHECK_EQ(b.end, 5);
+  CHECK_EQ(b.records, 2);
   memset(&rs, 0, sizeof rs);
   rs.data_len = 10;
   rs.key_len = 2;
   rs.key_units = 2;
-  CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_OK);
+  CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_SEND_FIRST);
+  CHECK_EQ(b.start, 3);
+  CHECK_EQ(b.end, 5);
+  CHECK_EQ(b.records, 2);
+  CHECK_EQ(b.bytes, 4);
   rs.flags = KB_RECORD_KEY_NOT_UTF8;
   CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_REFUSED);
   CHECK_EQ(why, KB_REASON_KEY_NOT_UTF8);
   rs.flags = 0;
   CHECK_ST(kb_accumulator_push_size(a, &rs, &b, &why), KB_SEND_FIRST);
-  CHECK_EQ(b.start, 4);
+  CHECK_EQ(b.start, 5);
   CHECK_EQ(b.end, 6);
-  CHECK_EQ(b.records, 2);
-  CHECK_EQ(b.bytes, 14);
+  CHECK_EQ(b.records, 1);
+  CHECK_EQ(b.bytes, 12);
   CHECK_ST(kb_accumulator_stats(a, &s), KB_OK);
-  CHECK_EQ(s.batches, 2);
+  CHECK_EQ(s.batches, 3);
   CHECK_EQ(s.records, 4);
   CHECK_EQ(s.bytes, 18);
   CHECK_EQ(s.refused[KB_REASON_KEY_EMPTY], 1);
@@ -747,6 +760,7 @@ static void test_accumulator(void) {
   CHECK_EQ(b.start, 7);
   CHECK_EQ(b.end, 8);
   CHECK_EQ(b.records, 1);
+  CHECK_EQ(b.bytes, 12);
   FILL(b);
   CHECK_ST(kb_accumulator_flush(a, &b), KB_END);
   CHECK_UNTOUCHED(b);
@@ -791,6 +805,439 @@ static void test_accumulator(void) {
   }
 }
 
+/* ---- The shortest correct-looking code never sends a refused record. ---- */
+
+#define NAIVE_N 3000
+
+/* What a "send" saw: each index's sends, refused records sent, requests. */
+struct sent_log {
+  unsigned char sends[NAIVE_N];
+  size_t refused_sent;
+  size_t requests;
+  size_t too_big;
+};
+
+/* Records of which about `per_mille` in 1000 are refused (an empty key, a key that is not
+ * UTF-8, or data over the record cap), marked in `refused`. */
+static void random_refusals(kb_record *r, unsigned char *refused, size_t n, unsigned per_mille,
+                            uint64_t seed) {
+  static const uint8_t data[3000] = {0};
+  size_t i;
+  for (i = 0; i < n; i++) {
+    uint64_t x = KB_SUITE(rand_next)(&seed);
+    r[i] = kb_rec(data, (size_t)(x >> 20) % 1200, U8("user-7"), 6);
+    refused[i] = (x % 1000) < per_mille;
+    if (refused[i]) {
+      switch ((x >> 10) % 3) {
+        case 0: r[i].key_len = 0; break;
+        case 1: r[i].key = U8("\xff"); r[i].key_len = 1; break;
+        default: r[i].data_len = 2500; break; /* over the 2000-byte cap below */
+      }
+    }
+  }
+}
+
+/* Logs one request `records[start..start+count)`, checking it against the limits. */
+static void log_request(struct sent_log *log, const unsigned char *refused, const kb_limits *l,
+                        const kb_record *records, size_t start, size_t count) {
+  size_t i, bytes = 0;
+  log->requests++;
+  for (i = start; i < start + count && i < NAIVE_N; i++) {
+    log->sends[i]++;
+    log->refused_sent += refused[i];
+    bytes += records[i].data_len + records[i].key_len;
+  }
+  log->too_big += count > l->max_records || bytes > l->max_request_bytes;
+}
+
+/* Every accepted record sent exactly once, no refused one, nothing over the limits. */
+static int log_is_exact(const struct sent_log *log, const unsigned char *refused, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if (log->sends[i] != (refused[i] ? 0 : 1)) {
+      return 0;
+    }
+  }
+  return log->refused_sent == 0 && log->too_big == 0;
+}
+
+/* The README's bulk loop, written as a user would: `send(records + start, end - start)`
+ * for each batch; refusals reported. With `skip_refused`, the range form's loop: refused
+ * indices reported so far are left out. Returns the status that ended it. */
+static kb_status readme_bulk_loop(const kb_limits *l, const kb_record *records, size_t n,
+                                  const unsigned char *refused, struct sent_log *log,
+                                  size_t *reported, int skip_refused) {
+  static unsigned char marked[NAIVE_N];
+  kb_planner *planner = NULL;
+  kb_batch batches[16];
+  kb_refusal refusals[16];
+  size_t n_batches = 0, n_refusals = 0, bad = 0, i, k;
+  kb_status status = kb_planner_new(l, &planner);
+  memset(marked, 0, sizeof marked);
+  if (status != KB_OK) {
+    return status;
+  }
+  do {
+    status = kb_planner_plan(planner, records, n, batches, 16, &n_batches, refusals, 16,
+                             &n_refusals, &bad);
+    if (kb_status_is_error(status)) {
+      break;
+    }
+    for (i = 0; i < n_refusals; i++) {
+      (*reported)++;
+      marked[refusals[i].index] = 1;
+    }
+    for (i = 0; i < n_batches; i++) {
+      if (!skip_refused) {
+        log_request(log, refused, l, records, batches[i].start,
+                    batches[i].end - batches[i].start);
+        continue;
+      }
+      log->requests++;
+      for (k = batches[i].start; k < batches[i].end; k++) {
+        if (!marked[k]) {
+          log->sends[k]++;
+          log->refused_sent += refused[k];
+        }
+      }
+    }
+  } while (status == KB_BATCHES_FULL || status == KB_REFUSALS_FULL);
+  kb_planner_free(planner);
+  return status;
+}
+
+/* The cursor loop as a user would write it. */
+static kb_status cursor_loop(const kb_limits *l, const kb_record *records, size_t n,
+                             const unsigned char *refused, struct sent_log *log,
+                             size_t *reported) {
+  kb_planner *p = NULL;
+  kb_batch batch;
+  kb_refusal refusal;
+  size_t bad = 0;
+  kb_status status = kb_planner_new(l, &p);
+  if (status != KB_OK) {
+    return status;
+  }
+  while ((status = kb_planner_next(p, records, n, &batch, &refusal, &bad)) != KB_END) {
+    if (kb_status_is_error(status)) {
+      break;
+    }
+    if (status == KB_REFUSED) {
+      (*reported)++;
+    } else {
+      log_request(log, refused, l, records, batch.start, batch.end - batch.start);
+    }
+  }
+  kb_planner_free(p);
+  return status == KB_END ? KB_OK : status;
+}
+
+/* The accumulator as a user would drive it: send on KB_SEND_FIRST, flush at the end. */
+static kb_status accumulator_loop(const kb_limits *l, const kb_record *records, size_t n,
+                                  const unsigned char *refused, struct sent_log *log,
+                                  size_t *reported) {
+  kb_accumulator *a = NULL;
+  kb_batch b;
+  kb_reason why;
+  size_t i;
+  kb_status status = kb_accumulator_new(l, &a);
+  if (status != KB_OK) {
+    return status;
+  }
+  for (i = 0; i < n; i++) {
+    status = kb_accumulator_push(a, &records[i], &b, &why);
+    if (status == KB_SEND_FIRST) {
+      log_request(log, refused, l, records, b.start, b.end - b.start);
+    } else if (status == KB_REFUSED) {
+      (*reported)++;
+    } else if (status != KB_OK) {
+      break;
+    }
+  }
+  if (kb_accumulator_flush(a, &b) == KB_OK) {
+    log_request(log, refused, l, records, b.start, b.end - b.start);
+  }
+  kb_accumulator_free(a);
+  return kb_status_is_error(status) ? status : KB_OK;
+}
+
+static void test_no_refused_record_in_a_request(void) {
+  static kb_record r[NAIVE_N];
+  static unsigned char refused[NAIVE_N];
+  static struct sent_log log, fewest;
+  static const unsigned rates[] = {1, 10, 50, 100}; /* per mille: 0.1% .. 10% */
+  kb_limits zeroed, span;
+  size_t k, n_refused, i, reported, default_requests;
+  /* Limits written by hand from memset 0, small enough for many requests. */
+  memset(&zeroed, 0, sizeof zeroed);
+  zeroed.max_records = 50;
+  zeroed.max_request_bytes = 30000;
+  zeroed.max_record_bytes = 2000;
+  CHECK_ST(kb_limits_check(&zeroed), KB_OK);
+  span = zeroed;
+  span.options = KB_LIMITS_SPAN_REFUSALS;
+  for (k = 0; k < ARRAY_LEN(rates); k++) {
+    random_refusals(r, refused, NAIVE_N, rates[k], 0xfeed + k);
+    n_refused = 0;
+    for (i = 0; i < NAIVE_N; i++) {
+      n_refused += refused[i];
+    }
+    CHECK(n_refused > 0);
+
+    /* Default limits: every naive loop sends exactly the accepted records. */
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(readme_bulk_loop(&zeroed, r, NAIVE_N, refused, &log, &reported, 0), KB_OK);
+    CHECK(log_is_exact(&log, refused, NAIVE_N));
+    CHECK_EQ(log.refused_sent, 0);
+    CHECK_EQ(reported, n_refused);
+    default_requests = log.requests;
+
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(cursor_loop(&zeroed, r, NAIVE_N, refused, &log, &reported), KB_OK);
+    CHECK(log_is_exact(&log, refused, NAIVE_N));
+    CHECK_EQ(log.refused_sent, 0);
+    CHECK_EQ(reported, n_refused);
+    CHECK_EQ(log.requests, default_requests);
+
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(accumulator_loop(&zeroed, r, NAIVE_N, refused, &log, &reported), KB_OK);
+    CHECK(log_is_exact(&log, refused, NAIVE_N));
+    CHECK_EQ(log.refused_sent, 0);
+    CHECK_EQ(reported, n_refused);
+    CHECK_EQ(log.requests, default_requests);
+
+    /* KB_LIMITS_SPAN_REFUSALS: ranges may hold refused records (the naive loop sends
+     * some), the range form's loop that skips reported refusals sends exactly the
+     * accepted ones, in no more requests. */
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(readme_bulk_loop(&span, r, NAIVE_N, refused, &log, &reported, 0), KB_OK);
+    CHECK(log.refused_sent > 0);
+    memset(&fewest, 0, sizeof fewest);
+    reported = 0;
+    CHECK_ST(readme_bulk_loop(&span, r, NAIVE_N, refused, &fewest, &reported, 1), KB_OK);
+    CHECK(log_is_exact(&fewest, refused, NAIVE_N));
+    CHECK_EQ(reported, n_refused);
+    CHECK(fewest.requests <= default_requests);
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(cursor_loop(&span, r, NAIVE_N, refused, &log, &reported), KB_OK);
+    CHECK(log.refused_sent > 0);
+  }
+  /* The KDS profile as kb_limits_profile fills it: the same. */
+  {
+    kb_limits kds = kb_profile(KB_PROFILE_KDS);
+    random_refusals(r, refused, NAIVE_N, 10, 0xabc);
+    for (i = 0; i < NAIVE_N; i++) {
+      if (refused[i] && r[i].data_len > 2000) {
+        r[i].key_len = 0; /* 2500 bytes fit KDS's 1 MiB: refuse it by its key */
+      }
+    }
+    memset(&log, 0, sizeof log);
+    reported = 0;
+    CHECK_ST(readme_bulk_loop(&kds, r, NAIVE_N, refused, &log, &reported, 0), KB_OK);
+    CHECK(log_is_exact(&log, refused, NAIVE_N));
+    CHECK(log.requests > 1);
+  }
+}
+
+/* ---- Reuse: another array is KB_INPUT_CHANGED; reset starts over. ---- */
+
+static void test_planner_reuse(void) {
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 7, 400, 100);
+  static kb_record a[300], other[120];
+  static kb_record_size as[300], os[120];
+  static struct whole_plan whole_other, got;
+  kb_planner *p, *q;
+  kb_batch b[4], one;
+  kb_refusal f[4], onef;
+  size_t nb, nf, bad, pos, i;
+  kb_status st;
+  mixed_records(a, 300);
+  mixed_records(other, 120);
+  for (i = 0; i < 120; i++) {
+    other[i].data_len = (i * 13) % 90; /* not a prefix of `a` */
+  }
+  for (i = 0; i < 300; i++) {
+    CHECK_ST(kb_record_size_of(&a[i], l.key_unit, &as[i]), KB_OK);
+  }
+  for (i = 0; i < 120; i++) {
+    CHECK_ST(kb_record_size_of(&other[i], l.key_unit, &os[i]), KB_OK);
+  }
+  CHECK_ST(plan_whole(&l, other, 120, &whole_other), KB_OK);
+  CHECK(whole_other.n_batches > 5);
+
+  /* A planner that planned `a` to the end, given `other`. */
+  CHECK_ST(kb_planner_new(&l, &p), KB_OK);
+  CHECK_ST(kb_planner_plan(p, a, 300, got.batches, MAXN, &got.n_batches, got.refusals, MAXN,
+                           &got.n_refusals, NULL),
+           KB_OK);
+#define EXPECT_CHANGED(call)                         \
+  do {                                               \
+    FILL_N(b, 4);                                    \
+    FILL_N(f, 4);                                    \
+    FILL(nb);                                        \
+    FILL(nf);                                        \
+    FILL(one);                                       \
+    FILL(onef);                                      \
+    FILL(bad);                                       \
+    CHECK_ST(call, KB_INPUT_CHANGED);                \
+    CHECK_UNTOUCHED_N(b, 4);                         \
+    CHECK_UNTOUCHED_N(f, 4);                         \
+    CHECK_UNTOUCHED(one);                            \
+    CHECK_UNTOUCHED(onef);                           \
+    CHECK_UNTOUCHED(bad);                            \
+    CHECK_COUNT(#call, nb);                          \
+    CHECK_COUNT(#call, nf);                          \
+  } while (0)
+  EXPECT_CHANGED(kb_planner_plan(p, other, 120, b, 4, &nb, f, 4, &nf, &bad));
+  EXPECT_CHANGED(kb_planner_plan_sizes(p, os, 120, b, 4, &nb, f, 4, &nf));
+  EXPECT_CHANGED(kb_planner_next(p, other, 120, &one, &onef, &bad));
+  EXPECT_CHANGED(kb_planner_next_sizes(p, os, 120, &one, &onef));
+  EXPECT_CHANGED(kb_planner_next(p, a, 301, &one, &onef, &bad)); /* longer too */
+  EXPECT_CHANGED(kb_planner_plan(p, NULL, 0, b, 4, &nb, f, 4, &nf, &bad));
+  CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+  CHECK_EQ(pos, 300);
+  /* The same array again is still "done". */
+  CHECK_ST(kb_planner_plan(p, a, 300, b, 4, &nb, f, 4, &nf, NULL), KB_OK);
+  CHECK_EQ(nb + nf, 0);
+  CHECK_ST(kb_planner_next(p, a, 300, &one, &onef, NULL), KB_END);
+
+  /* Reset: the full plan of the new array, as a fresh planner makes it. */
+  CHECK_ST(kb_planner_reset(p), KB_OK);
+  CHECK_ST(kb_planner_position(p, &pos), KB_OK);
+  CHECK_EQ(pos, 0);
+  {
+    kb_stats s;
+    CHECK_ST(kb_planner_stats(p, &s), KB_OK);
+    CHECK_EQ(s.batches, 0);
+    CHECK_EQ(s.records, 0);
+  }
+  got.n_batches = got.n_refusals = 0;
+  CHECK_ST(kb_planner_plan(p, other, 120, got.batches, MAXN, &got.n_batches, got.refusals,
+                           MAXN, &got.n_refusals, NULL),
+           KB_OK);
+  CHECK(same_plan(&got, &whole_other));
+  /* And the cursor over the size form after another reset. */
+  CHECK_ST(kb_planner_reset(p), KB_OK);
+  got.n_batches = got.n_refusals = 0;
+  while ((st = kb_planner_next_sizes(p, os, 120, &one, &onef)) != KB_END) {
+    if (st == KB_OK) {
+      got.batches[got.n_batches++] = one;
+    } else if (st == KB_REFUSED) {
+      got.refusals[got.n_refusals++] = onef;
+    } else {
+      CHECK_ST(st, KB_OK);
+      break;
+    }
+  }
+  CHECK(same_plan(&got, &whole_other));
+  kb_planner_free(p);
+
+  /* Part-way through: another length is refused at once, the plan goes on unharmed. */
+  CHECK_ST(kb_planner_new(&l, &q), KB_OK);
+  got.n_batches = got.n_refusals = 0;
+  st = kb_planner_next(q, other, 120, &one, &onef, NULL);
+  if (st == KB_OK) {
+    got.batches[got.n_batches++] = one;
+  } else {
+    CHECK_ST(st, KB_REFUSED);
+    got.refusals[got.n_refusals++] = onef;
+  }
+  CHECK_ST(kb_planner_position(q, &pos), KB_OK);
+  EXPECT_CHANGED(kb_planner_plan(q, a, 300, b, 4, &nb, f, 4, &nf, &bad));
+  EXPECT_CHANGED(kb_planner_next(q, a, 300, &one, &onef, &bad));
+  {
+    size_t pos2;
+    CHECK_ST(kb_planner_position(q, &pos2), KB_OK);
+    CHECK_EQ(pos2, pos);
+  }
+  CHECK_ST(kb_planner_plan(q, other, 120, got.batches + got.n_batches, MAXN - 1, &nb,
+                           got.refusals + got.n_refusals, MAXN - 1, &nf, NULL),
+           KB_OK);
+  got.n_batches += nb;
+  got.n_refusals += nf;
+  CHECK(same_plan(&got, &whole_other));
+  kb_planner_free(q);
+#undef EXPECT_CHANGED
+
+  CHECK_ST(kb_planner_reset(NULL), KB_NULL_POINTER);
+}
+
+static void test_accumulator_reset(void) {
+  kb_limits m = kb_custom(KB_PROFILE_KDS, 7, 400, 100);
+  static kb_record q[300];
+  static struct whole_plan whole;
+  kb_accumulator *a;
+  kb_batch b;
+  kb_reason why;
+  size_t k, n, nb, first_start = SIZE_MAX;
+  kb_stats s;
+  int ok = 1;
+  mixed_records(q, 300);
+  CHECK_ST(plan_whole(&m, q, 300, &whole), KB_OK);
+  CHECK_ST(kb_accumulator_new(&m, &a), KB_OK);
+  for (k = 0; k < 300; k++) {
+    kb_accumulator_push(a, &q[k], &b, &why);
+  }
+  /* Reused without a reset, it goes on numbering: the array's records are 300.. */
+  for (k = 0; k < 300 && first_start == SIZE_MAX; k++) {
+    if (kb_accumulator_push(a, &q[k], &b, &why) == KB_SEND_FIRST && b.start >= 300) {
+      first_start = b.start;
+    }
+  }
+  CHECK(first_start != SIZE_MAX);
+  /* Reset: numbering, the open batch and the counters start over. */
+  CHECK_ST(kb_accumulator_reset(a), KB_OK);
+  CHECK_ST(kb_accumulator_pushed(a, &n), KB_OK);
+  CHECK_EQ(n, 0);
+  CHECK_ST(kb_accumulator_pending(a, &b), KB_END);
+  CHECK_ST(kb_accumulator_stats(a, &s), KB_OK);
+  CHECK_EQ(s.batches, 0);
+  CHECK_EQ(s.records, 0);
+  nb = 0;
+  for (k = 0; k < 300; k++) {
+    kb_status st = kb_accumulator_push(a, &q[k], &b, &why);
+    if (st == KB_SEND_FIRST) {
+      ok &= nb < whole.n_batches && kb_batch_eq(&b, &whole.batches[nb]);
+      nb++;
+    }
+  }
+  if (kb_accumulator_flush(a, &b) == KB_OK) {
+    ok &= nb < whole.n_batches && kb_batch_eq(&b, &whole.batches[nb]);
+    nb++;
+  }
+  CHECK(ok);
+  CHECK_EQ(nb, whole.n_batches);
+  kb_accumulator_free(a);
+  CHECK_ST(kb_accumulator_reset(NULL), KB_NULL_POINTER);
+
+  /* As documented: a skip does not close the open batch (a refused push does), so a
+   * batch can span a skipped index; flushing before the skip keeps batches exact. */
+  {
+    kb_record one = kb_rec(U8("x"), 1, U8("k"), 1);
+    CHECK_ST(kb_accumulator_new(&m, &a), KB_OK);
+    CHECK_ST(kb_accumulator_push(a, &one, &b, &why), KB_OK);
+    CHECK_ST(kb_accumulator_skip(a, &n), KB_OK);
+    CHECK_EQ(n, 1);
+    CHECK_ST(kb_accumulator_push(a, &one, &b, &why), KB_OK);
+    CHECK_ST(kb_accumulator_pending(a, &b), KB_OK);
+    CHECK_EQ(b.start, 0);
+    CHECK_EQ(b.end, 3);
+    CHECK_EQ(b.records, 2);
+    CHECK_ST(kb_accumulator_flush(a, &b), KB_OK);
+    CHECK_ST(kb_accumulator_skip(a, &n), KB_OK);
+    CHECK_ST(kb_accumulator_push(a, &one, &b, &why), KB_OK);
+    CHECK_ST(kb_accumulator_pending(a, &b), KB_OK);
+    CHECK_EQ(b.start, 4);
+    CHECK_EQ(b.end, 5);
+    kb_accumulator_free(a);
+  }
+}
+
 void KB_SUITE(test_planner)(void) {
   test_plan_basics();
   test_plan_boundaries();
@@ -798,4 +1245,7 @@ void KB_SUITE(test_planner)(void) {
   test_plan_errors();
   test_reach();
   test_accumulator();
+  test_no_refused_record_in_a_request();
+  test_planner_reuse();
+  test_accumulator_reset();
 }

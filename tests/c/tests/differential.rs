@@ -57,7 +57,8 @@ fn random_limits(rng: &mut Rng, small: bool) -> (kb_limits, Limits) {
     } else {
         match rng.below(3) {
             0 => {
-                let request = rng.range(1, u64::from(10 * MIB)) as u32;
+                // Up to the profile's request ceiling (10, 5 or 4 MiB: its default cap).
+                let request = rng.range(1, u64::from(base.max_request_bytes())) as u32;
                 let record = rng.range(1, u64::from(request.min(ceiling))) as u32;
                 (request, record)
             }
@@ -72,7 +73,8 @@ fn random_limits(rng: &mut Rng, small: bool) -> (kb_limits, Limits) {
         }
     };
     let key_unit = rng.below(3) as u32;
-    let options = rng.below(4) as u32;
+    // Every combination of KB_LIMITS_NO_PARTITION_KEYS, _COUNT_HASH_KEY, _SPAN_REFUSALS.
+    let options = rng.below(8) as u32;
     let c = kb_limits {
         profile,
         max_records,
@@ -86,11 +88,13 @@ fn random_limits(rng: &mut Rng, small: bool) -> (kb_limits, Limits) {
         .with_caps(max_records, request, record)
         .expect("generated limits are valid")
         .with_key_unit(unit)
-        .counting_hash_key(options & ffi::KB_LIMITS_COUNT_HASH_KEY != 0);
-    let core = if options & ffi::KB_LIMITS_PARTITION_KEYS != 0 {
-        core.with_partition_keys()
-    } else {
+        .counting_hash_key(options & ffi::KB_LIMITS_COUNT_HASH_KEY != 0)
+        .spanning_refusals(options & ffi::KB_LIMITS_SPAN_REFUSALS != 0);
+    // The profile says whether records have keys (Firehose never); the bit turns them off.
+    let core = if options & ffi::KB_LIMITS_NO_PARTITION_KEYS != 0 {
         core.without_partition_keys()
+    } else {
+        core
     };
     // SAFETY: a valid kb_limits on the stack.
     assert_eq!(unsafe { ffi::kb_limits_check(&c) }, ffi::KB_OK, "{c:?}");
@@ -218,6 +222,7 @@ fn c_drivers_plan_as_rust_does() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut refused_seen = [0usize; 5];
     let mut batches_seen = 0usize;
+    let mut spans_seen = 0usize;
     for case in 0..1500u64 {
         let (c_limits, limits) = random_limits(&mut rng, false);
         let n = match rng.below(5) {
@@ -249,6 +254,20 @@ fn c_drivers_plan_as_rust_does() {
             .collect();
         let (batches, refusals) = rust_plan(limits, &records);
         batches_seen += batches.len();
+        // Without KB_LIMITS_SPAN_REFUSALS every batch is records[start..end) as it is;
+        // with it, some batches do span refused records (checked after the loop).
+        let spanning = batches
+            .iter()
+            .filter(|b| b.end - b.start != b.records as usize);
+        if c_limits.options & ffi::KB_LIMITS_SPAN_REFUSALS == 0 {
+            assert_eq!(
+                spanning.count(),
+                0,
+                "case {case}: a batch holds a refused record"
+            );
+        } else {
+            spans_seen += spanning.count();
+        }
         for r in &refusals {
             refused_seen[r.reason as usize] += 1;
         }
@@ -285,6 +304,10 @@ fn c_drivers_plan_as_rust_does() {
         "reasons seen: {refused_seen:?}"
     );
     assert!(batches_seen > 1000, "only {batches_seen} batches");
+    assert!(
+        spans_seen > 50,
+        "only {spans_seen} batches spanned a refusal"
+    );
 }
 
 fn random_lines(rng: &mut Rng, cap: usize) -> Vec<u8> {
