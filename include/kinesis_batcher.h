@@ -1068,10 +1068,10 @@ kb_status kb_accumulator_push_size(struct kb_accumulator *accumulator,
                                    kb_reason *reason);
 
 // Takes the next index for a record the caller refused itself, without measuring it;
-// the index is written to `*index`. Unlike a refused push, a skip does not close the
-// open batch: a batch may then span the skipped index (`end - start - records` counts
-// it), so leave it out when sending, or call `kb_accumulator_flush` before skipping to
-// keep every batch exactly `records[start..end)`.
+// the index is written to `*index`. Like a refused push, a skip closes the open batch
+// (the next accepted push returns `KB_SEND_FIRST` with it), so every batch is exactly
+// records[start..end); with `KB_LIMITS_SPAN_REFUSALS` a batch may span the skipped index
+// (`end - start - records` counts it), to be left out when sending.
 //
 // Requires: `accumulator` came from `kb_accumulator_new`; `index` is NULL or writable.
 kb_status kb_accumulator_skip(struct kb_accumulator *accumulator, size_t *index);

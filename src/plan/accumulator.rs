@@ -109,12 +109,14 @@ impl Accumulator {
     }
 
     /// Takes the next index for a record the caller refused itself (a line that is not
-    /// JSON, say) without measuring it: it joins no batch, a batch whose range spans it
-    /// counts it in [`Batch::refused`], and [`Stats`] (the core's reasons) does not count
+    /// JSON, say) without measuring it: it joins no batch and closes the open one, as a
+    /// refused record does (with [`Limits::spanning_refusals`], a batch whose range spans
+    /// it counts it in [`Batch::refused`]). [`Stats`] (the core's reasons) does not count
     /// it. Returns the index taken.
     pub fn skip(&mut self) -> usize {
         let index = self.next;
         self.next += 1;
+        self.packer.seal();
         index
     }
 

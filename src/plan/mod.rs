@@ -283,6 +283,13 @@ impl Packer {
         *c += u64::from(r == 2);
         *d += u64::from(r == 3);
         *e += u64::from(r == 4);
+        self.seal();
+    }
+
+    /// After a refused record: closes the open batch at the next accepted record, unless
+    /// batches span refusals.
+    #[inline]
+    pub(crate) fn seal(&mut self) {
         if !self.limits.spans_refusals() && self.open.records != 0 {
             self.room = 0;
         }
