@@ -97,10 +97,29 @@ fn run_with(options: &Options, open: Opener<'_>, summary: Option<&mut dyn Write>
         Ok(code) => code,
         Err(Fatal(message)) => {
             if !message.is_empty() {
-                eprintln!("kinesis-batcher: {message}");
+                print_error(&message);
             }
             exit::IO
         }
+    }
+}
+
+/// Prints an error on stderr after the program's name, as every error is printed, so
+/// that it can be told apart from the refusal messages (`FILE:LINE: ...`) and from other
+/// programs' messages in a pipeline.
+pub fn print_error(message: &str) {
+    eprintln!("kinesis-batcher: {message}");
+}
+
+/// An I/O error's text without Rust's " (os error N)" suffix, as other tools print it:
+/// "No such file or directory".
+pub fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or(text.clone(), str::to_owned),
+        None => text,
     }
 }
 
@@ -140,8 +159,9 @@ impl Run {
                 name: "stdout".into(),
             }),
             Some(BatchesTo::Path(path)) => {
-                let file = File::create(path)
-                    .map_err(|e| Fatal(format!("--batches {}: {e}", path.display())))?;
+                let file = File::create(path).map_err(|e| {
+                    Fatal(format!("--batches {}: {}", path.display(), describe(&e)))
+                })?;
                 Some(BatchLog {
                     out: BufWriter::new(Box::new(file)),
                     name: path.display().to_string(),
@@ -149,10 +169,15 @@ impl Run {
             }
         };
         let emit = match (&options.out, &options.stream) {
-            (Some(dir), Some(stream)) => Some(
-                RequestWriter::create(dir, stream, &limits)
-                    .map_err(|e| Fatal(format!("--out {}: {}", e.path.display(), e.error)))?,
-            ),
+            (Some(dir), Some(stream)) => {
+                Some(RequestWriter::create(dir, stream, &limits).map_err(|e| {
+                    Fatal(format!(
+                        "--out {}: {}",
+                        e.path.display(),
+                        describe(&e.error)
+                    ))
+                })?)
+            }
             _ => None,
         };
         let keys = KeyMaker::new(options.key.clone(), options.format);
@@ -256,14 +281,14 @@ impl Run {
                 (emit.dir(), files, bytes)
             }),
         };
-        let written = if let Some(out) = summary_to {
-            summary.write(out)
+        let (written, to) = if let Some(out) = summary_to {
+            (summary.write(out), "summary")
         } else if options.batches == Some(BatchesTo::Stdout) {
-            summary.write(&mut io::stderr().lock())
+            (summary.write(&mut io::stderr().lock()), "stderr")
         } else {
-            summary.write(&mut io::stdout().lock())
+            (summary.write(&mut io::stdout().lock()), "stdout")
         };
-        written.map_err(|e| output_error("summary", &e))?;
+        written.map_err(|e| output_error(to, &e))?;
         Ok(if state.input_errors > 0 {
             exit::IO
         } else if state.stopped_at.is_some() {
@@ -519,7 +544,7 @@ impl State {
     /// `dropped`: the bytes of an unfinished last line read before the error.
     fn input_error(&mut self, input: usize, error: &io::Error, dropped: usize) -> Flow {
         self.progress.clear();
-        eprintln!("{}", read_error_message(&self.names[input], error, dropped));
+        print_error(&read_error_message(&self.names[input], error, dropped));
         self.input_errors += 1;
         if self.stop_on_refusal {
             Flow::Stop
@@ -541,6 +566,7 @@ impl Span {
 
 /// `FILE: error`, and the bytes of a line cut short by it, if any.
 fn read_error_message(name: &str, error: &io::Error, dropped: usize) -> String {
+    let error = describe(error);
     match dropped {
         0 => format!("{name}: {error}"),
         1 => format!("{name}: {error}; 1 byte of an unfinished last line dropped"),
@@ -553,7 +579,7 @@ fn output_error(what: &str, error: &io::Error) -> Fatal {
         // The reader went away (`| head`): nothing more to say.
         return Fatal(String::new());
     }
-    Fatal(format!("{what}: {error}"))
+    Fatal(format!("{what}: {}", describe(error)))
 }
 
 fn unit_name(unit: KeyUnit) -> &'static str {

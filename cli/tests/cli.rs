@@ -376,10 +376,109 @@ fn usage_errors_exit_2() {
             "{args:?}: {}",
             result.stderr
         );
+        assert!(
+            result.stderr.starts_with("kinesis-batcher: "),
+            "{args:?}: {}",
+            result.stderr
+        );
         assert!(result.stdout.is_empty(), "{args:?}");
     }
     // No arguments and no terminal on stdin: nothing to guess.
-    assert_eq!(run(&[]).code, 2);
+    let none = run(&[]);
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.starts_with("kinesis-batcher: no command given"));
+}
+
+#[test]
+fn every_error_message_starts_with_the_program_name() {
+    let dir = TempDir::new("prefix");
+    let good = dir.file("good.txt", b"a\n");
+    let missing = dir.path("nope.ndjson");
+    let missing = missing.to_str().expect("path");
+    let directory = dir.0.to_str().expect("path");
+    let under_file = format!("{good}/out");
+
+    // Unreadable inputs: the OS's words, without Rust's "(os error N)".
+    let result = run(&["plan", missing, directory, &good]);
+    assert_eq!(result.code, 3);
+    assert_eq!(
+        result.stderr,
+        format!(
+            "kinesis-batcher: {missing}: No such file or directory\n\
+             kinesis-batcher: {directory}: Is a directory\n"
+        )
+    );
+
+    // Unwritable outputs.
+    for (args, expected) in [
+        (
+            vec!["emit", "--out", &under_file, "--stream", "s", &good],
+            format!("kinesis-batcher: --out {under_file}: Not a directory\n"),
+        ),
+        (
+            vec!["plan", "--batches", &under_file, &good],
+            format!("kinesis-batcher: --batches {under_file}: Not a directory\n"),
+        ),
+    ] {
+        let result = run(&args);
+        assert_eq!(
+            (result.code, result.stderr.as_str()),
+            (3, expected.as_str())
+        );
+        assert!(result.stdout.is_empty(), "{args:?}: {}", result.stdout);
+    }
+    let out = dir.path("out");
+    let out = out.to_str().expect("path");
+    assert_eq!(run(&["emit", "--out", out, "--stream", "s", &good]).code, 0);
+    let again = run(&["emit", "--out", out, "--stream", "s", &good]);
+    assert_eq!(again.code, 3);
+    assert!(
+        again.stderr.starts_with(&format!(
+            "kinesis-batcher: --out {out}: already holds request files"
+        )),
+        "{}",
+        again.stderr
+    );
+}
+
+/// Runs the binary with stdout on /dev/full, where every write fails with ENOSPC.
+#[cfg(target_os = "linux")]
+fn run_to_full_stdout(args: &[&str]) -> (i32, String) {
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let output = Command::new(env!("CARGO_BIN_EXE_kinesis-batcher"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kinesis-batcher");
+    (
+        output.status.code().expect("exit code"),
+        String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_stdout_is_an_error_named_after_the_program() {
+    let dir = TempDir::new("full");
+    let good = dir.file("good.txt", b"a\n");
+    let full = "No space left on device\n";
+    assert_eq!(
+        run_to_full_stdout(&["plan", &good]),
+        (3, format!("kinesis-batcher: stdout: {full}"))
+    );
+    assert_eq!(
+        run_to_full_stdout(&["--help"]),
+        (3, format!("kinesis-batcher: stdout: {full}"))
+    );
+    assert_eq!(
+        run_to_full_stdout(&["plan", "--batches", "-", &good]),
+        (3, format!("kinesis-batcher: --batches stdout: {full}"))
+    );
 }
 
 #[test]
