@@ -38,8 +38,9 @@ COMMANDS:
             {\"StreamName\": NAME, \"Records\": [{\"Data\": BASE64, \"PartitionKey\": KEY}, ...]}
             With --profile firehose, for `aws firehose put-record-batch`:
             {\"DeliveryStreamName\": NAME, \"Records\": [{\"Data\": BASE64}, ...]}
-            Refused records are not written. DIR is created if needed, and must not
-            already hold request-*.json files.
+            Refused records are not written. DIR must not already hold request-*.json
+            files; it is created with the first request file, so a run that writes
+            none (nothing read, or every line refused) creates nothing.
     demo    Plan a built-in deterministic data set (about 20,000 NDJSON lines of mixed
             sizes, some bad ones) generated in memory, keyed by --key-field device.
 
@@ -75,7 +76,7 @@ OPTIONS (plan, emit, demo):
                         are still planned (and written by emit)
     -q, --quiet         No per-refusal messages on stderr (the summary still counts them)
     --batches PATH      Write every request as a JSON line to PATH ('-': stdout, and the
-                        summary goes to stderr):
+                        summary goes to stderr), created when the first input is read:
                           {\"batch\":1,\"file\":\"a.ndjson\",\"first_line\":1,\"last_line\":480,
                            \"records\":479,\"bytes\":10480000,\"refused_inside\":1}
                         file and first_line locate its first record, last_line its last
@@ -101,8 +102,11 @@ EXIT CODES:
     1   stopped by --stop-on-refusal
     2   usage error: bad option or value, invalid limits
     3   input or output error: an unreadable FILE (the other files are still read
-        unless --stop-on-refusal, and the summary is printed), or an unwritable
-        --out, --batches or stdout (the run stops there)
+        unless --stop-on-refusal, and the summary of what was read is printed; when
+        nothing could be read, there is no summary and no output is created), or an
+        unwritable --out, --batches or stdout (the run stops there)
+
+Every error message starts with 'kinesis-batcher: '.
 ";
 
 /// What to do.
@@ -153,9 +157,9 @@ pub enum Input {
     Demo,
 }
 
-/// Where the `--batches` lines go.
+/// Where a JSON-lines output (`--batches`) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BatchesTo {
+pub enum OutputTo {
     /// A file.
     Path(PathBuf),
     /// Standard output (the summary then goes to stderr).
@@ -212,7 +216,7 @@ pub struct Options {
     /// No per-refusal messages.
     pub quiet: bool,
     /// `--batches`.
-    pub batches: Option<BatchesTo>,
+    pub batches: Option<OutputTo>,
     /// `--out` (emit).
     pub out: Option<PathBuf>,
     /// `--stream` (emit).
@@ -481,9 +485,9 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
 
     let batches = match raw.batches {
         None => None,
-        Some(path) if path == "-" => Some(BatchesTo::Stdout),
+        Some(path) if path == "-" => Some(OutputTo::Stdout),
         Some(path) if path.is_empty() => return usage("--batches needs a path, or '-' for stdout"),
-        Some(path) => Some(BatchesTo::Path(PathBuf::from(path))),
+        Some(path) => Some(OutputTo::Path(PathBuf::from(path))),
     };
 
     Ok(Options {

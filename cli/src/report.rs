@@ -153,8 +153,20 @@ pub struct Summary<'a> {
     pub refusals: &'a Refusals,
     /// Where `--stop-on-refusal` stopped.
     pub stopped_at: Option<Location>,
-    /// With emit: the directory and the request files written, and their bytes.
-    pub written: Option<(&'a Path, u64, u64)>,
+    /// With emit: what was written where.
+    pub written: Option<Written<'a>>,
+}
+
+/// The request files `emit` wrote.
+pub struct Written<'a> {
+    /// `--out`.
+    pub dir: &'a Path,
+    /// Whether it exists: it did before the run, or the first request file created it.
+    pub dir_exists: bool,
+    /// Request files written.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl Summary<'_> {
@@ -242,8 +254,20 @@ impl Summary<'_> {
             }
             writeln!(out, "  {:<18} {count:>8}  {}", why.id(), places.join(", "))?;
         }
-        if let Some((dir, files, bytes)) = self.written {
-            if files == 0 {
+        if let Some(Written {
+            dir,
+            dir_exists,
+            files,
+            bytes,
+        }) = self.written
+        {
+            if files == 0 && !dir_exists {
+                writeln!(
+                    out,
+                    "wrote        no request file ({} not created)",
+                    dir.display()
+                )?;
+            } else if files == 0 {
                 writeln!(out, "wrote        no request file to {}", dir.display())?;
             } else if files == 1 {
                 writeln!(

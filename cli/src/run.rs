@@ -11,12 +11,12 @@ use kinesis_batcher::limits::MAX_KEY_UNITS;
 use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
 use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
 
-use crate::args::{BatchesTo, Command, Input, KeySpec, Options};
+use crate::args::{Command, Input, KeySpec, Options, OutputTo};
 use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
 use crate::progress::Progress;
-use crate::report::{Location, Refusals, Summary, Why};
+use crate::report::{Location, Refusals, Summary, Why, Written};
 
 /// The exit codes.
 pub mod exit {
@@ -79,10 +79,62 @@ impl Source for LinePacker {
 /// Opens an input for reading: [`input::open`], or a stand-in in tests.
 type Opener<'a> = &'a mut dyn FnMut(&Input) -> io::Result<Box<dyn Read>>;
 
-/// `--batches`: one JSON line per request.
-struct BatchLog {
-    out: BufWriter<Box<dyn Write>>,
-    name: String,
+/// A JSON-lines output (`--batches`), opened when the first input is read: a run that
+/// reads nothing creates no file and truncates no earlier one.
+struct JsonLines {
+    /// The option, for messages.
+    option: &'static str,
+    to: OutputTo,
+    out: Option<BufWriter<Box<dyn Write>>>,
+}
+
+impl JsonLines {
+    fn new(option: &'static str, to: &OutputTo) -> JsonLines {
+        JsonLines {
+            option,
+            to: to.clone(),
+            out: None,
+        }
+    }
+
+    fn fail(&self, error: &io::Error) -> Fatal {
+        let name = match &self.to {
+            OutputTo::Stdout => "stdout".into(),
+            OutputTo::Path(path) => path.display().to_string(),
+        };
+        output_error(&format!("{} {name}", self.option), error)
+    }
+
+    /// Creates the file, if not done yet.
+    fn open(&mut self) -> Result<(), Fatal> {
+        if self.out.is_none() {
+            let out: Box<dyn Write> = match &self.to {
+                OutputTo::Stdout => Box::new(io::stdout()),
+                OutputTo::Path(path) => Box::new(File::create(path).map_err(|e| self.fail(&e))?),
+            };
+            self.out = Some(BufWriter::new(out));
+        }
+        Ok(())
+    }
+
+    /// Writes one line, `\n` included.
+    fn write(&mut self, line: &[u8]) -> Result<(), Fatal> {
+        self.open()?;
+        let written = match &mut self.out {
+            Some(out) => out.write_all(line),
+            None => Ok(()),
+        };
+        written.map_err(|e| self.fail(&e))
+    }
+
+    /// Flushes what is buffered, if the file was ever opened.
+    fn flush(&mut self) -> Result<(), Fatal> {
+        let flushed = match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        };
+        flushed.map_err(|e| self.fail(&e))
+    }
 }
 
 /// Runs a plan, emit or demo command and returns its exit code.
@@ -134,13 +186,15 @@ struct State {
     names: Vec<String>,
     open: Option<Span>,
     refusals: Refusals,
-    batch_log: Option<BatchLog>,
+    batch_log: Option<JsonLines>,
     emit: Option<RequestWriter>,
     progress: Progress,
     records: u64,
     lines: u64,
     bytes_read: u64,
     input_errors: u64,
+    /// Inputs that gave at least their first read (bytes, or their end).
+    inputs_read: u64,
     stopped_at: Option<Location>,
 }
 
@@ -152,22 +206,10 @@ struct Run {
 impl Run {
     fn new(options: &Options) -> Result<Run, Fatal> {
         let limits = options.limits;
-        let batch_log = match &options.batches {
-            None => None,
-            Some(BatchesTo::Stdout) => Some(BatchLog {
-                out: BufWriter::new(Box::new(io::stdout())),
-                name: "stdout".into(),
-            }),
-            Some(BatchesTo::Path(path)) => {
-                let file = File::create(path).map_err(|e| {
-                    Fatal(format!("--batches {}: {}", path.display(), describe(&e)))
-                })?;
-                Some(BatchLog {
-                    out: BufWriter::new(Box::new(file)),
-                    name: path.display().to_string(),
-                })
-            }
-        };
+        let batch_log = options
+            .batches
+            .as_ref()
+            .map(|to| JsonLines::new("--batches", to));
         let emit = match (&options.out, &options.stream) {
             (Some(dir), Some(stream)) => {
                 Some(RequestWriter::create(dir, stream, &limits).map_err(|e| {
@@ -198,6 +240,7 @@ impl Run {
                 lines: 0,
                 bytes_read: 0,
                 input_errors: 0,
+                inputs_read: 0,
                 stopped_at: None,
             },
             keys,
@@ -241,9 +284,11 @@ impl Run {
         }
         state.progress.clear();
         if let Some(log) = &mut state.batch_log {
-            log.out
-                .flush()
-                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+            log.flush()?;
+        }
+        if state.inputs_read == 0 && state.input_errors > 0 {
+            // Nothing could be read: a summary of zeros would only bury the errors above.
+            return Ok(exit::IO);
         }
         let stats = *state.acc.stats();
         for reason in Reason::ALL {
@@ -278,12 +323,17 @@ impl Run {
             stopped_at: state.stopped_at,
             written: state.emit.as_ref().map(|emit| {
                 let (files, bytes) = emit.written();
-                (emit.dir(), files, bytes)
+                Written {
+                    dir: emit.dir(),
+                    dir_exists: emit.dir_exists(),
+                    files,
+                    bytes,
+                }
             }),
         };
         let (written, to) = if let Some(out) = summary_to {
             (summary.write(out), "summary")
-        } else if options.batches == Some(BatchesTo::Stdout) {
+        } else if options.batches == Some(OutputTo::Stdout) {
             (summary.write(&mut io::stderr().lock()), "stderr")
         } else {
             (summary.write(&mut io::stdout().lock()), "stdout")
@@ -313,9 +363,16 @@ impl Run {
         chunk: &mut ChunkBuffer,
     ) -> Result<Flow, Fatal> {
         chunk.reset();
+        let mut first = true;
         let flow = loop {
             match chunk.refill(reader) {
-                Ok(n) => self.state.bytes_read += n as u64,
+                Ok(n) => {
+                    if first {
+                        first = false;
+                        self.state.input_read()?;
+                    }
+                    self.state.bytes_read += n as u64;
+                }
                 Err(error) => {
                     let data = chunk.data();
                     let whole = data
@@ -528,13 +585,21 @@ impl State {
                 )
                 .as_bytes(),
             );
-            log.out
-                .write_all(&json)
-                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+            log.write(&json)?;
         }
         if let Some(emit) = &mut self.emit {
             emit.finish(batch)
-                .map_err(|e| output_error(&e.path.display().to_string(), &e.error))?;
+                .map_err(|e| output_error(&format!("--out {}", e.path.display()), &e.error))?;
+        }
+        Ok(())
+    }
+
+    /// An input gave its first read: the outputs opened lazily are opened now, before
+    /// anything is written to them.
+    fn input_read(&mut self) -> Result<(), Fatal> {
+        self.inputs_read += 1;
+        if let Some(log) = &mut self.batch_log {
+            log.open()?;
         }
         Ok(())
     }
@@ -646,10 +711,12 @@ mod tests {
         };
         let mut summary = Vec::new();
         let code = run_with(&options, &mut open, Some(&mut summary));
-        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
-            .expect("read --out")
-            .map(|entry| entry.expect("entry").path())
-            .collect();
+        // No request written: no directory (it is created with the first request).
+        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries.map(|entry| entry.expect("entry").path()).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("read --out: {e}"),
+        };
         names.sort();
         let requests = names
             .iter()

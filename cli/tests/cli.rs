@@ -596,9 +596,89 @@ fn unreadable_inputs_exit_3_after_the_others() {
     assert_eq!(result.accepted_refused(), (2, 0));
     assert!(result.line("input").contains("2 unreadable"));
 
-    // With --stop-on-refusal an unreadable input stops the run at once.
+    // With --stop-on-refusal an unreadable input stops the run at once: nothing was
+    // read, so there is no summary.
     let result = run(&["plan", "--stop-on-refusal", missing, &good]);
     assert_eq!(result.code, 3);
+    assert_eq!(result.stdout, "");
+}
+
+#[test]
+fn nothing_read_prints_no_summary_and_creates_nothing() {
+    let dir = TempDir::new("nothing-read");
+    let first = dir.path("a.ndjson");
+    let first = first.to_str().expect("path");
+    let second = dir.path("b.ndjson");
+    let second = second.to_str().expect("path");
+    let directory = dir.0.to_str().expect("path");
+    let out = dir.path("out");
+    let out_arg = out.to_str().expect("path");
+    let earlier = b"{\"batch\":1} from an earlier run\n";
+    let log = dir.file("batches.jsonl", earlier);
+    let emit = |inputs: &[&str]| {
+        let mut args = vec!["emit", "--out", out_arg, "--stream", "s", "--batches", &log];
+        args.extend_from_slice(inputs);
+        run(&args)
+    };
+
+    let result = emit(&[first, second]);
+    assert_eq!(result.code, 3);
+    assert_eq!(result.stdout, "", "no summary of zeros");
+    assert_eq!(
+        result.stderr,
+        format!(
+            "kinesis-batcher: {first}: No such file or directory\n\
+             kinesis-batcher: {second}: No such file or directory\n"
+        )
+    );
+    assert!(!out.exists(), "--out created though nothing was read");
+    assert_eq!(
+        fs::read(&log).expect("read log"),
+        earlier,
+        "--batches truncated"
+    );
+
+    // A directory opens but cannot be read: nothing read either.
+    let result = run(&["plan", first, directory]);
+    assert_eq!((result.code, result.stdout.as_str()), (3, ""));
+
+    // One readable input among them: the summary of what was read, and still 3.
+    let good = dir.file("good.txt", b"a\nb\n");
+    let result = emit(&[first, &good]);
+    assert_eq!(result.code, 3, "{}", result.stderr);
+    assert_eq!(result.accepted_refused(), (2, 0));
+    assert!(result.line("input").contains("1 unreadable"));
+    assert_eq!(read_requests(&out, "StreamName", "s").len(), 1);
+    assert_eq!(
+        batches(&fs::read_to_string(&log).expect("read log")).len(),
+        1
+    );
+
+    // Every line refused: no request file, so no directory either, and the summary says so.
+    let empty = dir.path("empty");
+    let empty_arg = empty.to_str().expect("path");
+    let all_refused = ["emit", "--out", empty_arg, "--stream", "s", "--quiet"];
+    let args = [&all_refused[..], &["--max-record-size", "1", &good]].concat();
+    let result = run(&args);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(!empty.exists());
+    assert_eq!(
+        result.line("wrote"),
+        format!("no request file ({empty_arg} not created)")
+    );
+    // An existing directory is left as it is.
+    fs::create_dir(&empty).expect("mkdir");
+    let result = run(&args);
+    assert_eq!(
+        result.line("wrote"),
+        format!("no request file to {empty_arg}")
+    );
+    assert_eq!(fs::read_dir(&empty).expect("read dir").count(), 0);
+
+    // An empty input is an input read: a summary, and exit 0.
+    let nothing = dir.file("nothing.txt", b"");
+    let result = run(&["plan", &nothing]);
+    assert_eq!(result.code, 0);
     assert_eq!(result.accepted_refused(), (0, 0));
 }
 
