@@ -1,8 +1,9 @@
 //! Command-line parsing: subcommands, options, their checks, and the help text.
 //!
-//! Every limit comes from the core: a profile is a [`Limits`] constant, `--max-record-size`
-//! goes through [`Limits::with_max_record_bytes`] (its [`LimitsError`] message is the
-//! usage error), and a constant `--key` is measured by the core before any input is read.
+//! Every limit comes from the core: a profile is a [`Limits`] constant, `--max-records`,
+//! `--max-request-bytes` and `--max-record-size` go through [`Limits::with_caps`] (its
+//! [`LimitsError`] message is the usage error), and a constant `--key` is measured by the
+//! core before any input is read.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -54,6 +55,13 @@ OPTIONS (plan, emit, demo):
     --max-record-size N[KiB|MiB]
                         Record cap (data + key), e.g. 4MiB for a stream whose
                         MaxRecordSizeInKiB is 4096 [default: the profile's]
+    --max-records N     Records per request, 1 to 500 [default: the profile's]
+    --max-request-bytes N[KiB|MiB]
+                        Request cap (the records' data + keys), at most 10MiB and not
+                        below the record cap: lower --max-record-size with it
+                        [default: the profile's]
+                        The three caps are checked together by the library; an invalid
+                        set is a usage error that names the rule broken
     --key-unit code-points|utf16|utf8-bytes
                         How partition-key length is counted against 256
                         [default: code-points]
@@ -273,6 +281,8 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Value(value) => raw.files.push(value),
             Long("profile") => raw.profile = Some(parser.value()?.string()?),
             Long("max-record-size") => raw.max_record_size = Some(parser.value()?.string()?),
+            Long("max-records") => raw.max_records = Some(parser.value()?.string()?),
+            Long("max-request-bytes") => raw.max_request_bytes = Some(parser.value()?.string()?),
             Long("key-unit") => raw.key_unit = Some(parser.value()?.string()?),
             Long("key-hash") => raw.set_key(KeySpec::Hash, "--key-hash")?,
             Long("key") => {
@@ -308,6 +318,8 @@ struct Raw {
     command: Command,
     profile: Option<String>,
     max_record_size: Option<String>,
+    max_records: Option<String>,
+    max_request_bytes: Option<String>,
     key_unit: Option<String>,
     key: Option<(KeySpec, &'static str)>,
     format: Option<String>,
@@ -326,6 +338,8 @@ impl Raw {
             command,
             profile: None,
             max_record_size: None,
+            max_records: None,
+            max_request_bytes: None,
             key_unit: None,
             key: None,
             format: None,
@@ -360,13 +374,50 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         }
     };
     let mut limits = profile.limits();
-    if let Some(text) = &raw.max_record_size {
-        let bytes = parse_size(text)
-            .map_err(|why| UsageError(format!("--max-record-size {text}: {why}")))?;
+    let caps = [
+        ("--max-records", &raw.max_records),
+        ("--max-request-bytes", &raw.max_request_bytes),
+        ("--max-record-size", &raw.max_record_size),
+    ];
+    if caps.iter().any(|(_, text)| text.is_some()) {
+        let records = match &raw.max_records {
+            Some(text) => parse_count(text)
+                .map_err(|why| UsageError(format!("--max-records {text}: {why}")))?,
+            None => limits.max_records(),
+        };
+        let size = |option: &str, text: &Option<String>, default: u32| match text {
+            Some(text) => {
+                parse_size(text).map_err(|why| UsageError(format!("{option} {text}: {why}")))
+            }
+            None => Ok(default),
+        };
+        let request = size(
+            "--max-request-bytes",
+            &raw.max_request_bytes,
+            limits.max_request_bytes(),
+        )?;
+        let record = size(
+            "--max-record-size",
+            &raw.max_record_size,
+            limits.max_record_bytes(),
+        )?;
+        // The core decides which sets are valid; its message names the rule broken.
         limits = limits
-            .with_max_record_bytes(bytes)
+            .with_caps(records, request, record)
             .map_err(|error: LimitsError| {
-                UsageError(format!("--max-record-size {text}: {}", error.message()))
+                let given: Vec<String> = caps
+                    .iter()
+                    .filter_map(|(option, text)| {
+                        text.as_ref().map(|text| format!("{option} {text}"))
+                    })
+                    .collect();
+                let numbers = if error == LimitsError::RecordAboveRequest {
+                    // One of the two may be the profile's default: say both.
+                    format!(" ({record} > {request} bytes)")
+                } else {
+                    String::new()
+                };
+                UsageError(format!("{}: {error}{numbers}", given.join(" ")))
             })?;
     }
     if let Some(unit) = &raw.key_unit {
@@ -506,6 +557,16 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
     })
 }
 
+/// Parses a record count. One beyond `u32` is kept as `u32::MAX`, so that the core's
+/// check says which maximum it is above.
+fn parse_count(text: &str) -> Result<u32, &'static str> {
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number of records");
+    }
+    Ok(digits.parse::<u32>().unwrap_or(u32::MAX))
+}
+
 /// Parses a byte count: `N`, `NB`, `NKiB` or `NMiB` (the suffix in any case).
 fn parse_size(text: &str) -> Result<u32, &'static str> {
     let lower = text.trim().to_ascii_lowercase();
@@ -543,5 +604,15 @@ mod tests {
         assert!(parse_size("4MB").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("99999999999MiB").is_err());
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("2"), Ok(2));
+        assert_eq!(parse_count(" 500 "), Ok(500));
+        assert_eq!(parse_count("99999999999"), Ok(u32::MAX));
+        assert!(parse_count("").is_err());
+        assert!(parse_count("-1").is_err());
+        assert!(parse_count("2k").is_err());
     }
 }

@@ -270,6 +270,8 @@ fn help_and_version() {
         "demo",
         "--profile kds|kds-5mib|firehose",
         "--max-record-size",
+        "--max-records N",
+        "--max-request-bytes N[KiB|MiB]",
         "--key-unit code-points|utf16|utf8-bytes",
         "--key-hash",
         "FNV-1a 64",
@@ -479,6 +481,167 @@ fn an_unwritable_stdout_is_an_error_named_after_the_program() {
         run_to_full_stdout(&["plan", "--batches", "-", &good]),
         (3, format!("kinesis-batcher: --batches stdout: {full}"))
     );
+}
+
+#[test]
+fn custom_caps_cut_requests_at_exact_boundaries() {
+    let dir = TempDir::new("caps");
+    // Each record: 4 bytes of data and the 1-byte key "k", 5 bytes as the service counts.
+    let file = dir.file("five.txt", b"aaaa\nbbbb\ncccc\ndddd\neeee\n");
+    let per_request = |caps: &[&str]| -> Vec<u64> {
+        let args = [
+            &["plan", "--key", "k", "--batches", "-"][..],
+            caps,
+            &[&file],
+        ]
+        .concat();
+        let result = run(&args);
+        assert_eq!(result.code, 0, "{caps:?}: {}", result.stderr);
+        batches(&result.stdout)
+            .iter()
+            .map(|batch| int(batch, "records"))
+            .collect()
+    };
+    assert_eq!(per_request(&["--max-records", "2"]), [2, 2, 1]);
+    assert_eq!(per_request(&["--max-records", "1"]), [1; 5]);
+    assert_eq!(per_request(&["--max-records", "500"]), [5]);
+    // A request cap of exactly two records' bytes holds two; one byte less, one.
+    let bytes = |request: &str, record: &str| {
+        per_request(&["--max-request-bytes", request, "--max-record-size", record])
+    };
+    assert_eq!(bytes("10", "10"), [2, 2, 1]);
+    assert_eq!(bytes("9", "9"), [1; 5]);
+    assert_eq!(bytes("15", "5"), [3, 2]);
+    assert_eq!(bytes("14", "5"), [2, 2, 1]);
+    assert_eq!(bytes("1KiB", "5"), [5]);
+
+    // emit writes those requests, and the summary states the caps in force.
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--key",
+        "k",
+        "--max-records",
+        "2",
+        "--max-request-bytes",
+        "1KiB",
+        "--max-record-size",
+        "5",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(
+        result.line("kinesis-batcher emit:"),
+        "profile kds: 2 records, 1024 bytes per request, 5 bytes per record"
+    );
+    let requests = read_requests(&out, "StreamName", "s");
+    check_limits(&requests, 1024, 5);
+    let counts: Vec<usize> = requests.iter().map(|r| r.records.len()).collect();
+    assert_eq!(counts, [2, 2, 1]);
+
+    // Firehose under custom caps: still no keys, so 4 bytes a record.
+    let firehose = run(&[
+        "plan",
+        "--profile",
+        "firehose",
+        "--max-request-bytes",
+        "8",
+        "--max-record-size",
+        "4",
+        "--batches",
+        "-",
+        &file,
+    ]);
+    assert_eq!(firehose.code, 0, "{}", firehose.stderr);
+    let sizes: Vec<u64> = batches(&firehose.stdout)
+        .iter()
+        .map(|batch| int(batch, "bytes"))
+        .collect();
+    assert_eq!(sizes, [8, 8, 4]);
+}
+
+#[test]
+fn invalid_caps_are_usage_errors_naming_the_rule() {
+    use kinesis_batcher::LimitsError;
+
+    let dir = TempDir::new("bad-caps");
+    let file = dir.file("in.txt", b"a\n");
+    for (caps, expected) in [
+        (
+            vec!["--max-records", "0"],
+            format!("--max-records 0: {}", LimitsError::ZeroRecords),
+        ),
+        (
+            vec!["--max-records", "501"],
+            format!("--max-records 501: {}", LimitsError::RecordsAboveService),
+        ),
+        (
+            vec!["--max-records", "99999999999"],
+            format!(
+                "--max-records 99999999999: {}",
+                LimitsError::RecordsAboveService
+            ),
+        ),
+        (
+            vec!["--max-records", "2k"],
+            "--max-records 2k: expected a whole number of records".to_owned(),
+        ),
+        (
+            vec!["--max-request-bytes", "0"],
+            format!("--max-request-bytes 0: {}", LimitsError::ZeroRequestBytes),
+        ),
+        (
+            vec!["--max-request-bytes", "10MiB"],
+            String::new(), // the service's maximum: valid
+        ),
+        (
+            vec!["--max-request-bytes", "10485761"],
+            format!(
+                "--max-request-bytes 10485761: {}",
+                LimitsError::RequestBytesAboveService
+            ),
+        ),
+        (
+            // The record cap left at the profile's 1 MiB is above this request cap.
+            vec!["--max-request-bytes", "100"],
+            format!(
+                "--max-request-bytes 100: {} (1048576 > 100 bytes)",
+                LimitsError::RecordAboveRequest
+            ),
+        ),
+        (
+            vec!["--max-request-bytes", "10", "--max-record-size", "11"],
+            format!(
+                "--max-request-bytes 10 --max-record-size 11: {} (11 > 10 bytes)",
+                LimitsError::RecordAboveRequest
+            ),
+        ),
+        (
+            vec!["--profile", "firehose", "--max-record-size", "1MiB"],
+            format!(
+                "--max-record-size 1MiB: {}",
+                LimitsError::RecordBytesAboveProfile
+            ),
+        ),
+    ] {
+        let args = [&["plan"][..], &caps, &[&file]].concat();
+        let result = run(&args);
+        if expected.is_empty() {
+            assert_eq!(result.code, 0, "{caps:?}: {}", result.stderr);
+            continue;
+        }
+        assert_eq!(result.code, 2, "{caps:?}: {}", result.stderr);
+        assert_eq!(
+            result.stderr.lines().next(),
+            Some(format!("kinesis-batcher: {expected}").as_str()),
+            "{caps:?}"
+        );
+        assert!(result.stdout.is_empty(), "{caps:?}");
+    }
 }
 
 #[test]
