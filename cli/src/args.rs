@@ -92,6 +92,16 @@ OPTIONS (plan, emit, demo):
                         has \"last_file\". bytes count data + keys as the service does;
                         refused_inside counts the refused lines between its first and
                         its last record (they are not in the request)
+    --refusals PATH     Write every refused line as a JSON line to PATH, all of them
+                        (not only the 50 shown on stderr, and with --quiet too); '-':
+                        stdout, and the summary goes to stderr. Created when the first
+                        input is read:
+                          {\"file\":\"a.ndjson\",\"line\":7,\"offset\":1234,
+                           \"reason\":\"key_field_missing\",\"detail\":\"no field \\\"device\\\"\"}
+                        offset: the line's first byte in its file (from 0); reason: one
+                        of the refusal reasons below; detail: the stderr message's text
+                        after the reason (\"\" when it has none). --batches and --refusals
+                        cannot both be '-'
     -h, --help          Print this help
     -V, --version       Print the version
 
@@ -112,7 +122,7 @@ EXIT CODES:
     3   input or output error: an unreadable FILE (the other files are still read
         unless --stop-on-refusal, and the summary of what was read is printed; when
         nothing could be read, there is no summary and no output is created), or an
-        unwritable --out, --batches or stdout (the run stops there)
+        unwritable --out, --batches, --refusals or stdout (the run stops there)
 
 Every error message starts with 'kinesis-batcher: '.
 ";
@@ -165,7 +175,7 @@ pub enum Input {
     Demo,
 }
 
-/// Where a JSON-lines output (`--batches`) goes.
+/// Where a JSON-lines output (`--batches`, `--refusals`) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputTo {
     /// A file.
@@ -225,6 +235,8 @@ pub struct Options {
     pub quiet: bool,
     /// `--batches`.
     pub batches: Option<OutputTo>,
+    /// `--refusals`.
+    pub refusals: Option<OutputTo>,
     /// `--out` (emit).
     pub out: Option<PathBuf>,
     /// `--stream` (emit).
@@ -298,6 +310,7 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Long("stop-on-refusal") => raw.stop_on_refusal = true,
             Long("quiet") | Short('q') => raw.quiet = true,
             Long("batches") => raw.batches = Some(parser.value()?),
+            Long("refusals") => raw.refusals = Some(parser.value()?),
             Long("out") => raw.out = Some(parser.value()?),
             Long("stream") => raw.stream = Some(parser.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -327,6 +340,7 @@ struct Raw {
     stop_on_refusal: bool,
     quiet: bool,
     batches: Option<OsString>,
+    refusals: Option<OsString>,
     out: Option<OsString>,
     stream: Option<String>,
     files: Vec<OsString>,
@@ -347,6 +361,7 @@ impl Raw {
             stop_on_refusal: false,
             quiet: false,
             batches: None,
+            refusals: None,
             out: None,
             stream: None,
             files: Vec::new(),
@@ -534,12 +549,18 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         }
     };
 
-    let batches = match raw.batches {
-        None => None,
-        Some(path) if path == "-" => Some(OutputTo::Stdout),
-        Some(path) if path.is_empty() => return usage("--batches needs a path, or '-' for stdout"),
-        Some(path) => Some(OutputTo::Path(PathBuf::from(path))),
+    let output = |option: &str, path: Option<OsString>| match path {
+        None => Ok(None),
+        Some(path) if path == "-" => Ok(Some(OutputTo::Stdout)),
+        Some(path) if path.is_empty() => usage(format!("{option} needs a path, or '-' for stdout")),
+        Some(path) => Ok(Some(OutputTo::Path(PathBuf::from(path)))),
     };
+    let batches = output("--batches", raw.batches)?;
+    let refusals = output("--refusals", raw.refusals)?;
+    if batches == Some(OutputTo::Stdout) && refusals == Some(OutputTo::Stdout) {
+        // Their lines would interleave, with nothing to tell one kind from the other.
+        return usage("--batches and --refusals cannot both write to stdout ('-')");
+    }
 
     Ok(Options {
         command: raw.command,
@@ -551,6 +572,7 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         stop_on_refusal: raw.stop_on_refusal,
         quiet: raw.quiet,
         batches,
+        refusals,
         out,
         stream,
         inputs,

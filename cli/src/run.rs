@@ -79,8 +79,8 @@ impl Source for LinePacker {
 /// Opens an input for reading: [`input::open`], or a stand-in in tests.
 type Opener<'a> = &'a mut dyn FnMut(&Input) -> io::Result<Box<dyn Read>>;
 
-/// A JSON-lines output (`--batches`), opened when the first input is read: a run that
-/// reads nothing creates no file and truncates no earlier one.
+/// A JSON-lines output (`--batches`, `--refusals`), opened when the first input is read:
+/// a run that reads nothing creates no file and truncates no earlier one.
 struct JsonLines {
     /// The option, for messages.
     option: &'static str,
@@ -187,6 +187,8 @@ struct State {
     open: Option<Span>,
     refusals: Refusals,
     batch_log: Option<JsonLines>,
+    /// `--refusals`: one JSON line per refused line.
+    refusal_log: Option<JsonLines>,
     emit: Option<RequestWriter>,
     progress: Progress,
     records: u64,
@@ -210,6 +212,10 @@ impl Run {
             .batches
             .as_ref()
             .map(|to| JsonLines::new("--batches", to));
+        let refusal_log = options
+            .refusals
+            .as_ref()
+            .map(|to| JsonLines::new("--refusals", to));
         let emit = match (&options.out, &options.stream) {
             (Some(dir), Some(stream)) => {
                 Some(RequestWriter::create(dir, stream, &limits).map_err(|e| {
@@ -234,6 +240,7 @@ impl Run {
                 open: None,
                 refusals: Refusals::new(options.quiet),
                 batch_log,
+                refusal_log,
                 emit,
                 progress: Progress::new(input::total_size(&options.inputs)),
                 records: 0,
@@ -283,7 +290,10 @@ impl Run {
             state.close(&batch, span)?;
         }
         state.progress.clear();
-        if let Some(log) = &mut state.batch_log {
+        for log in [&mut state.batch_log, &mut state.refusal_log]
+            .into_iter()
+            .flatten()
+        {
             log.flush()?;
         }
         if state.inputs_read == 0 && state.input_errors > 0 {
@@ -333,7 +343,9 @@ impl Run {
         };
         let (written, to) = if let Some(out) = summary_to {
             (summary.write(out), "summary")
-        } else if options.batches == Some(OutputTo::Stdout) {
+        } else if options.batches == Some(OutputTo::Stdout)
+            || options.refusals == Some(OutputTo::Stdout)
+        {
             (summary.write(&mut io::stderr().lock()), "stderr")
         } else {
             (summary.write(&mut io::stdout().lock()), "stdout")
@@ -428,7 +440,6 @@ impl Run {
     /// One line (or packed run of lines): its key, then the core's answer.
     fn line(&mut self, input: usize, line: &Line<'_>) -> Result<Flow, Fatal> {
         self.state.records += 1;
-        let at = (input, line.number);
         // A line over the record cap is refused as too large whatever it holds, so it is
         // not parsed: the core measures its data alone to say so.
         let over_cap = !line.is_whole()
@@ -445,7 +456,7 @@ impl Run {
                     // The core takes the line's index without measuring it: a request
                     // spanning it counts it in `Batch::refused`.
                     self.state.acc.skip();
-                    return Ok(self.state.refuse(at, why, |_| detail));
+                    return self.state.refuse(input, line, why, |_| detail);
                 }
             }
         };
@@ -486,32 +497,63 @@ impl State {
                 }
                 Ok(Flow::Go)
             }
-            Push::Refused(reason) => Ok(self.refuse(at, Why::Core(reason), |state| {
+            Push::Refused(reason) => self.refuse(input, line, Why::Core(reason), |state| {
                 state.detail(reason, line, key, stand_in)
-            })),
+            }),
         }
     }
 
-    /// Counts a refusal, reports it, and stops if asked to.
-    fn refuse(&mut self, at: Location, why: Why, detail: impl FnOnce(&State) -> String) -> Flow {
+    /// Counts a refusal, logs it (`--refusals`), reports it, and stops if asked to.
+    fn refuse(
+        &mut self,
+        input: usize,
+        line: &Line<'_>,
+        why: Why,
+        detail: impl FnOnce(&State) -> String,
+    ) -> Result<Flow, Fatal> {
+        let at = (input, line.number);
         let print = self.refusals.add(why, at);
+        if !print && !self.stop_on_refusal && self.refusal_log.is_none() {
+            // The detail is only worked out for someone who will read it.
+            return Ok(Flow::Go);
+        }
+        let detail = detail(self);
+        if let Some(log) = &mut self.refusal_log {
+            let mut json = Vec::with_capacity(128);
+            json.extend_from_slice(b"{\"file\":");
+            push_json_string(&mut json, self.names[input].as_bytes());
+            // A packed record is refused only when it is one line (the packer never
+            // joins lines past the cap, and its key was checked up front): its line and
+            // offset are that line's.
+            json.extend_from_slice(
+                format!(
+                    ",\"line\":{},\"offset\":{},\"reason\":\"{}\",\"detail\":",
+                    line.number,
+                    line.offset,
+                    why.id()
+                )
+                .as_bytes(),
+            );
+            push_json_string(&mut json, detail.as_bytes());
+            json.extend_from_slice(b"}\n");
+            log.write(&json)?;
+        }
         if !print && !self.stop_on_refusal {
-            return Flow::Go;
+            return Ok(Flow::Go);
         }
         self.progress.clear();
-        let detail = detail(self);
         let message = if detail.is_empty() {
             format!("{}:{}: {}", self.names[at.0], at.1, why.label())
         } else {
             format!("{}:{}: {}: {detail}", self.names[at.0], at.1, why.label())
         };
         if self.stop_on_refusal {
-            eprintln!("kinesis-batcher: stopped at {message} (--stop-on-refusal)");
+            print_error(&format!("stopped at {message} (--stop-on-refusal)"));
             self.stopped_at = Some(at);
-            return Flow::Stop;
+            return Ok(Flow::Stop);
         }
         eprintln!("{message}");
-        Flow::Go
+        Ok(Flow::Go)
     }
 
     /// The detail of a refusal by the core, from the core's own measures.
@@ -598,7 +640,10 @@ impl State {
     /// anything is written to them.
     fn input_read(&mut self) -> Result<(), Fatal> {
         self.inputs_read += 1;
-        if let Some(log) = &mut self.batch_log {
+        for log in [&mut self.batch_log, &mut self.refusal_log]
+            .into_iter()
+            .flatten()
+        {
             log.open()?;
         }
         Ok(())

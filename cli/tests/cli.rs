@@ -281,6 +281,7 @@ fn help_and_version() {
         "--stop-on-refusal",
         "--quiet",
         "--batches PATH",
+        "--refusals PATH",
         "EXIT CODES",
     ] {
         assert!(help.stdout.contains(needle), "--help lacks {needle}");
@@ -1292,6 +1293,195 @@ fn quiet_and_message_cap() {
     let quiet = run(&["plan", "--quiet", "--max-record-size", "10", &file]);
     assert!(quiet.stderr.is_empty());
     assert_eq!(quiet.stdout, loud.stdout);
+}
+
+/// The `--refusals` lines, parsed.
+fn refusal_lines(text: &str) -> Vec<serde_json::Map<String, Value>> {
+    batches(text)
+}
+
+/// (line, reason) of each refusal line.
+fn lines_and_reasons(refusals: &[serde_json::Map<String, Value>]) -> Vec<(u64, String)> {
+    refusals
+        .iter()
+        .map(|r| {
+            (
+                int(r, "line"),
+                r["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Refusals by reason, counted from the `--refusals` lines.
+fn reason_counts(refusals: &[serde_json::Map<String, Value>]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for refusal in refusals {
+        *counts
+            .entry(refusal["reason"].as_str().expect("reason").to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn refusals_file_holds_every_refused_line() {
+    let dir = TempDir::new("refusals");
+    let lines = [
+        r#"{"k":"a"}"#.to_owned(),                   // 1 accepted
+        r#"{"k":""}"#.to_owned(),                    // 2 key_empty
+        "x".repeat(2000),                            // 3 record_too_large, not parsed
+        "not json".to_owned(),                       // 4 invalid_json
+        r#"{"x":1}"#.to_owned(),                     // 5 key_field_missing
+        r#"{"k":"b"}"#.to_owned(),                   // 6 accepted
+        String::new(),                               // 7 empty: skipped
+        format!(r#"{{"k":"{}"}}"#, "é".repeat(300)), // 8 key_too_long
+    ];
+    let input = lines.join("\n") + "\n";
+    // Where each line starts in the file.
+    let offsets: Vec<u64> = lines
+        .iter()
+        .scan(0, |at, line| {
+            let start = *at;
+            *at += line.len() as u64 + 1;
+            Some(start)
+        })
+        .collect();
+    let file = dir.file("crafted.ndjson", input.as_bytes());
+    let log = dir.path("refusals.jsonl");
+    let log_arg = log.to_str().expect("path");
+    let result = run(&[
+        "plan",
+        "--key-field",
+        "k",
+        "--max-record-size",
+        "1KiB",
+        "--refusals",
+        log_arg,
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let refusals = refusal_lines(&fs::read_to_string(&log).expect("read --refusals"));
+    assert_eq!(
+        lines_and_reasons(&refusals),
+        [
+            (2, "key_empty".to_owned()),
+            (3, "record_too_large".to_owned()),
+            (4, "invalid_json".to_owned()),
+            (5, "key_field_missing".to_owned()),
+            (8, "key_too_long".to_owned()),
+        ]
+    );
+    assert_eq!(refusals.len() as u64, result.accepted_refused().1);
+    assert_eq!(reason_counts(&refusals), result.refusals());
+    for refusal in &refusals {
+        assert_eq!(refusal["file"], file.as_str());
+        let line = int(refusal, "line") as usize;
+        assert_eq!(int(refusal, "offset"), offsets[line - 1], "{refusal:?}");
+        let mut keys: Vec<&String> = refusal.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["detail", "file", "line", "offset", "reason"]);
+    }
+    // The details are the stderr messages' own.
+    let detail = |i: usize| refusals[i]["detail"].as_str().expect("detail");
+    assert_eq!(detail(0), "field \"k\" is an empty string");
+    assert_eq!(detail(1), "2000 bytes of data alone, cap 1024");
+    assert_eq!(detail(3), "no field \"k\"");
+    assert_eq!(detail(4), "field \"k\": 300 code points, max 256");
+    assert!(detail(2).starts_with("expected"), "{}", detail(2));
+    assert!(
+        result
+            .stderr
+            .contains(&format!("{file}:4: invalid JSON: {}\n", detail(2)))
+    );
+
+    // --format ndjson alone: only lines that are not JSON, keyed by hash.
+    let ndjson = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--refusals",
+        "-",
+        &file,
+    ]);
+    assert_eq!(ndjson.code, 0, "{}", ndjson.stderr);
+    let refusals = refusal_lines(&ndjson.stdout);
+    assert_eq!(
+        lines_and_reasons(&refusals),
+        [
+            (3, "invalid_json".to_owned()),
+            (4, "invalid_json".to_owned())
+        ]
+    );
+    // With the refusals on stdout, the summary moves to stderr.
+    assert!(
+        ndjson.stderr.contains("refused      2\n"),
+        "{}",
+        ndjson.stderr
+    );
+
+    // Every refusal, not only the 50 shown on stderr, with or without --quiet.
+    let many = dir.file("many.txt", "x\n".repeat(120).as_bytes());
+    for quiet in [false, true] {
+        let mut args = vec!["plan", "--max-record-size", "10", "--refusals", log_arg];
+        if quiet {
+            args.push("--quiet");
+        }
+        args.push(&many);
+        let result = run(&args);
+        let refusals = refusal_lines(&fs::read_to_string(&log).expect("read --refusals"));
+        assert_eq!(refusals.len(), 120);
+        assert_eq!(refusals.len() as u64, result.accepted_refused().1);
+        let numbers: Vec<u64> = refusals.iter().map(|r| int(r, "line")).collect();
+        assert_eq!(numbers, (1..=120).collect::<Vec<u64>>());
+        assert_eq!(result.stderr.lines().count(), if quiet { 0 } else { 51 });
+    }
+
+    // --stop-on-refusal: the refusal that stopped the run is there, and no later one.
+    let stop = run(&[
+        "plan",
+        "--key-field",
+        "k",
+        "--stop-on-refusal",
+        "--refusals",
+        "-",
+        &file,
+    ]);
+    assert_eq!(stop.code, 1);
+    assert_eq!(
+        lines_and_reasons(&refusal_lines(&stop.stdout)),
+        [(2, "key_empty".to_owned())]
+    );
+
+    // Misuse and unwritable paths.
+    let both = run(&["plan", "--batches", "-", "--refusals", "-", &file]);
+    assert_eq!(both.code, 2);
+    assert!(
+        both.stderr
+            .starts_with("kinesis-batcher: --batches and --refusals cannot both write to stdout")
+    );
+    assert_eq!(run(&["plan", "--refusals", "", &file]).code, 2);
+    let under_file = format!("{file}/refusals.jsonl");
+    let bad = run(&["plan", "--refusals", &under_file, &file]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (
+            3,
+            format!("kinesis-batcher: --refusals {under_file}: Not a directory\n").as_str()
+        )
+    );
+    // Nothing read: no file.
+    let missing = dir.path("missing.ndjson");
+    let fresh = dir.path("fresh.jsonl");
+    let result = run(&[
+        "plan",
+        "--refusals",
+        fresh.to_str().expect("path"),
+        missing.to_str().expect("path"),
+    ]);
+    assert_eq!(result.code, 3);
+    assert!(!fresh.exists());
 }
 
 #[test]
