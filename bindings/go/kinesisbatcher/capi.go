@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kinesisbatcher
 
 // Every call into the C library goes through this file. Go memory handed to C holds no
