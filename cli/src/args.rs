@@ -92,6 +92,14 @@ OPTIONS (plan, emit, demo):
                         has \"last_file\". bytes count data + keys as the service does;
                         refused_inside counts the refused lines between its first and
                         its last record (they are not in the request)
+    --summary text|json The summary's form [default: text]. json: one JSON object on one
+                        line, for programs, with command, profile, limits, keys, files
+                        (each: name, status read|unreadable|not_reached, bytes, lines,
+                        error), unreadable, bytes_read, lines, records, packed, accepted
+                        (records, bytes), requests, fill (bytes, records: fractions of
+                        the caps), refused, refusals (every reason, zeros included),
+                        written (emit: dir, dir_exists, files, bytes; else null),
+                        stopped_at (file, line; or null) and exit_code
     --refusals PATH     Write every refused line as a JSON line to PATH, all of them
                         (not only the 50 shown on stderr, and with --quiet too); '-':
                         stdout, and the summary goes to stderr. Created when the first
@@ -184,6 +192,15 @@ pub enum OutputTo {
     Stdout,
 }
 
+/// The summary's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    /// For people: one fact per line.
+    Text,
+    /// One JSON object, for programs.
+    Json,
+}
+
 /// The profile chosen, for the summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -237,6 +254,8 @@ pub struct Options {
     pub batches: Option<OutputTo>,
     /// `--refusals`.
     pub refusals: Option<OutputTo>,
+    /// `--summary`.
+    pub summary: SummaryFormat,
     /// `--out` (emit).
     pub out: Option<PathBuf>,
     /// `--stream` (emit).
@@ -311,6 +330,7 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Long("quiet") | Short('q') => raw.quiet = true,
             Long("batches") => raw.batches = Some(parser.value()?),
             Long("refusals") => raw.refusals = Some(parser.value()?),
+            Long("summary") => raw.summary = Some(parser.value()?.string()?),
             Long("out") => raw.out = Some(parser.value()?),
             Long("stream") => raw.stream = Some(parser.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -341,6 +361,7 @@ struct Raw {
     quiet: bool,
     batches: Option<OsString>,
     refusals: Option<OsString>,
+    summary: Option<String>,
     out: Option<OsString>,
     stream: Option<String>,
     files: Vec<OsString>,
@@ -362,6 +383,7 @@ impl Raw {
             quiet: false,
             batches: None,
             refusals: None,
+            summary: None,
             out: None,
             stream: None,
             files: Vec::new(),
@@ -549,6 +571,12 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         }
     };
 
+    let summary = match raw.summary.as_deref() {
+        None | Some("text") => SummaryFormat::Text,
+        Some("json") => SummaryFormat::Json,
+        Some(other) => return usage(format!("--summary {other}: use text or json")),
+    };
+
     let output = |option: &str, path: Option<OsString>| match path {
         None => Ok(None),
         Some(path) if path == "-" => Ok(Some(OutputTo::Stdout)),
@@ -573,6 +601,7 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         quiet: raw.quiet,
         batches,
         refusals,
+        summary,
         out,
         stream,
         inputs,

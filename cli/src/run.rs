@@ -11,12 +11,12 @@ use kinesis_batcher::limits::MAX_KEY_UNITS;
 use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
 use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
 
-use crate::args::{Command, Input, KeySpec, Options, OutputTo};
+use crate::args::{Command, Input, KeySpec, Options, OutputTo, SummaryFormat};
 use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
 use crate::progress::Progress;
-use crate::report::{Location, Refusals, Summary, Why, Written};
+use crate::report::{FileStats, Location, Refusals, Summary, Why, Written};
 
 /// The exit codes.
 pub mod exit {
@@ -184,6 +184,8 @@ struct State {
     stop_on_refusal: bool,
     field: Option<String>,
     names: Vec<String>,
+    /// What became of each input, for `--summary json`.
+    files: Vec<FileStats>,
     open: Option<Span>,
     refusals: Refusals,
     batch_log: Option<JsonLines>,
@@ -237,6 +239,7 @@ impl Run {
                 stop_on_refusal: options.stop_on_refusal,
                 field: keys.field().map(str::to_owned),
                 names: options.inputs.iter().map(input::display_name).collect(),
+                files: vec![FileStats::default(); options.inputs.len()],
                 open: None,
                 refusals: Refusals::new(options.quiet),
                 batch_log,
@@ -270,6 +273,7 @@ impl Run {
             _ => 0,
         };
         for (index, input) in options.inputs.iter().enumerate() {
+            self.state.files[index].reached = true;
             let flow = match open(input) {
                 Err(error) => self.state.input_error(index, &error, 0),
                 Ok(mut reader) if options.pack => {
@@ -313,6 +317,13 @@ impl Run {
                 "kinesis-batcher: {not_shown} more refusals not shown (the summary counts them all)"
             );
         }
+        let exit_code = if state.input_errors > 0 {
+            exit::IO
+        } else if state.stopped_at.is_some() {
+            exit::STOPPED
+        } else {
+            exit::OK
+        };
         let summary = Summary {
             command: match options.command {
                 Command::Emit => "emit",
@@ -322,7 +333,9 @@ impl Run {
             profile: options.profile,
             limits,
             keys: describe_keys(&options.key, limits.key_unit()),
+            key: &options.key,
             names: &state.names,
+            files: &state.files,
             input_errors: state.input_errors,
             bytes_read: state.bytes_read,
             lines: state.lines,
@@ -340,24 +353,23 @@ impl Run {
                     bytes,
                 }
             }),
+            exit_code,
+        };
+        let write = |out: &mut dyn Write| match options.summary {
+            SummaryFormat::Text => summary.write(out),
+            SummaryFormat::Json => summary.write_json(out),
         };
         let (written, to) = if let Some(out) = summary_to {
-            (summary.write(out), "summary")
+            (write(out), "summary")
         } else if options.batches == Some(OutputTo::Stdout)
             || options.refusals == Some(OutputTo::Stdout)
         {
-            (summary.write(&mut io::stderr().lock()), "stderr")
+            (write(&mut io::stderr().lock()), "stderr")
         } else {
-            (summary.write(&mut io::stdout().lock()), "stdout")
+            (write(&mut io::stdout().lock()), "stdout")
         };
         written.map_err(|e| output_error(to, &e))?;
-        Ok(if state.input_errors > 0 {
-            exit::IO
-        } else if state.stopped_at.is_some() {
-            exit::STOPPED
-        } else {
-            exit::OK
-        })
+        Ok(exit_code)
     }
 
     /// Reads one input to its end (or to a stop), feeding every line to the core.
@@ -384,6 +396,7 @@ impl Run {
                         self.state.input_read()?;
                     }
                     self.state.bytes_read += n as u64;
+                    self.state.files[input].bytes += n as u64;
                 }
                 Err(error) => {
                     let data = chunk.data();
@@ -408,6 +421,7 @@ impl Run {
                 .tick(state.bytes_read, state.records, state.acc.stats().batches);
         };
         self.state.lines += source.seen();
+        self.state.files[input].lines = source.seen();
         Ok(flow)
     }
 
@@ -654,7 +668,9 @@ impl State {
     /// `dropped`: the bytes of an unfinished last line read before the error.
     fn input_error(&mut self, input: usize, error: &io::Error, dropped: usize) -> Flow {
         self.progress.clear();
-        print_error(&read_error_message(&self.names[input], error, dropped));
+        let detail = read_error_detail(error, dropped);
+        print_error(&format!("{}: {detail}", self.names[input]));
+        self.files[input].error = Some(detail);
         self.input_errors += 1;
         if self.stop_on_refusal {
             Flow::Stop
@@ -674,13 +690,14 @@ impl Span {
     }
 }
 
-/// `FILE: error`, and the bytes of a line cut short by it, if any.
-fn read_error_message(name: &str, error: &io::Error, dropped: usize) -> String {
+/// A read error, and the bytes of a line cut short by it, if any (printed after the
+/// input's name).
+fn read_error_detail(error: &io::Error, dropped: usize) -> String {
     let error = describe(error);
     match dropped {
-        0 => format!("{name}: {error}"),
-        1 => format!("{name}: {error}; 1 byte of an unfinished last line dropped"),
-        n => format!("{name}: {error}; {n} bytes of an unfinished last line dropped"),
+        0 => error,
+        1 => format!("{error}; 1 byte of an unfinished last line dropped"),
+        n => format!("{error}; {n} bytes of an unfinished last line dropped"),
     }
 }
 
@@ -853,14 +870,20 @@ mod tests {
     #[test]
     fn read_error_messages_say_what_was_dropped() {
         let error = io::Error::other("device gone");
-        assert_eq!(read_error_message("f", &error, 0), "f: device gone");
+        assert_eq!(read_error_detail(&error, 0), "device gone");
         assert_eq!(
-            read_error_message("f", &error, 1),
-            "f: device gone; 1 byte of an unfinished last line dropped"
+            read_error_detail(&error, 1),
+            "device gone; 1 byte of an unfinished last line dropped"
         );
         assert_eq!(
-            read_error_message("f", &error, 4096),
-            "f: device gone; 4096 bytes of an unfinished last line dropped"
+            read_error_detail(&error, 4096),
+            "device gone; 4096 bytes of an unfinished last line dropped"
+        );
+        // An OS error loses Rust's "(os error N)", as other tools print it.
+        #[cfg(unix)]
+        assert_eq!(
+            read_error_detail(&io::Error::from_raw_os_error(2), 0),
+            "No such file or directory"
         );
     }
 }

@@ -282,6 +282,7 @@ fn help_and_version() {
         "--quiet",
         "--batches PATH",
         "--refusals PATH",
+        "--summary text|json",
         "EXIT CODES",
     ] {
         assert!(help.stdout.contains(needle), "--help lacks {needle}");
@@ -1482,6 +1483,206 @@ fn refusals_file_holds_every_refused_line() {
     ]);
     assert_eq!(result.code, 3);
     assert!(!fresh.exists());
+}
+
+/// The one JSON object `--summary json` prints, checked to be alone on its one line.
+fn summary_json(text: &str) -> Value {
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(text.ends_with('\n'));
+    let summary: Value = serde_json::from_str(text).expect("summary is JSON");
+    assert!(summary.is_object());
+    summary
+}
+
+#[test]
+fn summary_json_matches_the_text_summary() {
+    let dir = TempDir::new("summary-json");
+    let mut input = String::new();
+    for i in 1..=250 {
+        match i {
+            // 60 bytes and the 16-byte hash key: over the 64-byte cap.
+            100 | 200 => input.push_str(&format!("{{\"pad\":\"{}\"}}", "p".repeat(50))),
+            150 => input.push_str("not json"),
+            _ => input.push_str(&format!("{{\"i\":{i}}}")),
+        }
+        input.push('\n');
+    }
+    let file = dir.file("events.ndjson", input.as_bytes());
+    let missing = dir.path("missing.ndjson");
+    let missing = missing.to_str().expect("path");
+    let args = [
+        "plan",
+        "--format",
+        "ndjson",
+        "--max-records",
+        "100",
+        "--max-record-size",
+        "64",
+        &file,
+        missing,
+    ];
+    let text = run(&args);
+    let json = run(&[&args[..], &["--summary", "json"]].concat());
+    assert_eq!((text.code, json.code), (3, 3), "{}", json.stderr);
+    assert_eq!(json.stderr, text.stderr);
+    let summary = summary_json(&json.stdout);
+
+    let number = |field: &str| summary[field].as_u64().expect(field);
+    // Whether a request may span a refused line is the core's planning mode's business:
+    // only the two forms' agreement is checked here.
+    assert_eq!(number("requests"), text.number("requests"));
+    assert_eq!(number("records"), text.number("records"));
+    let accepted = (
+        summary["accepted"]["records"].as_u64().expect("accepted"),
+        number("refused"),
+    );
+    assert_eq!(accepted, text.accepted_refused());
+    assert_eq!(accepted, (247, 3));
+    assert_eq!(
+        summary["accepted"]["bytes"].as_u64(),
+        Some(bytes_accepted(&text))
+    );
+    assert_eq!(number("bytes_read"), input.len() as u64);
+    assert_eq!(number("lines"), 250);
+    assert_eq!(number("unreadable"), 1);
+    assert_eq!(number("exit_code"), 3);
+    // Every reason, zeros included; the non-zero ones as in the text.
+    let refusals = summary["refusals"].as_object().expect("refusals");
+    assert_eq!(refusals.len(), 7);
+    let nonzero: BTreeMap<String, u64> = refusals
+        .iter()
+        .map(|(id, n)| (id.clone(), n.as_u64().expect("count")))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    assert_eq!(nonzero, text.refusals());
+    assert_eq!(
+        nonzero,
+        counts(&[("invalid_json", 1), ("record_too_large", 2)])
+    );
+    // Fill as fractions; the text shows them as percentages.
+    let fill = |what: &str| summary["fill"][what].as_f64().expect("fill");
+    let fill_line = text.line("fill");
+    assert!(
+        fill_line.contains(&format!("bytes {:.2}%", 100.0 * fill("bytes"))),
+        "{fill_line}"
+    );
+    assert!(
+        fill_line.contains(&format!("records {:.2}%", 100.0 * fill("records"))),
+        "{fill_line}"
+    );
+    let slots = (number("requests") * 100) as f64;
+    assert!((fill("records") - 247.0 / slots).abs() < 1e-12);
+    assert_eq!(
+        summary["limits"],
+        serde_json::json!({
+            "max_records": 100,
+            "max_request_bytes": 10 * MIB,
+            "max_record_bytes": 64,
+            "partition_keys": true,
+            "key_unit": "code-points",
+        })
+    );
+    assert_eq!(summary["keys"], serde_json::json!({"source": "hash"}));
+    assert_eq!(
+        summary["files"],
+        serde_json::json!([
+            {"name": file, "status": "read", "bytes": input.len(), "lines": 250, "error": null},
+            {"name": missing, "status": "unreadable", "bytes": 0, "lines": 0,
+             "error": "No such file or directory"},
+        ])
+    );
+    assert_eq!(
+        (&summary["command"], &summary["profile"], &summary["packed"]),
+        (
+            &Value::from("plan"),
+            &Value::from("kds"),
+            &Value::from(false)
+        )
+    );
+    assert!(summary["stopped_at"].is_null() && summary["written"].is_null());
+
+    // emit: what was written where.
+    let out = dir.path("out");
+    let out_arg = out.to_str().expect("path");
+    let emit = run(&[
+        "emit",
+        "--out",
+        out_arg,
+        "--stream",
+        "s",
+        "--quiet",
+        "--max-records",
+        "100",
+        "--summary",
+        "json",
+        &file,
+    ]);
+    assert_eq!(emit.code, 0, "{}", emit.stderr);
+    let summary = summary_json(&emit.stdout);
+    let requests = read_requests(&out, "StreamName", "s");
+    let bytes: u64 = requests
+        .iter()
+        .map(|r| fs::metadata(out.join(&r.name)).expect("stat").len())
+        .sum();
+    assert_eq!(
+        summary["written"],
+        serde_json::json!({"dir": out_arg, "dir_exists": true, "files": requests.len(), "bytes": bytes})
+    );
+    assert_eq!(summary["requests"].as_u64(), Some(requests.len() as u64));
+    assert_eq!(summary["keys"], serde_json::json!({"source": "hash"}));
+
+    // Stopped: where, the exit code, and the input never reached.
+    let stop = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--key",
+        "k",
+        "--stop-on-refusal",
+        "--summary",
+        "json",
+        &file,
+        missing,
+    ]);
+    assert_eq!(stop.code, 1);
+    let summary = summary_json(&stop.stdout);
+    assert_eq!(
+        summary["stopped_at"],
+        serde_json::json!({"file": file, "line": 150})
+    );
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["files"][1]["status"], "not_reached");
+    assert_eq!(
+        summary["keys"],
+        serde_json::json!({"source": "constant", "key": "k"})
+    );
+
+    // With --refusals -, the JSON summary is stderr's last line.
+    let piped = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--refusals",
+        "-",
+        "--summary",
+        "json",
+        &file,
+    ]);
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert_eq!(refusal_lines(&piped.stdout).len(), 1);
+    assert_eq!(summary_json(&piped.stderr)["refused"], 1);
+
+    // Nothing read: no summary in either form. A form that does not exist: exit 2.
+    let nothing = run(&["plan", "--summary", "json", missing]);
+    assert_eq!((nothing.code, nothing.stdout.as_str()), (3, ""));
+    let bad = run(&["plan", "--summary", "yaml", &file]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .starts_with("kinesis-batcher: --summary yaml: use text or json")
+    );
 }
 
 #[test]
