@@ -39,6 +39,9 @@ COMMANDS:
             {\"StreamName\": NAME, \"Records\": [{\"Data\": BASE64, \"PartitionKey\": KEY}, ...]}
             With --profile firehose, for `aws firehose put-record-batch`:
             {\"DeliveryStreamName\": NAME, \"Records\": [{\"Data\": BASE64}, ...]}
+            AWS CLI v1 (what pip install awscli installs) base64-encodes Data a second
+            time: it stores the wrong bytes and still exits 0. Use v2, or boto3 (see the
+            README: decode Data, then put_records / put_record_batch).
             Refused records are not written. DIR must not already hold request-*.json
             files; it is created with the first request file, so a run that writes
             none (nothing read, or every line refused) creates nothing.
@@ -57,11 +60,12 @@ OPTIONS (plan, emit, demo):
                         MaxRecordSizeInKiB is 4096 [default: the profile's]
     --max-records N     Records per request, 1 to 500 [default: the profile's]
     --max-request-bytes N[KiB|MiB]
-                        Request cap (the records' data + keys), at most 10MiB and not
-                        below the record cap: lower --max-record-size with it
-                        [default: the profile's]
-                        The three caps are checked together by the library; an invalid
-                        set is a usage error that names the rule broken
+                        Request cap (the records' data + keys), at most 10MiB, not below
+                        the record cap (lower --max-record-size with it), and not held
+                        to a profile's smaller one (4MiB for firehose, 5MiB for
+                        kds-5mib): keep it under yours [default: the profile's].
+                        The library checks the three caps together: an invalid set is a
+                        usage error that names the rule broken
     --key-unit code-points|utf16|utf8-bytes
                         How partition-key length is counted against 256
                         [default: code-points]
@@ -132,7 +136,8 @@ EXIT CODES:
         nothing could be read, there is no summary and no output is created), or an
         unwritable --out, --batches, --refusals or stdout (the run stops there)
 
-Every error message starts with 'kinesis-batcher: '.
+Every error message starts with 'kinesis-batcher: '; refusal messages (FILE:LINE: ...)
+do not, being about the input.
 ";
 
 /// What to do.

@@ -283,6 +283,7 @@ fn help_and_version() {
         "--batches PATH",
         "--refusals PATH",
         "--summary text|json",
+        "AWS CLI v1",
         "EXIT CODES",
     ] {
         assert!(help.stdout.contains(needle), "--help lacks {needle}");
