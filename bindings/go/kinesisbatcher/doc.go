@@ -6,7 +6,7 @@
 // It is a binding of the kinesis-batcher C library (a no_std Rust core). Records cross
 // into C as sizes only: the payloads are never copied or passed; the partition keys of
 // a slice are copied into one buffer so that the library validates and counts them.
-// Planning a slice takes a constant number of cgo calls per 16,384 records.
+// Planning a slice takes one cgo call per 8,192 records.
 //
 // Three ways in, one plan:
 //   - [Plan] plans a whole slice and returns its batches, refusals and stats;
