@@ -6,7 +6,8 @@
 #                                        libkinesis_batcher.a
 #   make install PREFIX=/usr/local DESTDIR=
 #                                        lib/ (both libraries), include/kinesis_batcher.h,
-#                                        lib/pkgconfig/kinesis_batcher.pc
+#                                        lib/pkgconfig/kinesis_batcher.pc (links the .so)
+#                                        and kinesis_batcher-static.pc (links the .a)
 #   make uninstall                       removes exactly what install put there
 #   make clean                           removes target/capi
 #
@@ -50,6 +51,7 @@ SONAME := $(SO).$(SOVERSION)
 SO_REAL := $(SO).$(VERSION)
 STATIC := $(LIB).a
 PC := $(NAME).pc
+STATIC_PC := $(NAME)-static.pc
 HEADER := include/$(NAME).h
 
 OUT := target/capi
@@ -78,25 +80,31 @@ $(OUT)/$(SONAME): $(OUT)/$(SO_REAL)
 $(OUT)/$(SO): $(OUT)/$(SONAME)
 	$(LN_S) $(SONAME) $@
 
-# The native libraries this needs when linked statically are Libs.private in
-# kinesis_batcher.pc.in; rustc lists them with `-- --print native-static-libs` (a
-# fresh build only), and scripts/install-test.sh compares the two.
+# The system libraries a Rust staticlib needs, as rustc lists them with
+# `-- --print native-static-libs` (a fresh build only; scripts/install-test.sh compares
+# the two). Libs.private of kinesis_batcher.pc and Libs of kinesis_batcher-static.pc.
+NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
 $(OUT)/$(STATIC): $(SOURCES)
 	$(CARGO_RUSTC) --crate-type staticlib
 	cp -f $(CARGO_OUT)/$(STATIC) $@
 
-# Made at every install: it holds PREFIX, LIBDIR and INCLUDEDIR, which may differ from
-# one `make install` to the next.
-$(OUT)/$(PC): $(NAME).pc.in FORCE
+# Made at every install: they hold PREFIX, LIBDIR and INCLUDEDIR, which may differ
+# from one `make install` to the next. Two files because `pkg-config --static` cannot
+# choose the archive: it only adds Libs.private, and `-lkinesis_batcher` finds the .so
+# first. kinesis_batcher-static.pc names the archive by path instead (and cgo, which
+# takes no pkg-config options, can ask for it by name).
+$(OUT)/%.pc: %.pc.in FORCE
 	@mkdir -p $(OUT)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' \
 	    -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|g' \
 	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|g' \
 	    $< > $@.tmp
 	mv -f $@.tmp $@
 
-install: all $(OUT)/$(PC)
+install: all $(OUT)/$(PC) $(OUT)/$(STATIC_PC)
 	$(INSTALL) -d -m 755 $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	$(INSTALL) -m 755 $(OUT)/$(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_REAL)
 	$(LN_S) $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -104,12 +112,14 @@ install: all $(OUT)/$(PC)
 	$(INSTALL) -m 644 $(OUT)/$(STATIC) $(DESTDIR)$(LIBDIR)/$(STATIC)
 	$(INSTALL) -m 644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/$(NAME).h
 	$(INSTALL) -m 644 $(OUT)/$(PC) $(DESTDIR)$(PKGCONFIGDIR)/$(PC)
+	$(INSTALL) -m 644 $(OUT)/$(STATIC_PC) $(DESTDIR)$(PKGCONFIGDIR)/$(STATIC_PC)
 
 # Directories are left in place: they may have been there before the install.
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/$(SO) $(DESTDIR)$(LIBDIR)/$(STATIC) \
-	      $(DESTDIR)$(INCLUDEDIR)/$(NAME).h $(DESTDIR)$(PKGCONFIGDIR)/$(PC)
+	      $(DESTDIR)$(INCLUDEDIR)/$(NAME).h $(DESTDIR)$(PKGCONFIGDIR)/$(PC) \
+	      $(DESTDIR)$(PKGCONFIGDIR)/$(STATIC_PC)
 
 clean:
 	rm -rf $(OUT)

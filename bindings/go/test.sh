@@ -1,47 +1,144 @@
 #!/usr/bin/env bash
 # The Go binding's checks: format, vet, tests (plain, race, cgocheck2, GOGC=1), a short
-# fuzz run, the benchmarks once, and the pkg-config build against an installed library.
-# Only this package (`.`): bindings/go/examples/ is left to its own checks.
+# fuzz run, the benchmarks once, the shared-library build tag, and a program in a module
+# of its own outside the checkout, built as a Go user would build it. Only the package
+# (./kinesisbatcher): bindings/go/examples/ is left to its own checks.
+#
+# The package finds the library with pkg-config, so this installs it first (`make
+# install`) into target/go-prefix. A fixed prefix, not a temporary one: the go build
+# cache keeps a cgo package's pkg-config flags (`go help cache`), and a path into a
+# deleted directory would fail the next run's link.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 export PATH="/usr/local/go/bin:$PATH"
+module=github.com/kinesis-batcher/kinesis-batcher/bindings/go
 
 step() { printf '\n== %s\n' "$*"; }
+fail() {
+    echo "bindings/go/test.sh: FAILED: $*" >&2
+    exit 1
+}
 
-step "make (the C library)"
-make -C "$root" --no-print-directory
+step "make install PREFIX=target/go-prefix (the C library, found through pkg-config)"
+prefix="$root/target/go-prefix"
+rm -rf "$prefix"
+make -C "$root" --no-print-directory -s install PREFIX="$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 
 cd "$here"
 step "gofmt"
-unformatted="$(gofmt -l ./*.go)"
+unformatted="$(gofmt -l ./kinesisbatcher)"
 if [[ -n "$unformatted" ]]; then
     echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 fi
 step "go vet"
-go vet .
+go vet ./kinesisbatcher
 step "go test"
-go test -count=1 .
+go test -count=1 ./kinesisbatcher
 step "go test -race"
-go test -count=1 -race .
+go test -count=1 -race ./kinesisbatcher
 step "GOEXPERIMENT=cgocheck2 go test"
-GOEXPERIMENT=cgocheck2 go test -count=1 .
+GOEXPERIMENT=cgocheck2 go test -count=1 ./kinesisbatcher
 step "GOGC=1 go test"
-GOGC=1 go test -count=1 .
+GOGC=1 go test -count=1 ./kinesisbatcher
 step "fuzz FuzzPlan for 10s"
-go test -run '^$' -fuzz '^FuzzPlan$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzPlan$' -fuzztime 10s ./kinesisbatcher
 step "benchmarks once"
-go test -run '^$' -bench . -benchtime 1x .
+go test -run '^$' -bench . -benchtime 1x ./kinesisbatcher
 
-step "pkg-config build (-tags kinesisbatcher_pkgconfig) against make install"
-# A fixed prefix, not a temporary one: the go build cache keeps a cgo package's
-# pkg-config flags, and a -L into a deleted directory would fail the next run's link.
-prefix="$root/target/go-pkgconfig-prefix"
-rm -rf "$prefix"
-make -C "$root" --no-print-directory install PREFIX="$prefix" >/dev/null
-PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
-LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    go test -count=1 -tags kinesisbatcher_pkgconfig .
+step "-tags kinesisbatcher_shared: the shared library, through kinesis_batcher.pc"
+shared_test="$root/target/go-shared.test"
+go test -c -tags kinesisbatcher_shared -o "$shared_test" ./kinesisbatcher
+readelf -d "$shared_test" | grep -q 'NEEDED.*libkinesis_batcher\.so\.' ||
+    fail "-tags kinesisbatcher_shared did not link the shared library"
+(cd kinesisbatcher && LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$shared_test")
+rm -f "$shared_test"
+
+# A Go user's program: its own module in a temporary directory outside the checkout,
+# requiring the module. The `replace` stands in for the module proxy (nothing is
+# published); it brings the Go source only. The library comes from a `make install`
+# into a prefix of its own, through PKG_CONFIG_PATH, as the README says. A fresh build
+# cache (the first build of a new user) makes every build below run cgo and pkg-config
+# for real, instead of reusing the package built above.
+step "a program in its own module outside the checkout, after one make install"
+user="$(mktemp -d "${TMPDIR:-/tmp}/kb-go-user.XXXXXX")"
+trap 'chmod -R u+w "$user" 2>/dev/null; rm -rf "$user"' EXIT
+make -C "$root" --no-print-directory -s install PREFIX="$user/prefix" >/dev/null
+mkdir -p "$user/app" "$user/empty-pkgconfig"
+export GOCACHE="$user/gocache" GOFLAGS=-mod=mod
+user_env=(env -u LD_LIBRARY_PATH PKG_CONFIG_PATH="$user/prefix/lib/pkgconfig")
+
+# Every README example marked <!-- go-example --> (its first ```go block after the mark),
+# with the output the README shows after <!-- go-example-output --> (its first ```text
+# block).
+block() { # file mark lang
+    awk -v mark="$2" -v fence="\`\`\`$3" '
+        $0 == mark { armed = 1; next }
+        armed && !inside && $0 == fence { inside = 1; next }
+        inside && $0 == "```" { exit }
+        inside { print }' "$1"
+}
+write_app() { # readme: its example as main.go, its output as $user/want, and a go.mod
+    block "$1" '<!-- go-example -->' go >"$user/app/main.go"
+    block "$1" '<!-- go-example-output -->' text >"$user/want"
+    [[ -s "$user/app/main.go" && -s "$user/want" ]] ||
+        fail "${1#"$root"/}: no Go example or no output after the marks"
+    cat >"$user/app/go.mod" <<EOF
+module example.com/kb-user
+
+go 1.23
+
+require $module v0.0.0
+
+replace $module => $here
+EOF
+}
+
+# The two ways a user's build goes wrong, each saying what to do. First, while the fresh
+# cache holds no build of the package: a cached one is linked without pkg-config.
+expect_failure() { # what pattern... -- command
+    local what=$1 out
+    shift
+    local patterns=()
+    while [[ $1 != -- ]]; do patterns+=("$1"); shift; done
+    shift
+    if out=$(cd "$user/app" && "$@" 2>&1); then
+        fail "$what: the build succeeded"
+    fi
+    for p in "${patterns[@]}"; do
+        grep -qF -- "$p" <<<"$out" || { echo "$out" >&2; fail "$what: the error does not mention '$p'"; }
+    done
+    echo "ok: $what fails with:"
+    sed 's/^/    /' <<<"$out"
+}
+write_app "$root/README.md"
+expect_failure "CGO_ENABLED=0" kinesisbatcher_needs_cgo__set_CGO_ENABLED_1 see_README -- \
+    "${user_env[@]}" CGO_ENABLED=0 go build -o /dev/null .
+# PKG_CONFIG_LIBDIR too: a library installed in a system directory must not be found.
+expect_failure "the library not installed" pkg-config kinesis_batcher-static PKG_CONFIG_PATH -- \
+    env -u LD_LIBRARY_PATH PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR="$user/empty-pkgconfig" \
+    go build -o /dev/null .
+
+checked=0
+for readme in "$root/README.md" "$here/README.md"; do
+    grep -q '^<!-- go-example -->$' "$readme" || continue
+    name="${readme#"$root"/}"
+    write_app "$readme"
+    (
+        cd "$user/app"
+        "${user_env[@]}" go build -o "$user/app/app" .
+        "${user_env[@]}" "$user/app/app" >"$user/got"
+    )
+    diff -u "$user/want" "$user/got" || fail "$name: the Go example's output differs from the README's"
+    if readelf -d "$user/app/app" | grep -q 'NEEDED.*libkinesis_batcher'; then
+        fail "$name: the Go program needs libkinesis_batcher at run time"
+    fi
+    echo "ok: $name's example builds outside the checkout, runs without LD_LIBRARY_PATH"
+    echo "    (NEEDED: $(readelf -d "$user/app/app" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' '))"
+    checked=$((checked + 1))
+done
+[[ $checked -eq 2 ]] || fail "README.md and bindings/go/README.md must each hold a <!-- go-example -->"
 
 step "ok"

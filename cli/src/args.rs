@@ -1,8 +1,9 @@
 //! Command-line parsing: subcommands, options, their checks, and the help text.
 //!
-//! Every limit comes from the core: a profile is a [`Limits`] constant, `--max-record-size`
-//! goes through [`Limits::with_max_record_bytes`] (its [`LimitsError`] message is the
-//! usage error), and a constant `--key` is measured by the core before any input is read.
+//! Every limit comes from the core: a profile is a [`Limits`] constant, `--max-records`,
+//! `--max-request-bytes` and `--max-record-size` go through [`Limits::with_caps`] (its
+//! [`LimitsError`] message is the usage error), and a constant `--key` is measured by the
+//! core before any input is read.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,8 +39,12 @@ COMMANDS:
             {\"StreamName\": NAME, \"Records\": [{\"Data\": BASE64, \"PartitionKey\": KEY}, ...]}
             With --profile firehose, for `aws firehose put-record-batch`:
             {\"DeliveryStreamName\": NAME, \"Records\": [{\"Data\": BASE64}, ...]}
-            Refused records are not written. DIR is created if needed, and must not
-            already hold request-*.json files.
+            AWS CLI v1 (what pip install awscli installs) base64-encodes Data a second
+            time: it stores the wrong bytes and still exits 0. Use v2, or boto3 (see the
+            README: decode Data, then put_records / put_record_batch).
+            Refused records are not written. DIR must not already hold request-*.json
+            files; it is created with the first request file, so a run that writes
+            none (nothing read, or every line refused) creates nothing.
     demo    Plan a built-in deterministic data set (about 20,000 NDJSON lines of mixed
             sizes, some bad ones) generated in memory, keyed by --key-field device.
 
@@ -53,6 +58,14 @@ OPTIONS (plan, emit, demo):
     --max-record-size N[KiB|MiB]
                         Record cap (data + key), e.g. 4MiB for a stream whose
                         MaxRecordSizeInKiB is 4096 [default: the profile's]
+    --max-records N     Records per request, 1 to 500 [default: the profile's]
+    --max-request-bytes N[KiB|MiB]
+                        Request cap (the records' data + keys), at most 10MiB, not below
+                        the record cap (lower --max-record-size with it), and not held
+                        to a profile's smaller one (4MiB for firehose, 5MiB for
+                        kds-5mib): keep it under yours [default: the profile's].
+                        The library checks the three caps together: an invalid set is a
+                        usage error that names the rule broken
     --key-unit code-points|utf16|utf8-bytes
                         How partition-key length is counted against 256
                         [default: code-points]
@@ -75,7 +88,7 @@ OPTIONS (plan, emit, demo):
                         are still planned (and written by emit)
     -q, --quiet         No per-refusal messages on stderr (the summary still counts them)
     --batches PATH      Write every request as a JSON line to PATH ('-': stdout, and the
-                        summary goes to stderr):
+                        summary goes to stderr), created when the first input is read:
                           {\"batch\":1,\"file\":\"a.ndjson\",\"first_line\":1,\"last_line\":480,
                            \"records\":479,\"bytes\":10480000,\"refused_inside\":1}
                         file and first_line locate its first record, last_line its last
@@ -83,6 +96,24 @@ OPTIONS (plan, emit, demo):
                         has \"last_file\". bytes count data + keys as the service does;
                         refused_inside counts the refused lines between its first and
                         its last record (they are not in the request)
+    --summary text|json The summary's form [default: text]. json: one JSON object on one
+                        line, for programs, with command, profile, limits, keys, files
+                        (each: name, status read|unreadable|not_reached, bytes, lines,
+                        error), unreadable, bytes_read, lines, records, packed, accepted
+                        (records, bytes), requests, fill (bytes, records: fractions of
+                        the caps), refused, refusals (every reason, zeros included),
+                        written (emit: dir, dir_exists, files, bytes; else null),
+                        stopped_at (file, line; or null) and exit_code
+    --refusals PATH     Write every refused line as a JSON line to PATH, all of them
+                        (not only the 50 shown on stderr, and with --quiet too); '-':
+                        stdout, and the summary goes to stderr. Created when the first
+                        input is read:
+                          {\"file\":\"a.ndjson\",\"line\":7,\"offset\":1234,
+                           \"reason\":\"key_field_missing\",\"detail\":\"no field \\\"device\\\"\"}
+                        offset: the line's first byte in its file (from 0); reason: one
+                        of the refusal reasons below; detail: the stderr message's text
+                        after the reason (\"\" when it has none). --batches and --refusals
+                        cannot both be '-'
     -h, --help          Print this help
     -V, --version       Print the version
 
@@ -101,8 +132,12 @@ EXIT CODES:
     1   stopped by --stop-on-refusal
     2   usage error: bad option or value, invalid limits
     3   input or output error: an unreadable FILE (the other files are still read
-        unless --stop-on-refusal, and the summary is printed), or an unwritable
-        --out, --batches or stdout (the run stops there)
+        unless --stop-on-refusal, and the summary of what was read is printed; when
+        nothing could be read, there is no summary and no output is created), or an
+        unwritable --out, --batches, --refusals or stdout (the run stops there)
+
+Every error message starts with 'kinesis-batcher: '; refusal messages (FILE:LINE: ...)
+do not, being about the input.
 ";
 
 /// What to do.
@@ -153,13 +188,22 @@ pub enum Input {
     Demo,
 }
 
-/// Where the `--batches` lines go.
+/// Where a JSON-lines output (`--batches`, `--refusals`) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BatchesTo {
+pub enum OutputTo {
     /// A file.
     Path(PathBuf),
     /// Standard output (the summary then goes to stderr).
     Stdout,
+}
+
+/// The summary's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryFormat {
+    /// For people: one fact per line.
+    Text,
+    /// One JSON object, for programs.
+    Json,
 }
 
 /// The profile chosen, for the summary.
@@ -212,7 +256,11 @@ pub struct Options {
     /// No per-refusal messages.
     pub quiet: bool,
     /// `--batches`.
-    pub batches: Option<BatchesTo>,
+    pub batches: Option<OutputTo>,
+    /// `--refusals`.
+    pub refusals: Option<OutputTo>,
+    /// `--summary`.
+    pub summary: SummaryFormat,
     /// `--out` (emit).
     pub out: Option<PathBuf>,
     /// `--stream` (emit).
@@ -269,6 +317,8 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Value(value) => raw.files.push(value),
             Long("profile") => raw.profile = Some(parser.value()?.string()?),
             Long("max-record-size") => raw.max_record_size = Some(parser.value()?.string()?),
+            Long("max-records") => raw.max_records = Some(parser.value()?.string()?),
+            Long("max-request-bytes") => raw.max_request_bytes = Some(parser.value()?.string()?),
             Long("key-unit") => raw.key_unit = Some(parser.value()?.string()?),
             Long("key-hash") => raw.set_key(KeySpec::Hash, "--key-hash")?,
             Long("key") => {
@@ -284,6 +334,8 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Long("stop-on-refusal") => raw.stop_on_refusal = true,
             Long("quiet") | Short('q') => raw.quiet = true,
             Long("batches") => raw.batches = Some(parser.value()?),
+            Long("refusals") => raw.refusals = Some(parser.value()?),
+            Long("summary") => raw.summary = Some(parser.value()?.string()?),
             Long("out") => raw.out = Some(parser.value()?),
             Long("stream") => raw.stream = Some(parser.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -304,6 +356,8 @@ struct Raw {
     command: Command,
     profile: Option<String>,
     max_record_size: Option<String>,
+    max_records: Option<String>,
+    max_request_bytes: Option<String>,
     key_unit: Option<String>,
     key: Option<(KeySpec, &'static str)>,
     format: Option<String>,
@@ -311,6 +365,8 @@ struct Raw {
     stop_on_refusal: bool,
     quiet: bool,
     batches: Option<OsString>,
+    refusals: Option<OsString>,
+    summary: Option<String>,
     out: Option<OsString>,
     stream: Option<String>,
     files: Vec<OsString>,
@@ -322,6 +378,8 @@ impl Raw {
             command,
             profile: None,
             max_record_size: None,
+            max_records: None,
+            max_request_bytes: None,
             key_unit: None,
             key: None,
             format: None,
@@ -329,6 +387,8 @@ impl Raw {
             stop_on_refusal: false,
             quiet: false,
             batches: None,
+            refusals: None,
+            summary: None,
             out: None,
             stream: None,
             files: Vec::new(),
@@ -356,13 +416,50 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         }
     };
     let mut limits = profile.limits();
-    if let Some(text) = &raw.max_record_size {
-        let bytes = parse_size(text)
-            .map_err(|why| UsageError(format!("--max-record-size {text}: {why}")))?;
+    let caps = [
+        ("--max-records", &raw.max_records),
+        ("--max-request-bytes", &raw.max_request_bytes),
+        ("--max-record-size", &raw.max_record_size),
+    ];
+    if caps.iter().any(|(_, text)| text.is_some()) {
+        let records = match &raw.max_records {
+            Some(text) => parse_count(text)
+                .map_err(|why| UsageError(format!("--max-records {text}: {why}")))?,
+            None => limits.max_records(),
+        };
+        let size = |option: &str, text: &Option<String>, default: u32| match text {
+            Some(text) => {
+                parse_size(text).map_err(|why| UsageError(format!("{option} {text}: {why}")))
+            }
+            None => Ok(default),
+        };
+        let request = size(
+            "--max-request-bytes",
+            &raw.max_request_bytes,
+            limits.max_request_bytes(),
+        )?;
+        let record = size(
+            "--max-record-size",
+            &raw.max_record_size,
+            limits.max_record_bytes(),
+        )?;
+        // The core decides which sets are valid; its message names the rule broken.
         limits = limits
-            .with_max_record_bytes(bytes)
+            .with_caps(records, request, record)
             .map_err(|error: LimitsError| {
-                UsageError(format!("--max-record-size {text}: {}", error.message()))
+                let given: Vec<String> = caps
+                    .iter()
+                    .filter_map(|(option, text)| {
+                        text.as_ref().map(|text| format!("{option} {text}"))
+                    })
+                    .collect();
+                let numbers = if error == LimitsError::RecordAboveRequest {
+                    // One of the two may be the profile's default: say both.
+                    format!(" ({record} > {request} bytes)")
+                } else {
+                    String::new()
+                };
+                UsageError(format!("{}: {error}{numbers}", given.join(" ")))
             })?;
     }
     if let Some(unit) = &raw.key_unit {
@@ -479,12 +576,24 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         }
     };
 
-    let batches = match raw.batches {
-        None => None,
-        Some(path) if path == "-" => Some(BatchesTo::Stdout),
-        Some(path) if path.is_empty() => return usage("--batches needs a path, or '-' for stdout"),
-        Some(path) => Some(BatchesTo::Path(PathBuf::from(path))),
+    let summary = match raw.summary.as_deref() {
+        None | Some("text") => SummaryFormat::Text,
+        Some("json") => SummaryFormat::Json,
+        Some(other) => return usage(format!("--summary {other}: use text or json")),
     };
+
+    let output = |option: &str, path: Option<OsString>| match path {
+        None => Ok(None),
+        Some(path) if path == "-" => Ok(Some(OutputTo::Stdout)),
+        Some(path) if path.is_empty() => usage(format!("{option} needs a path, or '-' for stdout")),
+        Some(path) => Ok(Some(OutputTo::Path(PathBuf::from(path)))),
+    };
+    let batches = output("--batches", raw.batches)?;
+    let refusals = output("--refusals", raw.refusals)?;
+    if batches == Some(OutputTo::Stdout) && refusals == Some(OutputTo::Stdout) {
+        // Their lines would interleave, with nothing to tell one kind from the other.
+        return usage("--batches and --refusals cannot both write to stdout ('-')");
+    }
 
     Ok(Options {
         command: raw.command,
@@ -496,10 +605,22 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         stop_on_refusal: raw.stop_on_refusal,
         quiet: raw.quiet,
         batches,
+        refusals,
+        summary,
         out,
         stream,
         inputs,
     })
+}
+
+/// Parses a record count. One beyond `u32` is kept as `u32::MAX`, so that the core's
+/// check says which maximum it is above.
+fn parse_count(text: &str) -> Result<u32, &'static str> {
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number of records");
+    }
+    Ok(digits.parse::<u32>().unwrap_or(u32::MAX))
 }
 
 /// Parses a byte count: `N`, `NB`, `NKiB` or `NMiB` (the suffix in any case).
@@ -539,5 +660,15 @@ mod tests {
         assert!(parse_size("4MB").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("99999999999MiB").is_err());
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("2"), Ok(2));
+        assert_eq!(parse_count(" 500 "), Ok(500));
+        assert_eq!(parse_count("99999999999"), Ok(u32::MAX));
+        assert!(parse_count("").is_err());
+        assert!(parse_count("-1").is_err());
+        assert!(parse_count("2k").is_err());
     }
 }

@@ -1,9 +1,10 @@
 //! Request files for the AWS CLI: one JSON body per request, built as records are
 //! pushed (each record's data base64-encoded straight from the read buffer), written
-//! when the core says the request is complete.
+//! when the core says the request is complete. The directory is created with the first
+//! request file: a run that writes none leaves no directory behind.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use kinesis_batcher::cost::base64_len;
@@ -30,6 +31,8 @@ pub fn file_name(n: u64) -> String {
 /// Builds request bodies and writes them to a directory.
 pub struct RequestWriter {
     dir: PathBuf,
+    /// Whether `dir` exists: it did at the start, or the first request created it.
+    dir_exists: bool,
     /// The body's opening: `{"StreamName":"...","Records":[`.
     head: Vec<u8>,
     /// Whether records carry a `PartitionKey`.
@@ -54,16 +57,22 @@ pub struct WriteError {
 }
 
 impl RequestWriter {
-    /// A writer into `dir` (created if needed), which must not already hold request
-    /// files (`request-*.json`): a stale `request-000042.json` from a longer earlier run
-    /// would be sent too.
+    /// A writer into `dir`, which must not already hold request files
+    /// (`request-*.json`): a stale `request-000042.json` from a longer earlier run would
+    /// be sent too. `dir` is only checked here (before any input is read, so that a bad
+    /// `--out` fails at once); it is created with the first request file.
     pub fn create(dir: &Path, stream: &str, limits: &Limits) -> Result<RequestWriter, WriteError> {
         let fail = |error| WriteError {
             path: dir.to_path_buf(),
             error,
         };
-        fs::create_dir_all(dir).map_err(fail)?;
-        for entry in fs::read_dir(dir).map_err(fail)? {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => Some(entries),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(fail(error)),
+        };
+        let dir_exists = entries.is_some();
+        for entry in entries.into_iter().flatten() {
             let name = entry.map_err(fail)?.file_name();
             let name = name.to_string_lossy();
             if name.starts_with("request-") && name.ends_with(".json") {
@@ -89,6 +98,7 @@ impl RequestWriter {
             + head.len() as u64;
         Ok(RequestWriter {
             dir: dir.to_path_buf(),
+            dir_exists,
             body: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
             head,
             keys: limits.partition_keys(),
@@ -130,9 +140,23 @@ impl RequestWriter {
             });
         }
         self.body.extend_from_slice(b"]}\n");
+        if !self.dir_exists {
+            fs::create_dir_all(&self.dir).map_err(|error| WriteError {
+                path: self.dir.clone(),
+                error,
+            })?;
+            self.dir_exists = true;
+        }
         self.files += 1;
         let path = self.dir.join(file_name(self.files));
-        fs::write(&path, &self.body).map_err(|error| WriteError { path, error })?;
+        // create_new: a request file that appeared since the check in `create` is never
+        // overwritten (it would be sent as well as ours).
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(&self.body))
+            .map_err(|error| WriteError { path, error })?;
         self.bytes += self.body.len() as u64;
         self.records = 0;
         Ok(())
@@ -146,6 +170,11 @@ impl RequestWriter {
     /// Request files written so far, and their bytes.
     pub fn written(&self) -> (u64, u64) {
         (self.files, self.bytes)
+    }
+
+    /// Whether the directory exists (it was there, or a request file created it).
+    pub fn dir_exists(&self) -> bool {
+        self.dir_exists
     }
 }
 

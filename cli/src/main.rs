@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let options = match args::parse(args, io::stdin().is_terminal()) {
         Ok(options) => options,
         Err(UsageError(message)) => {
-            eprintln!("kinesis-batcher: {message}");
+            run::print_error(&message);
             eprintln!("Try 'kinesis-batcher --help' for more information.");
             return ExitCode::from(run::exit::USAGE);
         }
@@ -48,6 +48,11 @@ fn main() -> ExitCode {
     };
     match io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(run::exit::IO),
+        // The reader went away (`| head`): nothing more to say.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(run::exit::IO),
+        Err(e) => {
+            run::print_error(&format!("stdout: {}", run::describe(&e)));
+            ExitCode::from(run::exit::IO)
+        }
     }
 }

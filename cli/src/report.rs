@@ -4,9 +4,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use kinesis_batcher::{Limits, Reason, Stats};
+use kinesis_batcher::{KeyUnit, Limits, Reason, Stats};
+use serde_json::{Map, Value, json};
 
-use crate::args::Profile;
+use crate::args::{KeySpec, Profile};
 
 /// How many refusals are described on stderr, one line each, before a count of the rest.
 pub const MESSAGES_SHOWN: u64 = 50;
@@ -124,6 +125,19 @@ impl Refusals {
     }
 }
 
+/// What became of one input.
+#[derive(Clone, Debug, Default)]
+pub struct FileStats {
+    /// Whether the run got to it (it was not stopped before).
+    pub reached: bool,
+    /// Bytes read from it.
+    pub bytes: u64,
+    /// Lines read from it, as [`Summary::lines`] counts them.
+    pub lines: u64,
+    /// Why it could not be read, whole or in part: the error message without the name.
+    pub error: Option<String>,
+}
+
 /// Everything the summary reports.
 pub struct Summary<'a> {
     /// `plan`, `emit` or `demo`.
@@ -134,8 +148,12 @@ pub struct Summary<'a> {
     pub limits: Limits,
     /// How keys were made, in words.
     pub keys: String,
+    /// Where keys came from.
+    pub key: &'a KeySpec,
     /// Display names of the inputs.
     pub names: &'a [String],
+    /// What became of each input, in the same order.
+    pub files: &'a [FileStats],
     /// Inputs that could not be read (whole or in part).
     pub input_errors: u64,
     /// Bytes read from all inputs.
@@ -153,8 +171,22 @@ pub struct Summary<'a> {
     pub refusals: &'a Refusals,
     /// Where `--stop-on-refusal` stopped.
     pub stopped_at: Option<Location>,
-    /// With emit: the directory and the request files written, and their bytes.
-    pub written: Option<(&'a Path, u64, u64)>,
+    /// With emit: what was written where.
+    pub written: Option<Written<'a>>,
+    /// The exit code the run ends with.
+    pub exit_code: u8,
+}
+
+/// The request files `emit` wrote.
+pub struct Written<'a> {
+    /// `--out`.
+    pub dir: &'a Path,
+    /// Whether it exists: it did before the run, or the first request file created it.
+    pub dir_exists: bool,
+    /// Request files written.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl Summary<'_> {
@@ -242,8 +274,20 @@ impl Summary<'_> {
             }
             writeln!(out, "  {:<18} {count:>8}  {}", why.id(), places.join(", "))?;
         }
-        if let Some((dir, files, bytes)) = self.written {
-            if files == 0 {
+        if let Some(Written {
+            dir,
+            dir_exists,
+            files,
+            bytes,
+        }) = self.written
+        {
+            if files == 0 && !dir_exists {
+                writeln!(
+                    out,
+                    "wrote        no request file ({} not created)",
+                    dir.display()
+                )?;
+            } else if files == 0 {
                 writeln!(out, "wrote        no request file to {}", dir.display())?;
             } else if files == 1 {
                 writeln!(
@@ -265,6 +309,87 @@ impl Summary<'_> {
         if let Some(place) = self.stopped_at {
             writeln!(out, "stopped      at {} (--stop-on-refusal)", at(place))?;
         }
+        out.flush()
+    }
+}
+
+impl Summary<'_> {
+    /// Writes the summary as one JSON object on one line (`--summary json`).
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        let limits = &self.limits;
+        let place = |(input, line): Location| json!({"file": self.names[input], "line": line});
+        let keys = match self.key {
+            KeySpec::Hash => json!({"source": "hash"}),
+            KeySpec::Constant(key) => json!({"source": "constant", "key": key}),
+            KeySpec::Field(name) => json!({"source": "field", "field": name}),
+            KeySpec::None => json!({"source": "none"}),
+        };
+        let files: Vec<Value> = self
+            .names
+            .iter()
+            .zip(self.files)
+            .map(|(name, file)| {
+                let status = match (file.reached, &file.error) {
+                    (false, _) => "not_reached",
+                    (true, Some(_)) => "unreadable",
+                    (true, None) => "read",
+                };
+                json!({
+                    "name": name,
+                    "status": status,
+                    "bytes": file.bytes,
+                    "lines": file.lines,
+                    "error": file.error,
+                })
+            })
+            .collect();
+        // Every reason, zeros included, so that a reader needs no list of its own.
+        let refusals: Map<String, Value> = Why::all()
+            .map(|why| (why.id().to_owned(), self.refusals.count(why).into()))
+            .collect();
+        let written = self.written.as_ref().map(|written| {
+            json!({
+                "dir": written.dir.display().to_string(),
+                "dir_exists": written.dir_exists,
+                "files": written.files,
+                "bytes": written.bytes,
+            })
+        });
+        let summary = json!({
+            "command": self.command,
+            "profile": self.profile.name(),
+            "limits": {
+                "max_records": limits.max_records(),
+                "max_request_bytes": limits.max_request_bytes(),
+                "max_record_bytes": limits.max_record_bytes(),
+                "partition_keys": limits.partition_keys(),
+                "key_unit": match limits.key_unit() {
+                    KeyUnit::CodePoints => "code-points",
+                    KeyUnit::Utf16Units => "utf16",
+                    KeyUnit::Utf8Bytes => "utf8-bytes",
+                },
+            },
+            "keys": keys,
+            "files": files,
+            "unreadable": self.input_errors,
+            "bytes_read": self.bytes_read,
+            "lines": self.lines,
+            "records": self.records,
+            "packed": self.packed,
+            "accepted": {"records": self.stats.records, "bytes": self.stats.bytes},
+            "requests": self.stats.batches,
+            "fill": {
+                "bytes": self.stats.byte_fill(limits),
+                "records": self.stats.record_fill(limits),
+            },
+            "refused": self.refusals.total(),
+            "refusals": refusals,
+            "written": written,
+            "stopped_at": self.stopped_at.map(place),
+            "exit_code": self.exit_code,
+        });
+        serde_json::to_writer(&mut *out, &summary)?;
+        out.write_all(b"\n")?;
         out.flush()
     }
 }

@@ -11,12 +11,12 @@ use kinesis_batcher::limits::MAX_KEY_UNITS;
 use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
 use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
 
-use crate::args::{BatchesTo, Command, Input, KeySpec, Options};
+use crate::args::{Command, Input, KeySpec, Options, OutputTo, SummaryFormat};
 use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
 use crate::progress::Progress;
-use crate::report::{Location, Refusals, Summary, Why};
+use crate::report::{FileStats, Location, Refusals, Summary, Why, Written};
 
 /// The exit codes.
 pub mod exit {
@@ -79,10 +79,62 @@ impl Source for LinePacker {
 /// Opens an input for reading: [`input::open`], or a stand-in in tests.
 type Opener<'a> = &'a mut dyn FnMut(&Input) -> io::Result<Box<dyn Read>>;
 
-/// `--batches`: one JSON line per request.
-struct BatchLog {
-    out: BufWriter<Box<dyn Write>>,
-    name: String,
+/// A JSON-lines output (`--batches`, `--refusals`), opened when the first input is read:
+/// a run that reads nothing creates no file and truncates no earlier one.
+struct JsonLines {
+    /// The option, for messages.
+    option: &'static str,
+    to: OutputTo,
+    out: Option<BufWriter<Box<dyn Write>>>,
+}
+
+impl JsonLines {
+    fn new(option: &'static str, to: &OutputTo) -> JsonLines {
+        JsonLines {
+            option,
+            to: to.clone(),
+            out: None,
+        }
+    }
+
+    fn fail(&self, error: &io::Error) -> Fatal {
+        let name = match &self.to {
+            OutputTo::Stdout => "stdout".into(),
+            OutputTo::Path(path) => path.display().to_string(),
+        };
+        output_error(&format!("{} {name}", self.option), error)
+    }
+
+    /// Creates the file, if not done yet.
+    fn open(&mut self) -> Result<(), Fatal> {
+        if self.out.is_none() {
+            let out: Box<dyn Write> = match &self.to {
+                OutputTo::Stdout => Box::new(io::stdout()),
+                OutputTo::Path(path) => Box::new(File::create(path).map_err(|e| self.fail(&e))?),
+            };
+            self.out = Some(BufWriter::new(out));
+        }
+        Ok(())
+    }
+
+    /// Writes one line, `\n` included.
+    fn write(&mut self, line: &[u8]) -> Result<(), Fatal> {
+        self.open()?;
+        let written = match &mut self.out {
+            Some(out) => out.write_all(line),
+            None => Ok(()),
+        };
+        written.map_err(|e| self.fail(&e))
+    }
+
+    /// Flushes what is buffered, if the file was ever opened.
+    fn flush(&mut self) -> Result<(), Fatal> {
+        let flushed = match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        };
+        flushed.map_err(|e| self.fail(&e))
+    }
 }
 
 /// Runs a plan, emit or demo command and returns its exit code.
@@ -97,10 +149,29 @@ fn run_with(options: &Options, open: Opener<'_>, summary: Option<&mut dyn Write>
         Ok(code) => code,
         Err(Fatal(message)) => {
             if !message.is_empty() {
-                eprintln!("kinesis-batcher: {message}");
+                print_error(&message);
             }
             exit::IO
         }
+    }
+}
+
+/// Prints an error on stderr after the program's name, as every error is printed, so
+/// that it can be told apart from the refusal messages (`FILE:LINE: ...`) and from other
+/// programs' messages in a pipeline.
+pub fn print_error(message: &str) {
+    eprintln!("kinesis-batcher: {message}");
+}
+
+/// An I/O error's text without Rust's " (os error N)" suffix, as other tools print it:
+/// "No such file or directory".
+pub fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or(text.clone(), str::to_owned),
+        None => text,
     }
 }
 
@@ -113,15 +184,21 @@ struct State {
     stop_on_refusal: bool,
     field: Option<String>,
     names: Vec<String>,
+    /// What became of each input, for `--summary json`.
+    files: Vec<FileStats>,
     open: Option<Span>,
     refusals: Refusals,
-    batch_log: Option<BatchLog>,
+    batch_log: Option<JsonLines>,
+    /// `--refusals`: one JSON line per refused line.
+    refusal_log: Option<JsonLines>,
     emit: Option<RequestWriter>,
     progress: Progress,
     records: u64,
     lines: u64,
     bytes_read: u64,
     input_errors: u64,
+    /// Inputs that gave at least their first read (bytes, or their end).
+    inputs_read: u64,
     stopped_at: Option<Location>,
 }
 
@@ -133,26 +210,24 @@ struct Run {
 impl Run {
     fn new(options: &Options) -> Result<Run, Fatal> {
         let limits = options.limits;
-        let batch_log = match &options.batches {
-            None => None,
-            Some(BatchesTo::Stdout) => Some(BatchLog {
-                out: BufWriter::new(Box::new(io::stdout())),
-                name: "stdout".into(),
-            }),
-            Some(BatchesTo::Path(path)) => {
-                let file = File::create(path)
-                    .map_err(|e| Fatal(format!("--batches {}: {e}", path.display())))?;
-                Some(BatchLog {
-                    out: BufWriter::new(Box::new(file)),
-                    name: path.display().to_string(),
-                })
-            }
-        };
+        let batch_log = options
+            .batches
+            .as_ref()
+            .map(|to| JsonLines::new("--batches", to));
+        let refusal_log = options
+            .refusals
+            .as_ref()
+            .map(|to| JsonLines::new("--refusals", to));
         let emit = match (&options.out, &options.stream) {
-            (Some(dir), Some(stream)) => Some(
-                RequestWriter::create(dir, stream, &limits)
-                    .map_err(|e| Fatal(format!("--out {}: {}", e.path.display(), e.error)))?,
-            ),
+            (Some(dir), Some(stream)) => {
+                Some(RequestWriter::create(dir, stream, &limits).map_err(|e| {
+                    Fatal(format!(
+                        "--out {}: {}",
+                        e.path.display(),
+                        describe(&e.error)
+                    ))
+                })?)
+            }
             _ => None,
         };
         let keys = KeyMaker::new(options.key.clone(), options.format);
@@ -164,15 +239,18 @@ impl Run {
                 stop_on_refusal: options.stop_on_refusal,
                 field: keys.field().map(str::to_owned),
                 names: options.inputs.iter().map(input::display_name).collect(),
+                files: vec![FileStats::default(); options.inputs.len()],
                 open: None,
                 refusals: Refusals::new(options.quiet),
                 batch_log,
+                refusal_log,
                 emit,
                 progress: Progress::new(input::total_size(&options.inputs)),
                 records: 0,
                 lines: 0,
                 bytes_read: 0,
                 input_errors: 0,
+                inputs_read: 0,
                 stopped_at: None,
             },
             keys,
@@ -195,6 +273,7 @@ impl Run {
             _ => 0,
         };
         for (index, input) in options.inputs.iter().enumerate() {
+            self.state.files[index].reached = true;
             let flow = match open(input) {
                 Err(error) => self.state.input_error(index, &error, 0),
                 Ok(mut reader) if options.pack => {
@@ -215,10 +294,15 @@ impl Run {
             state.close(&batch, span)?;
         }
         state.progress.clear();
-        if let Some(log) = &mut state.batch_log {
-            log.out
-                .flush()
-                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+        for log in [&mut state.batch_log, &mut state.refusal_log]
+            .into_iter()
+            .flatten()
+        {
+            log.flush()?;
+        }
+        if state.inputs_read == 0 && state.input_errors > 0 {
+            // Nothing could be read: a summary of zeros would only bury the errors above.
+            return Ok(exit::IO);
         }
         let stats = *state.acc.stats();
         for reason in Reason::ALL {
@@ -233,6 +317,13 @@ impl Run {
                 "kinesis-batcher: {not_shown} more refusals not shown (the summary counts them all)"
             );
         }
+        let exit_code = if state.input_errors > 0 {
+            exit::IO
+        } else if state.stopped_at.is_some() {
+            exit::STOPPED
+        } else {
+            exit::OK
+        };
         let summary = Summary {
             command: match options.command {
                 Command::Emit => "emit",
@@ -242,7 +333,9 @@ impl Run {
             profile: options.profile,
             limits,
             keys: describe_keys(&options.key, limits.key_unit()),
+            key: &options.key,
             names: &state.names,
+            files: &state.files,
             input_errors: state.input_errors,
             bytes_read: state.bytes_read,
             lines: state.lines,
@@ -253,24 +346,30 @@ impl Run {
             stopped_at: state.stopped_at,
             written: state.emit.as_ref().map(|emit| {
                 let (files, bytes) = emit.written();
-                (emit.dir(), files, bytes)
+                Written {
+                    dir: emit.dir(),
+                    dir_exists: emit.dir_exists(),
+                    files,
+                    bytes,
+                }
             }),
+            exit_code,
         };
-        let written = if let Some(out) = summary_to {
-            summary.write(out)
-        } else if options.batches == Some(BatchesTo::Stdout) {
-            summary.write(&mut io::stderr().lock())
-        } else {
-            summary.write(&mut io::stdout().lock())
+        let write = |out: &mut dyn Write| match options.summary {
+            SummaryFormat::Text => summary.write(out),
+            SummaryFormat::Json => summary.write_json(out),
         };
-        written.map_err(|e| output_error("summary", &e))?;
-        Ok(if state.input_errors > 0 {
-            exit::IO
-        } else if state.stopped_at.is_some() {
-            exit::STOPPED
+        let (written, to) = if let Some(out) = summary_to {
+            (write(out), "summary")
+        } else if options.batches == Some(OutputTo::Stdout)
+            || options.refusals == Some(OutputTo::Stdout)
+        {
+            (write(&mut io::stderr().lock()), "stderr")
         } else {
-            exit::OK
-        })
+            (write(&mut io::stdout().lock()), "stdout")
+        };
+        written.map_err(|e| output_error(to, &e))?;
+        Ok(exit_code)
     }
 
     /// Reads one input to its end (or to a stop), feeding every line to the core.
@@ -288,9 +387,17 @@ impl Run {
         chunk: &mut ChunkBuffer,
     ) -> Result<Flow, Fatal> {
         chunk.reset();
+        let mut first = true;
         let flow = loop {
             match chunk.refill(reader) {
-                Ok(n) => self.state.bytes_read += n as u64,
+                Ok(n) => {
+                    if first {
+                        first = false;
+                        self.state.input_read()?;
+                    }
+                    self.state.bytes_read += n as u64;
+                    self.state.files[input].bytes += n as u64;
+                }
                 Err(error) => {
                     let data = chunk.data();
                     let whole = data
@@ -314,6 +421,7 @@ impl Run {
                 .tick(state.bytes_read, state.records, state.acc.stats().batches);
         };
         self.state.lines += source.seen();
+        self.state.files[input].lines = source.seen();
         Ok(flow)
     }
 
@@ -346,7 +454,6 @@ impl Run {
     /// One line (or packed run of lines): its key, then the core's answer.
     fn line(&mut self, input: usize, line: &Line<'_>) -> Result<Flow, Fatal> {
         self.state.records += 1;
-        let at = (input, line.number);
         // A line over the record cap is refused as too large whatever it holds, so it is
         // not parsed: the core measures its data alone to say so.
         let over_cap = !line.is_whole()
@@ -363,7 +470,7 @@ impl Run {
                     // The core takes the line's index without measuring it: a request
                     // spanning it counts it in `Batch::refused`.
                     self.state.acc.skip();
-                    return Ok(self.state.refuse(at, why, |_| detail));
+                    return self.state.refuse(input, line, why, |_| detail);
                 }
             }
         };
@@ -404,32 +511,63 @@ impl State {
                 }
                 Ok(Flow::Go)
             }
-            Push::Refused(reason) => Ok(self.refuse(at, Why::Core(reason), |state| {
+            Push::Refused(reason) => self.refuse(input, line, Why::Core(reason), |state| {
                 state.detail(reason, line, key, stand_in)
-            })),
+            }),
         }
     }
 
-    /// Counts a refusal, reports it, and stops if asked to.
-    fn refuse(&mut self, at: Location, why: Why, detail: impl FnOnce(&State) -> String) -> Flow {
+    /// Counts a refusal, logs it (`--refusals`), reports it, and stops if asked to.
+    fn refuse(
+        &mut self,
+        input: usize,
+        line: &Line<'_>,
+        why: Why,
+        detail: impl FnOnce(&State) -> String,
+    ) -> Result<Flow, Fatal> {
+        let at = (input, line.number);
         let print = self.refusals.add(why, at);
+        if !print && !self.stop_on_refusal && self.refusal_log.is_none() {
+            // The detail is only worked out for someone who will read it.
+            return Ok(Flow::Go);
+        }
+        let detail = detail(self);
+        if let Some(log) = &mut self.refusal_log {
+            let mut json = Vec::with_capacity(128);
+            json.extend_from_slice(b"{\"file\":");
+            push_json_string(&mut json, self.names[input].as_bytes());
+            // A packed record is refused only when it is one line (the packer never
+            // joins lines past the cap, and its key was checked up front): its line and
+            // offset are that line's.
+            json.extend_from_slice(
+                format!(
+                    ",\"line\":{},\"offset\":{},\"reason\":\"{}\",\"detail\":",
+                    line.number,
+                    line.offset,
+                    why.id()
+                )
+                .as_bytes(),
+            );
+            push_json_string(&mut json, detail.as_bytes());
+            json.extend_from_slice(b"}\n");
+            log.write(&json)?;
+        }
         if !print && !self.stop_on_refusal {
-            return Flow::Go;
+            return Ok(Flow::Go);
         }
         self.progress.clear();
-        let detail = detail(self);
         let message = if detail.is_empty() {
             format!("{}:{}: {}", self.names[at.0], at.1, why.label())
         } else {
             format!("{}:{}: {}: {detail}", self.names[at.0], at.1, why.label())
         };
         if self.stop_on_refusal {
-            eprintln!("kinesis-batcher: stopped at {message} (--stop-on-refusal)");
+            print_error(&format!("stopped at {message} (--stop-on-refusal)"));
             self.stopped_at = Some(at);
-            return Flow::Stop;
+            return Ok(Flow::Stop);
         }
         eprintln!("{message}");
-        Flow::Go
+        Ok(Flow::Go)
     }
 
     /// The detail of a refusal by the core, from the core's own measures.
@@ -503,13 +641,24 @@ impl State {
                 )
                 .as_bytes(),
             );
-            log.out
-                .write_all(&json)
-                .map_err(|e| output_error(&format!("--batches {}", log.name), &e))?;
+            log.write(&json)?;
         }
         if let Some(emit) = &mut self.emit {
             emit.finish(batch)
-                .map_err(|e| output_error(&e.path.display().to_string(), &e.error))?;
+                .map_err(|e| output_error(&format!("--out {}", e.path.display()), &e.error))?;
+        }
+        Ok(())
+    }
+
+    /// An input gave its first read: the outputs opened lazily are opened now, before
+    /// anything is written to them.
+    fn input_read(&mut self) -> Result<(), Fatal> {
+        self.inputs_read += 1;
+        for log in [&mut self.batch_log, &mut self.refusal_log]
+            .into_iter()
+            .flatten()
+        {
+            log.open()?;
         }
         Ok(())
     }
@@ -519,7 +668,9 @@ impl State {
     /// `dropped`: the bytes of an unfinished last line read before the error.
     fn input_error(&mut self, input: usize, error: &io::Error, dropped: usize) -> Flow {
         self.progress.clear();
-        eprintln!("{}", read_error_message(&self.names[input], error, dropped));
+        let detail = read_error_detail(error, dropped);
+        print_error(&format!("{}: {detail}", self.names[input]));
+        self.files[input].error = Some(detail);
         self.input_errors += 1;
         if self.stop_on_refusal {
             Flow::Stop
@@ -539,12 +690,14 @@ impl Span {
     }
 }
 
-/// `FILE: error`, and the bytes of a line cut short by it, if any.
-fn read_error_message(name: &str, error: &io::Error, dropped: usize) -> String {
+/// A read error, and the bytes of a line cut short by it, if any (printed after the
+/// input's name).
+fn read_error_detail(error: &io::Error, dropped: usize) -> String {
+    let error = describe(error);
     match dropped {
-        0 => format!("{name}: {error}"),
-        1 => format!("{name}: {error}; 1 byte of an unfinished last line dropped"),
-        n => format!("{name}: {error}; {n} bytes of an unfinished last line dropped"),
+        0 => error,
+        1 => format!("{error}; 1 byte of an unfinished last line dropped"),
+        n => format!("{error}; {n} bytes of an unfinished last line dropped"),
     }
 }
 
@@ -553,7 +706,7 @@ fn output_error(what: &str, error: &io::Error) -> Fatal {
         // The reader went away (`| head`): nothing more to say.
         return Fatal(String::new());
     }
-    Fatal(format!("{what}: {error}"))
+    Fatal(format!("{what}: {}", describe(error)))
 }
 
 fn unit_name(unit: KeyUnit) -> &'static str {
@@ -620,10 +773,12 @@ mod tests {
         };
         let mut summary = Vec::new();
         let code = run_with(&options, &mut open, Some(&mut summary));
-        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
-            .expect("read --out")
-            .map(|entry| entry.expect("entry").path())
-            .collect();
+        // No request written: no directory (it is created with the first request).
+        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries.map(|entry| entry.expect("entry").path()).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("read --out: {e}"),
+        };
         names.sort();
         let requests = names
             .iter()
@@ -715,14 +870,20 @@ mod tests {
     #[test]
     fn read_error_messages_say_what_was_dropped() {
         let error = io::Error::other("device gone");
-        assert_eq!(read_error_message("f", &error, 0), "f: device gone");
+        assert_eq!(read_error_detail(&error, 0), "device gone");
         assert_eq!(
-            read_error_message("f", &error, 1),
-            "f: device gone; 1 byte of an unfinished last line dropped"
+            read_error_detail(&error, 1),
+            "device gone; 1 byte of an unfinished last line dropped"
         );
         assert_eq!(
-            read_error_message("f", &error, 4096),
-            "f: device gone; 4096 bytes of an unfinished last line dropped"
+            read_error_detail(&error, 4096),
+            "device gone; 4096 bytes of an unfinished last line dropped"
+        );
+        // An OS error loses Rust's "(os error N)", as other tools print it.
+        #[cfg(unix)]
+        assert_eq!(
+            read_error_detail(&io::Error::from_raw_os_error(2), 0),
+            "No such file or directory"
         );
     }
 }

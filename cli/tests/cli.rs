@@ -270,6 +270,8 @@ fn help_and_version() {
         "demo",
         "--profile kds|kds-5mib|firehose",
         "--max-record-size",
+        "--max-records N",
+        "--max-request-bytes N[KiB|MiB]",
         "--key-unit code-points|utf16|utf8-bytes",
         "--key-hash",
         "FNV-1a 64",
@@ -279,6 +281,9 @@ fn help_and_version() {
         "--stop-on-refusal",
         "--quiet",
         "--batches PATH",
+        "--refusals PATH",
+        "--summary text|json",
+        "AWS CLI v1",
         "EXIT CODES",
     ] {
         assert!(help.stdout.contains(needle), "--help lacks {needle}");
@@ -376,10 +381,270 @@ fn usage_errors_exit_2() {
             "{args:?}: {}",
             result.stderr
         );
+        assert!(
+            result.stderr.starts_with("kinesis-batcher: "),
+            "{args:?}: {}",
+            result.stderr
+        );
         assert!(result.stdout.is_empty(), "{args:?}");
     }
     // No arguments and no terminal on stdin: nothing to guess.
-    assert_eq!(run(&[]).code, 2);
+    let none = run(&[]);
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.starts_with("kinesis-batcher: no command given"));
+}
+
+#[test]
+fn every_error_message_starts_with_the_program_name() {
+    let dir = TempDir::new("prefix");
+    let good = dir.file("good.txt", b"a\n");
+    let missing = dir.path("nope.ndjson");
+    let missing = missing.to_str().expect("path");
+    let directory = dir.0.to_str().expect("path");
+    let under_file = format!("{good}/out");
+
+    // Unreadable inputs: the OS's words, without Rust's "(os error N)".
+    let result = run(&["plan", missing, directory, &good]);
+    assert_eq!(result.code, 3);
+    assert_eq!(
+        result.stderr,
+        format!(
+            "kinesis-batcher: {missing}: No such file or directory\n\
+             kinesis-batcher: {directory}: Is a directory\n"
+        )
+    );
+
+    // Unwritable outputs.
+    for (args, expected) in [
+        (
+            vec!["emit", "--out", &under_file, "--stream", "s", &good],
+            format!("kinesis-batcher: --out {under_file}: Not a directory\n"),
+        ),
+        (
+            vec!["plan", "--batches", &under_file, &good],
+            format!("kinesis-batcher: --batches {under_file}: Not a directory\n"),
+        ),
+    ] {
+        let result = run(&args);
+        assert_eq!(
+            (result.code, result.stderr.as_str()),
+            (3, expected.as_str())
+        );
+        assert!(result.stdout.is_empty(), "{args:?}: {}", result.stdout);
+    }
+    let out = dir.path("out");
+    let out = out.to_str().expect("path");
+    assert_eq!(run(&["emit", "--out", out, "--stream", "s", &good]).code, 0);
+    let again = run(&["emit", "--out", out, "--stream", "s", &good]);
+    assert_eq!(again.code, 3);
+    assert!(
+        again.stderr.starts_with(&format!(
+            "kinesis-batcher: --out {out}: already holds request files"
+        )),
+        "{}",
+        again.stderr
+    );
+}
+
+/// Runs the binary with stdout on /dev/full, where every write fails with ENOSPC.
+#[cfg(target_os = "linux")]
+fn run_to_full_stdout(args: &[&str]) -> (i32, String) {
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let output = Command::new(env!("CARGO_BIN_EXE_kinesis-batcher"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kinesis-batcher");
+    (
+        output.status.code().expect("exit code"),
+        String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_stdout_is_an_error_named_after_the_program() {
+    let dir = TempDir::new("full");
+    let good = dir.file("good.txt", b"a\n");
+    let full = "No space left on device\n";
+    assert_eq!(
+        run_to_full_stdout(&["plan", &good]),
+        (3, format!("kinesis-batcher: stdout: {full}"))
+    );
+    assert_eq!(
+        run_to_full_stdout(&["--help"]),
+        (3, format!("kinesis-batcher: stdout: {full}"))
+    );
+    assert_eq!(
+        run_to_full_stdout(&["plan", "--batches", "-", &good]),
+        (3, format!("kinesis-batcher: --batches stdout: {full}"))
+    );
+}
+
+#[test]
+fn custom_caps_cut_requests_at_exact_boundaries() {
+    let dir = TempDir::new("caps");
+    // Each record: 4 bytes of data and the 1-byte key "k", 5 bytes as the service counts.
+    let file = dir.file("five.txt", b"aaaa\nbbbb\ncccc\ndddd\neeee\n");
+    let per_request = |caps: &[&str]| -> Vec<u64> {
+        let args = [
+            &["plan", "--key", "k", "--batches", "-"][..],
+            caps,
+            &[&file],
+        ]
+        .concat();
+        let result = run(&args);
+        assert_eq!(result.code, 0, "{caps:?}: {}", result.stderr);
+        batches(&result.stdout)
+            .iter()
+            .map(|batch| int(batch, "records"))
+            .collect()
+    };
+    assert_eq!(per_request(&["--max-records", "2"]), [2, 2, 1]);
+    assert_eq!(per_request(&["--max-records", "1"]), [1; 5]);
+    assert_eq!(per_request(&["--max-records", "500"]), [5]);
+    // A request cap of exactly two records' bytes holds two; one byte less, one.
+    let bytes = |request: &str, record: &str| {
+        per_request(&["--max-request-bytes", request, "--max-record-size", record])
+    };
+    assert_eq!(bytes("10", "10"), [2, 2, 1]);
+    assert_eq!(bytes("9", "9"), [1; 5]);
+    assert_eq!(bytes("15", "5"), [3, 2]);
+    assert_eq!(bytes("14", "5"), [2, 2, 1]);
+    assert_eq!(bytes("1KiB", "5"), [5]);
+
+    // emit writes those requests, and the summary states the caps in force.
+    let out = dir.path("out");
+    let result = run(&[
+        "emit",
+        "--out",
+        out.to_str().expect("path"),
+        "--stream",
+        "s",
+        "--key",
+        "k",
+        "--max-records",
+        "2",
+        "--max-request-bytes",
+        "1KiB",
+        "--max-record-size",
+        "5",
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(
+        result.line("kinesis-batcher emit:"),
+        "profile kds: 2 records, 1024 bytes per request, 5 bytes per record"
+    );
+    let requests = read_requests(&out, "StreamName", "s");
+    check_limits(&requests, 1024, 5);
+    let counts: Vec<usize> = requests.iter().map(|r| r.records.len()).collect();
+    assert_eq!(counts, [2, 2, 1]);
+
+    // Firehose under custom caps: still no keys, so 4 bytes a record.
+    let firehose = run(&[
+        "plan",
+        "--profile",
+        "firehose",
+        "--max-request-bytes",
+        "8",
+        "--max-record-size",
+        "4",
+        "--batches",
+        "-",
+        &file,
+    ]);
+    assert_eq!(firehose.code, 0, "{}", firehose.stderr);
+    let sizes: Vec<u64> = batches(&firehose.stdout)
+        .iter()
+        .map(|batch| int(batch, "bytes"))
+        .collect();
+    assert_eq!(sizes, [8, 8, 4]);
+}
+
+#[test]
+fn invalid_caps_are_usage_errors_naming_the_rule() {
+    use kinesis_batcher::LimitsError;
+
+    let dir = TempDir::new("bad-caps");
+    let file = dir.file("in.txt", b"a\n");
+    for (caps, expected) in [
+        (
+            vec!["--max-records", "0"],
+            format!("--max-records 0: {}", LimitsError::ZeroRecords),
+        ),
+        (
+            vec!["--max-records", "501"],
+            format!("--max-records 501: {}", LimitsError::RecordsAboveService),
+        ),
+        (
+            vec!["--max-records", "99999999999"],
+            format!(
+                "--max-records 99999999999: {}",
+                LimitsError::RecordsAboveService
+            ),
+        ),
+        (
+            vec!["--max-records", "2k"],
+            "--max-records 2k: expected a whole number of records".to_owned(),
+        ),
+        (
+            vec!["--max-request-bytes", "0"],
+            format!("--max-request-bytes 0: {}", LimitsError::ZeroRequestBytes),
+        ),
+        (
+            vec!["--max-request-bytes", "10MiB"],
+            String::new(), // the service's maximum: valid
+        ),
+        (
+            vec!["--max-request-bytes", "10485761"],
+            format!(
+                "--max-request-bytes 10485761: {}",
+                LimitsError::RequestBytesAboveService
+            ),
+        ),
+        (
+            // The record cap left at the profile's 1 MiB is above this request cap.
+            vec!["--max-request-bytes", "100"],
+            format!(
+                "--max-request-bytes 100: {} (1048576 > 100 bytes)",
+                LimitsError::RecordAboveRequest
+            ),
+        ),
+        (
+            vec!["--max-request-bytes", "10", "--max-record-size", "11"],
+            format!(
+                "--max-request-bytes 10 --max-record-size 11: {} (11 > 10 bytes)",
+                LimitsError::RecordAboveRequest
+            ),
+        ),
+        (
+            vec!["--profile", "firehose", "--max-record-size", "1MiB"],
+            format!(
+                "--max-record-size 1MiB: {}",
+                LimitsError::RecordBytesAboveProfile
+            ),
+        ),
+    ] {
+        let args = [&["plan"][..], &caps, &[&file]].concat();
+        let result = run(&args);
+        if expected.is_empty() {
+            assert_eq!(result.code, 0, "{caps:?}: {}", result.stderr);
+            continue;
+        }
+        assert_eq!(result.code, 2, "{caps:?}: {}", result.stderr);
+        assert_eq!(
+            result.stderr.lines().next(),
+            Some(format!("kinesis-batcher: {expected}").as_str()),
+            "{caps:?}"
+        );
+        assert!(result.stdout.is_empty(), "{caps:?}");
+    }
 }
 
 #[test]
@@ -497,9 +762,89 @@ fn unreadable_inputs_exit_3_after_the_others() {
     assert_eq!(result.accepted_refused(), (2, 0));
     assert!(result.line("input").contains("2 unreadable"));
 
-    // With --stop-on-refusal an unreadable input stops the run at once.
+    // With --stop-on-refusal an unreadable input stops the run at once: nothing was
+    // read, so there is no summary.
     let result = run(&["plan", "--stop-on-refusal", missing, &good]);
     assert_eq!(result.code, 3);
+    assert_eq!(result.stdout, "");
+}
+
+#[test]
+fn nothing_read_prints_no_summary_and_creates_nothing() {
+    let dir = TempDir::new("nothing-read");
+    let first = dir.path("a.ndjson");
+    let first = first.to_str().expect("path");
+    let second = dir.path("b.ndjson");
+    let second = second.to_str().expect("path");
+    let directory = dir.0.to_str().expect("path");
+    let out = dir.path("out");
+    let out_arg = out.to_str().expect("path");
+    let earlier = b"{\"batch\":1} from an earlier run\n";
+    let log = dir.file("batches.jsonl", earlier);
+    let emit = |inputs: &[&str]| {
+        let mut args = vec!["emit", "--out", out_arg, "--stream", "s", "--batches", &log];
+        args.extend_from_slice(inputs);
+        run(&args)
+    };
+
+    let result = emit(&[first, second]);
+    assert_eq!(result.code, 3);
+    assert_eq!(result.stdout, "", "no summary of zeros");
+    assert_eq!(
+        result.stderr,
+        format!(
+            "kinesis-batcher: {first}: No such file or directory\n\
+             kinesis-batcher: {second}: No such file or directory\n"
+        )
+    );
+    assert!(!out.exists(), "--out created though nothing was read");
+    assert_eq!(
+        fs::read(&log).expect("read log"),
+        earlier,
+        "--batches truncated"
+    );
+
+    // A directory opens but cannot be read: nothing read either.
+    let result = run(&["plan", first, directory]);
+    assert_eq!((result.code, result.stdout.as_str()), (3, ""));
+
+    // One readable input among them: the summary of what was read, and still 3.
+    let good = dir.file("good.txt", b"a\nb\n");
+    let result = emit(&[first, &good]);
+    assert_eq!(result.code, 3, "{}", result.stderr);
+    assert_eq!(result.accepted_refused(), (2, 0));
+    assert!(result.line("input").contains("1 unreadable"));
+    assert_eq!(read_requests(&out, "StreamName", "s").len(), 1);
+    assert_eq!(
+        batches(&fs::read_to_string(&log).expect("read log")).len(),
+        1
+    );
+
+    // Every line refused: no request file, so no directory either, and the summary says so.
+    let empty = dir.path("empty");
+    let empty_arg = empty.to_str().expect("path");
+    let all_refused = ["emit", "--out", empty_arg, "--stream", "s", "--quiet"];
+    let args = [&all_refused[..], &["--max-record-size", "1", &good]].concat();
+    let result = run(&args);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(!empty.exists());
+    assert_eq!(
+        result.line("wrote"),
+        format!("no request file ({empty_arg} not created)")
+    );
+    // An existing directory is left as it is.
+    fs::create_dir(&empty).expect("mkdir");
+    let result = run(&args);
+    assert_eq!(
+        result.line("wrote"),
+        format!("no request file to {empty_arg}")
+    );
+    assert_eq!(fs::read_dir(&empty).expect("read dir").count(), 0);
+
+    // An empty input is an input read: a summary, and exit 0.
+    let nothing = dir.file("nothing.txt", b"");
+    let result = run(&["plan", &nothing]);
+    assert_eq!(result.code, 0);
     assert_eq!(result.accepted_refused(), (0, 0));
 }
 
@@ -950,6 +1295,395 @@ fn quiet_and_message_cap() {
     let quiet = run(&["plan", "--quiet", "--max-record-size", "10", &file]);
     assert!(quiet.stderr.is_empty());
     assert_eq!(quiet.stdout, loud.stdout);
+}
+
+/// The `--refusals` lines, parsed.
+fn refusal_lines(text: &str) -> Vec<serde_json::Map<String, Value>> {
+    batches(text)
+}
+
+/// (line, reason) of each refusal line.
+fn lines_and_reasons(refusals: &[serde_json::Map<String, Value>]) -> Vec<(u64, String)> {
+    refusals
+        .iter()
+        .map(|r| {
+            (
+                int(r, "line"),
+                r["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Refusals by reason, counted from the `--refusals` lines.
+fn reason_counts(refusals: &[serde_json::Map<String, Value>]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for refusal in refusals {
+        *counts
+            .entry(refusal["reason"].as_str().expect("reason").to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn refusals_file_holds_every_refused_line() {
+    let dir = TempDir::new("refusals");
+    let lines = [
+        r#"{"k":"a"}"#.to_owned(),                   // 1 accepted
+        r#"{"k":""}"#.to_owned(),                    // 2 key_empty
+        "x".repeat(2000),                            // 3 record_too_large, not parsed
+        "not json".to_owned(),                       // 4 invalid_json
+        r#"{"x":1}"#.to_owned(),                     // 5 key_field_missing
+        r#"{"k":"b"}"#.to_owned(),                   // 6 accepted
+        String::new(),                               // 7 empty: skipped
+        format!(r#"{{"k":"{}"}}"#, "é".repeat(300)), // 8 key_too_long
+    ];
+    let input = lines.join("\n") + "\n";
+    // Where each line starts in the file.
+    let offsets: Vec<u64> = lines
+        .iter()
+        .scan(0, |at, line| {
+            let start = *at;
+            *at += line.len() as u64 + 1;
+            Some(start)
+        })
+        .collect();
+    let file = dir.file("crafted.ndjson", input.as_bytes());
+    let log = dir.path("refusals.jsonl");
+    let log_arg = log.to_str().expect("path");
+    let result = run(&[
+        "plan",
+        "--key-field",
+        "k",
+        "--max-record-size",
+        "1KiB",
+        "--refusals",
+        log_arg,
+        &file,
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let refusals = refusal_lines(&fs::read_to_string(&log).expect("read --refusals"));
+    assert_eq!(
+        lines_and_reasons(&refusals),
+        [
+            (2, "key_empty".to_owned()),
+            (3, "record_too_large".to_owned()),
+            (4, "invalid_json".to_owned()),
+            (5, "key_field_missing".to_owned()),
+            (8, "key_too_long".to_owned()),
+        ]
+    );
+    assert_eq!(refusals.len() as u64, result.accepted_refused().1);
+    assert_eq!(reason_counts(&refusals), result.refusals());
+    for refusal in &refusals {
+        assert_eq!(refusal["file"], file.as_str());
+        let line = int(refusal, "line") as usize;
+        assert_eq!(int(refusal, "offset"), offsets[line - 1], "{refusal:?}");
+        let mut keys: Vec<&String> = refusal.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["detail", "file", "line", "offset", "reason"]);
+    }
+    // The details are the stderr messages' own.
+    let detail = |i: usize| refusals[i]["detail"].as_str().expect("detail");
+    assert_eq!(detail(0), "field \"k\" is an empty string");
+    assert_eq!(detail(1), "2000 bytes of data alone, cap 1024");
+    assert_eq!(detail(3), "no field \"k\"");
+    assert_eq!(detail(4), "field \"k\": 300 code points, max 256");
+    assert!(detail(2).starts_with("expected"), "{}", detail(2));
+    assert!(
+        result
+            .stderr
+            .contains(&format!("{file}:4: invalid JSON: {}\n", detail(2)))
+    );
+
+    // --format ndjson alone: only lines that are not JSON, keyed by hash.
+    let ndjson = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--refusals",
+        "-",
+        &file,
+    ]);
+    assert_eq!(ndjson.code, 0, "{}", ndjson.stderr);
+    let refusals = refusal_lines(&ndjson.stdout);
+    assert_eq!(
+        lines_and_reasons(&refusals),
+        [
+            (3, "invalid_json".to_owned()),
+            (4, "invalid_json".to_owned())
+        ]
+    );
+    // With the refusals on stdout, the summary moves to stderr.
+    assert!(
+        ndjson.stderr.contains("refused      2\n"),
+        "{}",
+        ndjson.stderr
+    );
+
+    // Every refusal, not only the 50 shown on stderr, with or without --quiet.
+    let many = dir.file("many.txt", "x\n".repeat(120).as_bytes());
+    for quiet in [false, true] {
+        let mut args = vec!["plan", "--max-record-size", "10", "--refusals", log_arg];
+        if quiet {
+            args.push("--quiet");
+        }
+        args.push(&many);
+        let result = run(&args);
+        let refusals = refusal_lines(&fs::read_to_string(&log).expect("read --refusals"));
+        assert_eq!(refusals.len(), 120);
+        assert_eq!(refusals.len() as u64, result.accepted_refused().1);
+        let numbers: Vec<u64> = refusals.iter().map(|r| int(r, "line")).collect();
+        assert_eq!(numbers, (1..=120).collect::<Vec<u64>>());
+        assert_eq!(result.stderr.lines().count(), if quiet { 0 } else { 51 });
+    }
+
+    // --stop-on-refusal: the refusal that stopped the run is there, and no later one.
+    let stop = run(&[
+        "plan",
+        "--key-field",
+        "k",
+        "--stop-on-refusal",
+        "--refusals",
+        "-",
+        &file,
+    ]);
+    assert_eq!(stop.code, 1);
+    assert_eq!(
+        lines_and_reasons(&refusal_lines(&stop.stdout)),
+        [(2, "key_empty".to_owned())]
+    );
+
+    // Misuse and unwritable paths.
+    let both = run(&["plan", "--batches", "-", "--refusals", "-", &file]);
+    assert_eq!(both.code, 2);
+    assert!(
+        both.stderr
+            .starts_with("kinesis-batcher: --batches and --refusals cannot both write to stdout")
+    );
+    assert_eq!(run(&["plan", "--refusals", "", &file]).code, 2);
+    let under_file = format!("{file}/refusals.jsonl");
+    let bad = run(&["plan", "--refusals", &under_file, &file]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (
+            3,
+            format!("kinesis-batcher: --refusals {under_file}: Not a directory\n").as_str()
+        )
+    );
+    // Nothing read: no file.
+    let missing = dir.path("missing.ndjson");
+    let fresh = dir.path("fresh.jsonl");
+    let result = run(&[
+        "plan",
+        "--refusals",
+        fresh.to_str().expect("path"),
+        missing.to_str().expect("path"),
+    ]);
+    assert_eq!(result.code, 3);
+    assert!(!fresh.exists());
+}
+
+/// The one JSON object `--summary json` prints, checked to be alone on its one line.
+fn summary_json(text: &str) -> Value {
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(text.ends_with('\n'));
+    let summary: Value = serde_json::from_str(text).expect("summary is JSON");
+    assert!(summary.is_object());
+    summary
+}
+
+#[test]
+fn summary_json_matches_the_text_summary() {
+    let dir = TempDir::new("summary-json");
+    let mut input = String::new();
+    for i in 1..=250 {
+        match i {
+            // 60 bytes and the 16-byte hash key: over the 64-byte cap.
+            100 | 200 => input.push_str(&format!("{{\"pad\":\"{}\"}}", "p".repeat(50))),
+            150 => input.push_str("not json"),
+            _ => input.push_str(&format!("{{\"i\":{i}}}")),
+        }
+        input.push('\n');
+    }
+    let file = dir.file("events.ndjson", input.as_bytes());
+    let missing = dir.path("missing.ndjson");
+    let missing = missing.to_str().expect("path");
+    let args = [
+        "plan",
+        "--format",
+        "ndjson",
+        "--max-records",
+        "100",
+        "--max-record-size",
+        "64",
+        &file,
+        missing,
+    ];
+    let text = run(&args);
+    let json = run(&[&args[..], &["--summary", "json"]].concat());
+    assert_eq!((text.code, json.code), (3, 3), "{}", json.stderr);
+    assert_eq!(json.stderr, text.stderr);
+    let summary = summary_json(&json.stdout);
+
+    let number = |field: &str| summary[field].as_u64().expect(field);
+    // Whether a request may span a refused line is the core's planning mode's business:
+    // only the two forms' agreement is checked here.
+    assert_eq!(number("requests"), text.number("requests"));
+    assert_eq!(number("records"), text.number("records"));
+    let accepted = (
+        summary["accepted"]["records"].as_u64().expect("accepted"),
+        number("refused"),
+    );
+    assert_eq!(accepted, text.accepted_refused());
+    assert_eq!(accepted, (247, 3));
+    assert_eq!(
+        summary["accepted"]["bytes"].as_u64(),
+        Some(bytes_accepted(&text))
+    );
+    assert_eq!(number("bytes_read"), input.len() as u64);
+    assert_eq!(number("lines"), 250);
+    assert_eq!(number("unreadable"), 1);
+    assert_eq!(number("exit_code"), 3);
+    // Every reason, zeros included; the non-zero ones as in the text.
+    let refusals = summary["refusals"].as_object().expect("refusals");
+    assert_eq!(refusals.len(), 7);
+    let nonzero: BTreeMap<String, u64> = refusals
+        .iter()
+        .map(|(id, n)| (id.clone(), n.as_u64().expect("count")))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    assert_eq!(nonzero, text.refusals());
+    assert_eq!(
+        nonzero,
+        counts(&[("invalid_json", 1), ("record_too_large", 2)])
+    );
+    // Fill as fractions; the text shows them as percentages.
+    let fill = |what: &str| summary["fill"][what].as_f64().expect("fill");
+    let fill_line = text.line("fill");
+    assert!(
+        fill_line.contains(&format!("bytes {:.2}%", 100.0 * fill("bytes"))),
+        "{fill_line}"
+    );
+    assert!(
+        fill_line.contains(&format!("records {:.2}%", 100.0 * fill("records"))),
+        "{fill_line}"
+    );
+    let slots = (number("requests") * 100) as f64;
+    assert!((fill("records") - 247.0 / slots).abs() < 1e-12);
+    assert_eq!(
+        summary["limits"],
+        serde_json::json!({
+            "max_records": 100,
+            "max_request_bytes": 10 * MIB,
+            "max_record_bytes": 64,
+            "partition_keys": true,
+            "key_unit": "code-points",
+        })
+    );
+    assert_eq!(summary["keys"], serde_json::json!({"source": "hash"}));
+    assert_eq!(
+        summary["files"],
+        serde_json::json!([
+            {"name": file, "status": "read", "bytes": input.len(), "lines": 250, "error": null},
+            {"name": missing, "status": "unreadable", "bytes": 0, "lines": 0,
+             "error": "No such file or directory"},
+        ])
+    );
+    assert_eq!(
+        (&summary["command"], &summary["profile"], &summary["packed"]),
+        (
+            &Value::from("plan"),
+            &Value::from("kds"),
+            &Value::from(false)
+        )
+    );
+    assert!(summary["stopped_at"].is_null() && summary["written"].is_null());
+
+    // emit: what was written where.
+    let out = dir.path("out");
+    let out_arg = out.to_str().expect("path");
+    let emit = run(&[
+        "emit",
+        "--out",
+        out_arg,
+        "--stream",
+        "s",
+        "--quiet",
+        "--max-records",
+        "100",
+        "--summary",
+        "json",
+        &file,
+    ]);
+    assert_eq!(emit.code, 0, "{}", emit.stderr);
+    let summary = summary_json(&emit.stdout);
+    let requests = read_requests(&out, "StreamName", "s");
+    let bytes: u64 = requests
+        .iter()
+        .map(|r| fs::metadata(out.join(&r.name)).expect("stat").len())
+        .sum();
+    assert_eq!(
+        summary["written"],
+        serde_json::json!({"dir": out_arg, "dir_exists": true, "files": requests.len(), "bytes": bytes})
+    );
+    assert_eq!(summary["requests"].as_u64(), Some(requests.len() as u64));
+    assert_eq!(summary["keys"], serde_json::json!({"source": "hash"}));
+
+    // Stopped: where, the exit code, and the input never reached.
+    let stop = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--key",
+        "k",
+        "--stop-on-refusal",
+        "--summary",
+        "json",
+        &file,
+        missing,
+    ]);
+    assert_eq!(stop.code, 1);
+    let summary = summary_json(&stop.stdout);
+    assert_eq!(
+        summary["stopped_at"],
+        serde_json::json!({"file": file, "line": 150})
+    );
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["files"][1]["status"], "not_reached");
+    assert_eq!(
+        summary["keys"],
+        serde_json::json!({"source": "constant", "key": "k"})
+    );
+
+    // With --refusals -, the JSON summary is stderr's last line.
+    let piped = run(&[
+        "plan",
+        "--quiet",
+        "--format",
+        "ndjson",
+        "--refusals",
+        "-",
+        "--summary",
+        "json",
+        &file,
+    ]);
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert_eq!(refusal_lines(&piped.stdout).len(), 1);
+    assert_eq!(summary_json(&piped.stderr)["refused"], 1);
+
+    // Nothing read: no summary in either form. A form that does not exist: exit 2.
+    let nothing = run(&["plan", "--summary", "json", missing]);
+    assert_eq!((nothing.code, nothing.stdout.as_str()), (3, ""));
+    let bad = run(&["plan", "--summary", "yaml", &file]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .starts_with("kinesis-batcher: --summary yaml: use text or json")
+    );
 }
 
 #[test]

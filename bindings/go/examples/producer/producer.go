@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	kb "github.com/kinesis-batcher/kinesis-batcher/bindings/go"
+	kb "github.com/kinesis-batcher/kinesis-batcher/bindings/go/kinesisbatcher"
 )
 
 // sliceRecords is the most records handed to one delivery: a multiple of 500, so small

@@ -5,7 +5,8 @@ package main
 // and check the fake's log: every valid line stored exactly once, retries holding
 // exactly the failed entries, refusals and terminal failures reported, exit codes.
 //
-// Needs the static library (`make` at the repository root) and python3.
+// Needs the library installed where pkg-config finds it (`make install`, PKG_CONFIG_PATH;
+// see README.md) and python3.
 
 import (
 	"bufio"
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 	producerBin = filepath.Join(dir, "producer")
 	out, err := exec.Command("go", "build", "-o", producerBin, ".").CombinedOutput()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "building the producer (run `make` at the repository root first?): %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "building the producer (is the library installed and PKG_CONFIG_PATH set? see README.md): %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kinesisbatcher
 
 import (
@@ -334,8 +336,8 @@ func TestPropertyAgainstModel(t *testing.T) {
 	}
 }
 
-// Inputs longer than a measuring chunk and than the planner's output arrays (resumed
-// calls, long runs of refusals inside one batch) against the model.
+// Inputs of several chunks (the open batch carried from one to the next, long runs of
+// refusals inside one batch) against the model.
 func TestPropertyLargeInputs(t *testing.T) {
 	for seed := range uint64(6) {
 		rng := rand.New(rand.NewPCG(seed, 77))
@@ -357,15 +359,28 @@ func TestPropertyLargeInputs(t *testing.T) {
 	}
 }
 
-// More batches and refusals than one planner call's output arrays hold (resumed on
-// KB_BATCHES_FULL and KB_REFUSALS_FULL), long keys and hash keys (copied like any other),
-// and an early break out of Batches.
-func TestPlanResumes(t *testing.T) {
+// Chunks at their fullest (one batch, or one refusal, for every record of a chunk), a
+// batch whose range spans chunk boundaries and refusals, long keys and hash keys
+// (copied like any other), and an early break out of Batches, which stops planning.
+func TestPlanChunks(t *testing.T) {
+	one, err := NewLimits(ProfileKDS, 1, 10<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, 2*chunkRecords+5)
+	for i := range recs {
+		recs[i] = Record{Data: sharedData[:i%100], PartitionKey: "k"}
+	}
+	checkPlan(t, recs, one) // every record a batch of its own
+	for i := range recs {
+		recs[i].PartitionKey = ""
+	}
+	checkPlan(t, recs, one) // every record refused
+
 	l, err := NewLimits(ProfileKDS, 2, 10<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := make([]Record, 5000)
 	for i := range recs {
 		recs[i] = Record{Data: sharedData[:i%100], PartitionKey: fmt.Sprintf("k%d", i)}
 		switch i % 7 {
@@ -380,15 +395,36 @@ func TestPlanResumes(t *testing.T) {
 	recs[1].PartitionKey = strings.Repeat("z", 5000) + "\xff"
 	checkPlan(t, recs, l)
 	res, _ := Plan(recs, l)
-	if len(res.Batches) <= planBatches || len(res.Refusals) <= planRefusals {
-		t.Fatalf("%d batches, %d refusals: not enough to fill the output arrays", len(res.Batches), len(res.Refusals))
-	}
 	if res.Refusals[0] != (Refusal{0, KeyEmpty}) || res.Refusals[1] != (Refusal{1, KeyNotUTF8}) ||
 		res.Refusals[2] != (Refusal{3, KeyTooLong}) || res.Refusals[3] != (Refusal{5, HashKeyInvalid}) {
 		t.Fatalf("refusals %v", res.Refusals[:4])
 	}
+
+	// 200-record batches, the first starting after r refused records so that one starts
+	// 100 records before the first chunk boundary and spans it, with the 3 refused
+	// records just after the boundary inside.
+	l200, err := NewLimits(ProfileKDS, 200, 10<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := (chunkRecords - 100) % 200
+	spanning := make([]Record, chunkRecords+1000)
+	for i := range spanning {
+		spanning[i] = Record{Data: sharedData[:10], PartitionKey: "k"}
+		if i < r || (i >= chunkRecords && i < chunkRecords+3) {
+			spanning[i].PartitionKey = ""
+		}
+	}
+	checkPlan(t, spanning, l200)
+	sres, _ := Plan(spanning, l200)
+	want := Batch{Start: chunkRecords - 100, End: chunkRecords + 103, Records: 200, Bytes: 200 * 11}
+	if i := (chunkRecords - 100 - r) / 200; sres.Batches[i] != want {
+		t.Fatalf("batch %d is %+v, not %+v", i, sres.Batches[i], want)
+	}
+
 	var got []Batch
-	for _, b := range Batches(recs, l, nil) {
+	maxRefused := -1
+	for _, b := range Batches(recs, l, func(r Refusal) { maxRefused = max(maxRefused, r.Index) }) {
 		got = append(got, b)
 		if len(got) == 1100 {
 			break
@@ -396,6 +432,9 @@ func TestPlanResumes(t *testing.T) {
 	}
 	if !equal(got, res.Batches[:1100]) {
 		t.Fatalf("Batches with a break differs from Plan: %d, %v %v", len(got), got[len(got)-1], res.Batches[len(got)-1])
+	}
+	if maxRefused >= chunkRecords {
+		t.Fatalf("after a break in the first chunk, planning went on to record %d", maxRefused)
 	}
 }
 

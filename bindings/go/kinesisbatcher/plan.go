@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kinesisbatcher
 
 import (
@@ -6,16 +8,10 @@ import (
 	"sync"
 )
 
-// chunkRecords is how many records one kb_record_sizes_fill call measures: it bounds
-// the column buffers (the concatenated keys above all), which stay in the CPU caches.
-const chunkRecords = 16384
-
-// planBatches and planRefusals are the capacities of the output arrays of one
-// kb_planner_plan_sizes call; the planner is called again while one fills.
-const (
-	planBatches  = 1024
-	planRefusals = 1024
-)
+// chunkRecords is how many records one cgo call measures (and, for Plan and Batches,
+// plans): it bounds the column buffers, which stay in the CPU caches, and costs one cgo
+// call per 8,192 records.
+const chunkRecords = 8192
 
 // columns holds the column arrays kb_record_sizes_fill reads. Nothing in them is a Go
 // pointer.
@@ -27,29 +23,27 @@ type columns struct {
 	hashKeys []byte
 }
 
-// fill fills out[i] with the size form of recs[i]: one kb_record_sizes_fill call. Every
-// key is copied into the column buffer (the payloads never are); the library measures
-// and validates them.
-func (c *columns) fill(recs []Record, keyUnit uint32, out []cRecordSize) error {
+// build fills the columns with recs: data lengths, every key copied back to back (the
+// payloads never are), and the hash keys only when some record has one (hashLens is nil
+// otherwise). The library measures and validates them.
+func (c *columns) build(recs []Record) (dataLens []uint64, keys []byte, keyLens []uintptr, hashKeys []byte, hashLens []uintptr) {
 	n := len(recs)
 	if cap(c.dataLens) < n {
 		c.dataLens = make([]uint64, n)
 		c.keyLens = make([]uintptr, n)
 	}
-	dataLens, keyLens := c.dataLens[:n], c.keyLens[:n]
-	keys := c.keys[:0]
-	hashes := false
+	dataLens, keyLens = c.dataLens[:n], c.keyLens[:n]
+	keys = c.keys[:0]
+	hashBytes := 0 // or-ed, not a bool: no branch per record
 	for i := range recs {
 		r := &recs[i]
 		dataLens[i] = uint64(len(r.Data))
 		keys = append(keys, r.PartitionKey...)
 		keyLens[i] = uintptr(len(r.PartitionKey))
-		hashes = hashes || r.ExplicitHashKey != ""
+		hashBytes |= len(r.ExplicitHashKey)
 	}
 	c.keys = keys
-	var hashLens []uintptr
-	var hashKeys []byte
-	if hashes {
+	if hashBytes != 0 {
 		if cap(c.hashLens) < n {
 			c.hashLens = make([]uintptr, n)
 		}
@@ -65,17 +59,18 @@ func (c *columns) fill(recs []Record, keyUnit uint32, out []cRecordSize) error {
 		}
 		c.hashKeys = hashKeys
 	}
-	s, bad := sizesFill(dataLens, keys, keyLens, hashKeys, hashLens, keyUnit, out[:n])
-	return statusErr(s, bad)
+	return dataLens, keys, keyLens, hashKeys, hashLens
 }
 
 // measure fills sizes[i] (len(records) entries) with the size form of records[i]:
-// one kb_record_sizes_fill call per chunkRecords records. Plan, Batches and
-// NewDelivery all measure through it.
+// one kb_record_sizes_fill call per chunkRecords records. NewDelivery measures through
+// it (a delivery plans over the whole sizes array, call after call).
 func (c *columns) measure(records []Record, l *cLimits, sizes []cRecordSize) error {
 	for start := 0; start < len(records); start += chunkRecords {
 		end := min(start+chunkRecords, len(records))
-		if err := c.fill(records[start:end], l.keyUnit, sizes[start:end]); err != nil {
+		dataLens, keys, keyLens, hashKeys, hashLens := c.build(records[start:end])
+		s, bad := sizesFill(dataLens, keys, keyLens, hashKeys, hashLens, l.keyUnit, sizes[start:end])
+		if err := statusErr(s, bad); err != nil {
 			if se, ok := err.(*StatusError); ok && se.Index >= 0 {
 				se.Index += start
 			}
@@ -85,45 +80,45 @@ func (c *columns) measure(records []Record, l *cLimits, sizes []cRecordSize) err
 	return nil
 }
 
-// engine measures a whole slice (24 bytes a record, no Go pointer) and plans it with
-// one planner, whose output arrays are bounded: kb_planner_plan_sizes is called again
-// while KB_BATCHES_FULL or KB_REFUSALS_FULL, and each call's batches and refusals are
-// handed on as it returns them.
+// engine plans a slice chunk by chunk: one cgo call per chunk measures its records
+// from the columns and pushes their sizes into one kb_accumulator, whose open batch
+// carries over to the next chunk (kbgo_plan_chunk). So the buffers are a chunk's, not
+// the slice's (no 24-byte-a-record array to allocate and zero for a large slice), and
+// planning stops with the caller. Every batching decision is the library's.
 type engine struct {
 	cols     columns
 	sizes    []cRecordSize
-	batches  []cBatch
-	refusals []cRefusal
+	batches  []cBatch   // a push yields at most one batch or one refusal,
+	refusals []cRefusal // so a chunk's fit in chunkRecords entries each
 }
 
 var engines = sync.Pool{New: func() any {
-	return &engine{batches: make([]cBatch, planBatches), refusals: make([]cRefusal, planRefusals)}
+	return &engine{
+		sizes:    make([]cRecordSize, chunkRecords),
+		batches:  make([]cBatch, chunkRecords),
+		refusals: make([]cRefusal, chunkRecords),
+	}
 }}
 
 // run plans records under l, calling refused for each refusal and batch for each batch
 // in input order, every refusal before the batch whose range holds it. It stops early
 // (planning no further) when a callback returns false. On success it returns the
-// planner's stats.
+// plan's stats.
 func (e *engine) run(records []Record, l cLimits, refused func(Refusal) bool, batch func(Batch) bool) (cStats, error) {
-	n := len(records)
-	if cap(e.sizes) < n {
-		e.sizes = make([]cRecordSize, n)
-	}
-	sizes := e.sizes[:n]
-	if err := e.cols.measure(records, &l, sizes); err != nil {
-		return cStats{}, err
-	}
-	p, s := plannerNew(l)
+	a, s := accumulatorNew(l)
 	if err := statusErr(s, -1); err != nil {
 		return cStats{}, err
 	}
-	defer plannerFree(p)
-	for {
-		s, nb, nr := plannerPlanSizes(p, sizes, e.batches, e.refusals)
-		if s != statusOK && s != statusBatchesFull && s != statusRefusalsFull {
-			return cStats{}, &StatusError{Status: s, Index: -1}
+	defer accumulatorFree(a)
+	for start := 0; start < len(records); start += chunkRecords {
+		end := min(start+chunkRecords, len(records))
+		dataLens, keys, keyLens, hashKeys, hashLens := e.cols.build(records[start:end])
+		s, nb, nr, bad := planChunk(a, start, dataLens, keys, keyLens, hashKeys, hashLens, l.keyUnit,
+			e.sizes[:end-start], e.batches, e.refusals)
+		if s != statusOK {
+			// Not for valid columns: a length the library finds past its buffer.
+			return cStats{}, &StatusError{Status: s, Index: start + bad}
 		}
-		// The refusals of a call come before, or with, the batch whose range holds them.
 		ri := 0
 		for _, b := range e.batches[:nb] {
 			for ; ri < nr && e.refusals[ri].index < b.end; ri++ {
@@ -140,14 +135,17 @@ func (e *engine) run(records []Record, l cLimits, refused func(Refusal) bool, ba
 				return cStats{}, nil
 			}
 		}
-		if s == statusOK {
-			return plannerStats(p), nil
-		}
-		if nb == 0 && nr == 0 {
-			// Cannot happen: a full array means something was written.
-			return cStats{}, &StatusError{Status: s, Index: -1}
-		}
 	}
+	switch b, s := accumulatorFlush(a); s {
+	case statusOK:
+		if !batch(batchOf(b, 0)) {
+			return cStats{}, nil
+		}
+	case statusEnd:
+	default:
+		return cStats{}, &StatusError{Status: s, Index: -1}
+	}
+	return accumulatorStats(a), nil
 }
 
 // Result is a whole plan: the batches and the refusals in input order, and its stats.
@@ -173,7 +171,7 @@ func (r *Result) RefusedIn(b Batch) []Refusal {
 // an accepted record of one batch or as one refusal. The payloads are never read.
 //
 // The error is a *StatusError; it does not occur for valid records and limits (only
-// when the library cannot allocate a planner).
+// when the library cannot allocate its accumulator).
 func Plan(records []Record, limits Limits) (*Result, error) {
 	l := limits.get()
 	res := &Result{Batches: make([]Batch, 0, len(records)/400+1)}
@@ -197,9 +195,8 @@ func Plan(records []Record, limits Limits) (*Result, error) {
 
 // Batches returns an iterator over the requests of records under limits, in the manner
 // of slices.Chunk: each step yields the sub-slice records[b.Start:b.End] of the caller's
-// own slice (no copy) and the Batch. The records are measured first (24 bytes each);
-// planning is then lazy, yielding the batches of each planner call as it returns
-// them: breaking out of the loop stops it.
+// own slice (no copy) and the Batch. Planning is lazy, 8,192 records at a time, each
+// chunk's batches yielded as it is planned: breaking out of the loop stops it.
 //
 // Refused records are not yielded: refused (which may be nil) is called with each, in
 // index order, always before the batch whose range holds it. When b.Refused() > 0 the
@@ -207,7 +204,7 @@ func Plan(records []Record, limits Limits) (*Result, error) {
 // just been given: skip them when building the request. Plan and Result.RefusedIn give
 // the same information for a whole slice.
 //
-// The sequence ends early if the library cannot allocate a planner (it then panics
+// The sequence ends early if the library cannot allocate an accumulator (it then panics
 // with the *StatusError; it does not happen for valid input otherwise).
 func Batches(records []Record, limits Limits, refused func(Refusal)) iter.Seq2[[]Record, Batch] {
 	l := limits.get()

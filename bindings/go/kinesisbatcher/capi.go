@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kinesisbatcher
 
 // Every call into the C library goes through this file. Go memory handed to C holds no
@@ -22,6 +24,41 @@ static kb_status kbgo_push(kb_accumulator *acc, uint64_t data_len,
 	                                        hash_key_bytes, &hash_key_len, key_unit, &size, NULL);
 	if (status != KB_OK) return status;
 	return kb_accumulator_push_size(acc, &size, send_first, reason);
+}
+
+// Measures n records given as columns into sizes[0..n] (kb_record_sizes_fill) and pushes
+// each into the accumulator (kb_accumulator_push_size), in one crossing; the open batch
+// carries over to the next call. Only a loop: every decision is the library's. A push
+// yields at most one batch (KB_SEND_FIRST) or one refusal, so arrays of n entries each
+// hold a call's. The refusals are numbered from first; *bad is relative to the call.
+static kb_status kbgo_plan_chunk(kb_accumulator *acc, size_t first, size_t n,
+                                 const uint64_t *data_lens, const uint8_t *keys, size_t keys_bytes,
+                                 const size_t *key_lens, const uint8_t *hash_keys,
+                                 size_t hash_keys_bytes, const size_t *hash_key_lens,
+                                 uint32_t key_unit, kb_record_size *sizes,
+                                 kb_batch *batches, size_t *n_batches,
+                                 kb_refusal *refusals, size_t *n_refusals, size_t *bad) {
+	size_t nb = 0, nr = 0;
+	kb_status status = kb_record_sizes_fill(n, data_lens, keys, keys_bytes, key_lens, hash_keys,
+	                                        hash_keys_bytes, hash_key_lens, key_unit, sizes, bad);
+	for (size_t i = 0; status == KB_OK && i < n; i++) {
+		kb_reason reason;
+		status = kb_accumulator_push_size(acc, &sizes[i], &batches[nb], &reason);
+		if (status == KB_SEND_FIRST) {
+			nb++;
+			status = KB_OK;
+		} else if (status == KB_REFUSED) {
+			refusals[nr].index = first + i;
+			refusals[nr].reason = reason;
+			nr++;
+			status = KB_OK;
+		} else if (status != KB_OK) {
+			*bad = i;
+		}
+	}
+	*n_batches = nb;
+	*n_refusals = nr;
+	return status;
 }
 
 enum {
@@ -236,34 +273,34 @@ func sizesFill(dataLens []uint64, keys []byte, keyLens []uintptr, hashKeys []byt
 	return uint32(s), int(bad)
 }
 
-type cPlanner = C.kb_planner
-
-func plannerNew(l cLimits) (*cPlanner, uint32) {
-	var p *C.kb_planner
-	s := uint32(C.kb_planner_new(cl(&l), &p))
-	return p, s
-}
-
-func plannerFree(p *cPlanner) { C.kb_planner_free(p) }
-
-// plannerPlanSizes is one kb_planner_plan_sizes call; the outputs go to the front of
-// batches and refusals.
-func plannerPlanSizes(p *cPlanner, sizes []cRecordSize, batches []cBatch, refusals []cRefusal) (status uint32, nb, nr int) {
-	var cnb, cnr C.size_t
-	s := C.kb_planner_plan_sizes(p,
-		(*C.kb_record_size)(unsafe.Pointer(unsafe.SliceData(sizes))), C.size_t(len(sizes)),
-		(*C.kb_batch)(unsafe.Pointer(unsafe.SliceData(batches))), C.size_t(len(batches)), &cnb,
-		(*C.kb_refusal)(unsafe.Pointer(unsafe.SliceData(refusals))), C.size_t(len(refusals)), &cnr)
+// planChunk is kbgo_plan_chunk: measures len(sizes) records from columns (as sizesFill)
+// and pushes them into a; the batches and refusals go to the front of batches and
+// refusals, which the C side writes up to len(sizes) entries of.
+func planChunk(a *cAccumulator, first int, dataLens []uint64, keys []byte, keyLens []uintptr, hashKeys []byte, hashKeyLens []uintptr,
+	keyUnit uint32, sizes []cRecordSize, batches []cBatch, refusals []cRefusal) (status uint32, nb, nr, bad int) {
+	if len(batches) < len(sizes) || len(refusals) < len(sizes) || len(dataLens) != len(sizes) || len(keyLens) != len(sizes) {
+		panic("kinesisbatcher: planChunk: arrays shorter than the chunk")
+	}
+	var cnb, cnr, cbad C.size_t
+	s := C.kbgo_plan_chunk(a, C.size_t(first), C.size_t(len(sizes)),
+		(*C.uint64_t)(unsafe.SliceData(dataLens)),
+		(*C.uint8_t)(unsafe.SliceData(keys)), C.size_t(len(keys)),
+		(*C.size_t)(unsafe.Pointer(unsafe.SliceData(keyLens))),
+		(*C.uint8_t)(unsafe.SliceData(hashKeys)), C.size_t(len(hashKeys)),
+		(*C.size_t)(unsafe.Pointer(unsafe.SliceData(hashKeyLens))),
+		C.uint32_t(keyUnit),
+		(*C.kb_record_size)(unsafe.Pointer(unsafe.SliceData(sizes))),
+		(*C.kb_batch)(unsafe.Pointer(unsafe.SliceData(batches))), &cnb,
+		(*C.kb_refusal)(unsafe.Pointer(unsafe.SliceData(refusals))), &cnr, &cbad)
+	runtime.KeepAlive(dataLens)
+	runtime.KeepAlive(keys)
+	runtime.KeepAlive(keyLens)
+	runtime.KeepAlive(hashKeys)
+	runtime.KeepAlive(hashKeyLens)
 	runtime.KeepAlive(sizes)
 	runtime.KeepAlive(batches)
 	runtime.KeepAlive(refusals)
-	return uint32(s), int(cnb), int(cnr)
-}
-
-func plannerStats(p *cPlanner) cStats {
-	var s cStats
-	C.kb_planner_stats(p, (*C.kb_stats)(unsafe.Pointer(&s)))
-	return s
+	return uint32(s), int(cnb), int(cnr), int(cbad)
 }
 
 type cAccumulator = C.kb_accumulator

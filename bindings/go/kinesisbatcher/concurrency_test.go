@@ -1,3 +1,5 @@
+//go:build cgo
+
 package kinesisbatcher
 
 import (
@@ -42,7 +44,7 @@ func sharedInput(n int) []Record {
 // TestConcurrentPlans: 16 goroutines plan one shared, read-only slice at the same time
 // (Plan, Batches, an Accumulator each; two limit sets), and every result must equal
 // the single-goroutine Plan, itself checked against the plain-Go model. Run under
-// -race by test.sh: the binding's pooled engines and per-call C planners must not share
+// -race by test.sh: the binding's pooled engines and per-call C accumulators must not share
 // anything writable between goroutines.
 func TestConcurrentPlans(t *testing.T) {
 	const goroutines = 16

@@ -1,4 +1,4 @@
-//go:build go1.24
+//go:build cgo && go1.24
 
 package kinesisbatcher
 
@@ -9,19 +9,17 @@ package kinesisbatcher
 /*
 #cgo noescape kb_record_sizes_fill
 #cgo nocallback kb_record_sizes_fill
-#cgo noescape kb_planner_plan_sizes
-#cgo nocallback kb_planner_plan_sizes
 #cgo noescape kb_limits_check
 #cgo nocallback kb_limits_check
 #cgo noescape kb_limits_profile
 #cgo nocallback kb_limits_profile
 #cgo noescape kb_limits_for_stream
 #cgo nocallback kb_limits_for_stream
-#cgo noescape kb_planner_new
-#cgo nocallback kb_planner_new
 #cgo noescape kb_stats_fill
 #cgo nocallback kb_stats_fill
 #cgo noescape kbgo_push
+#cgo noescape kbgo_plan_chunk
+#cgo nocallback kbgo_plan_chunk
 #cgo nocallback kbgo_push
 #cgo noescape kb_delivery_next_request_sizes
 #cgo nocallback kb_delivery_next_request_sizes

@@ -1,19 +1,5 @@
-// Package kinesisbatcher cuts records into AWS Kinesis PutRecords (and Firehose
-// PutRecordBatch) requests exactly as the service counts them: at most 500 records and
-// 10 MiB per request, each record (data + partition key) at most the stream's record
-// cap, in order, with every record that can never be sent refused by index and reason.
-//
-// It is a binding of the kinesis-batcher C library (a no_std Rust core). Records cross
-// into C as sizes only: the payloads are never copied or passed; the partition keys of
-// a slice are copied into one buffer so that the library validates and counts them.
-// Planning a slice takes a constant number of cgo calls per 16,384 records.
-//
-// Three ways in, one plan:
-//   - [Plan] plans a whole slice and returns its batches, refusals and stats;
-//   - [Batches] iterates over the requests as sub-slices of the caller's slice;
-//   - [Accumulator] takes records one at a time (one cgo call per record).
-//
-// [Delivery] plans requests and re-plans the failed entries of each PutRecords response.
+//go:build cgo
+
 package kinesisbatcher
 
 // Version is the C library's version, "MAJOR.MINOR.PATCH".

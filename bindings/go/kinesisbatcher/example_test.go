@@ -1,10 +1,12 @@
+//go:build cgo
+
 package kinesisbatcher_test
 
 import (
 	"fmt"
 	"time"
 
-	kinesisbatcher "github.com/kinesis-batcher/kinesis-batcher/bindings/go"
+	"github.com/kinesis-batcher/kinesis-batcher/bindings/go/kinesisbatcher"
 )
 
 func ExamplePlan() {
