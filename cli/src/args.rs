@@ -228,11 +228,14 @@ impl Profile {
     }
 
     fn limits(self) -> Limits {
-        match self {
+        let limits = match self {
             Profile::Kds => Limits::KDS,
             Profile::Kds5Mib => Limits::KDS_5MIB,
             Profile::Firehose => Limits::FIREHOSE,
-        }
+        };
+        // The range form: the tool writes each request from its accepted lines only, so
+        // a refused line need not close a request, and there are fewer requests.
+        limits.spanning_refusals(true)
     }
 }
 
