@@ -28,7 +28,9 @@ type Pushed struct {
 	Send  bool
 	Batch Batch
 	// Refused is true when the record can never be sent, for Reason. It takes an
-	// index but joins no batch.
+	// index but joins no batch. It closes the open batch (unless the limits have
+	// SpanningRefusals): the next accepted Push returns that batch with Send, or
+	// Flush does, so every batch is exactly records[Start:End].
 	Refused bool
 	Reason  Reason
 }
@@ -82,6 +84,39 @@ func (a *Accumulator) Push(r Record) (Pushed, error) {
 		return Pushed{}, err
 	}
 	return Pushed{}, &StatusError{Status: s, Index: index}
+}
+
+// Skip takes the next index for a record the caller refused itself (a line that is
+// not JSON, say) without measuring it, and returns it. Like a refused Push, it closes
+// the open batch unless the limits have SpanningRefusals (then a batch may span the
+// skipped index, counted in Batch.Refused, to be left out when sending).
+func (a *Accumulator) Skip() (int, error) {
+	if a.p == nil {
+		return 0, ErrClosed
+	}
+	i, s := accumulatorSkip(a.p)
+	runtime.KeepAlive(a)
+	if err := statusErr(s, -1); err != nil {
+		return 0, err
+	}
+	a.n++
+	return i, nil
+}
+
+// Reset starts the Accumulator over with the same limits, as one fresh from
+// NewAccumulator: the next Push gets index 0 and the stats are 0. The open batch, if
+// any, is dropped: Flush it first to keep it.
+func (a *Accumulator) Reset() error {
+	if a.p == nil {
+		return ErrClosed
+	}
+	s := accumulatorReset(a.p)
+	runtime.KeepAlive(a)
+	if err := statusErr(s, -1); err != nil {
+		return err
+	}
+	a.n = 0
+	return nil
 }
 
 // Flush closes the open batch and returns it; ok is false when no record is pending.

@@ -41,7 +41,7 @@ var benchRecords = sync.OnceValue(func() []Record {
 // The plain-Go peers the binding is measured against: what a producer writes by hand
 // for KDS limits (data + key bytes per record, partition keys of 1..256 code points of
 // valid UTF-8, explicit hash keys checked and not counted), with the same greedy
-// batching, into the same result shape. They differ only in how they check keys.
+// batching (a refused record closes the open batch), into the same result shape. They differ only in how they check keys.
 
 const noReason Reason = 255
 
@@ -125,6 +125,10 @@ func plainGoPlan(records []Record, keyReason func(string) Reason) ([]Batch, []Re
 		}
 		if reason != noReason {
 			refusals = append(refusals, Refusal{i, reason})
+			if open.Start >= 0 { // a refused record closes the open batch
+				batches = append(batches, open)
+				open = Batch{Start: -1}
+			}
 			continue
 		}
 		if open.Start >= 0 && (open.Records == maxRecords || open.Bytes+size > maxRequest) {

@@ -201,11 +201,23 @@ const (
 	statusEnd          = C.KB_END
 	statusSendFirst    = C.KB_SEND_FIRST
 	statusRefused      = C.KB_REFUSED
+	statusOnlyRefusals = C.KB_ONLY_REFUSALS
+
+	statusInvalidArgument = C.KB_INVALID_ARGUMENT
+	statusNothingInFlight = C.KB_NOTHING_IN_FLIGHT
+	statusOutOfMemory     = C.KB_OUT_OF_MEMORY
+	statusRequestInFlight = C.KB_REQUEST_IN_FLIGHT
+	statusInputChanged    = C.KB_INPUT_CHANGED
+	// The KB_LIMITS_* statuses run from the first to the last (checked in TestLimits).
+	statusLimitsFirst       = C.KB_LIMITS_BAD_PROFILE
+	statusLimitsLast        = C.KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE
+	statusRequestBytesAbove = C.KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE
 
 	flagKeyNotUTF8     = C.KB_RECORD_KEY_NOT_UTF8
 	flagHashKeyInvalid = C.KB_RECORD_HASH_KEY_INVALID
-	optPartitionKeys   = C.KB_LIMITS_PARTITION_KEYS
+	optNoPartitionKeys = C.KB_LIMITS_NO_PARTITION_KEYS
 	optCountHashKey    = C.KB_LIMITS_COUNT_HASH_KEY
+	optSpanRefusals    = C.KB_LIMITS_SPAN_REFUSALS
 	outcomeAccepted    = C.KB_OUTCOME_ACCEPTED
 	errorKindNone      = C.KB_ERROR_KIND_NONE
 )
@@ -313,6 +325,14 @@ func accumulatorNew(l cLimits) (*cAccumulator, uint32) {
 
 func accumulatorFree(a *cAccumulator) { C.kb_accumulator_free(a) }
 
+func accumulatorReset(a *cAccumulator) uint32 { return uint32(C.kb_accumulator_reset(a)) }
+
+func accumulatorSkip(a *cAccumulator) (int, uint32) {
+	var i C.size_t
+	s := C.kb_accumulator_skip(a, &i)
+	return int(i), uint32(s)
+}
+
 // accumulatorPush measures and pushes one record in one crossing. The key strings are
 // read during the call only (their bytes hold no Go pointer); hashKeyLen is noHashKey
 // for a record without a hash key.
@@ -384,6 +404,8 @@ func deliveryNew(l cLimits, p cRetryPolicy) (*cDelivery, uint32) {
 }
 
 func deliveryFree(d *cDelivery) { C.kb_delivery_free(d) }
+
+func deliveryReset(d *cDelivery) uint32 { return uint32(C.kb_delivery_reset(d)) }
 
 func deliveryNextRequestSizes(d *cDelivery, sizes []cRecordSize, request []cPending, refusals []cRefusal, nowMs uint64) (status uint32, entries, bytes, nr int) {
 	var ne, cnr C.size_t

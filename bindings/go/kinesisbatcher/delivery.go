@@ -4,6 +4,7 @@ package kinesisbatcher
 
 import (
 	"iter"
+	"math"
 	"runtime"
 	"time"
 )
@@ -49,38 +50,72 @@ func ErrorKindFromHTTPStatus(status int) (kind ErrorKind, ok bool) {
 	return ErrorKind(k), k != errorKindNone
 }
 
-// RetryPolicy is how long a record is retried. The zero RetryPolicy is
-// DefaultRetryPolicy().
+// RetryPolicy is how long a record is retried. Every field that is 0, or negative,
+// means its default, never "off" or "give up at once": RetryPolicy{MaxAttempts: 20}
+// still backs off from 100 ms up to 10 s and retries for up to 5 minutes, and the zero
+// RetryPolicy is DefaultRetryPolicy(). To retry as little as possible, set MaxAttempts
+// to 1. The library counts in whole milliseconds: a duration is rounded up to the next
+// one (so 1 ns is 1 ms, not 0 and the default). Effective gives the policy used.
 type RetryPolicy struct {
-	// BackoffBase is the delay ceiling after the first failure; BackoffCap the highest.
+	// BackoffBase is the delay ceiling after the first failure (0: 100 ms);
+	// BackoffCap the highest (0: 10 s).
 	BackoffBase, BackoffCap time.Duration
-	// MaxAge: a record first sent longer ago than this is not retried.
+	// MaxAge: a record first sent longer ago than this is not retried (0: 5 minutes).
 	MaxAge time.Duration
-	// MaxAttempts: sends of one record at most, the first included (0 acts as 1).
+	// MaxAttempts: sends of one record at most, the first included (0: 10).
 	MaxAttempts int
 }
 
 // DefaultRetryPolicy is up to 10 attempts over at most 5 minutes, backoff from 100 ms
 // doubling up to 10 s.
-func DefaultRetryPolicy() RetryPolicy {
-	c := retryPolicyDefault()
+func DefaultRetryPolicy() RetryPolicy { return policyOf(retryPolicyDefault()) }
+
+// Effective is the policy a Delivery (or BackoffDelay) applies for p: each zero or
+// negative field replaced by its default, durations rounded up to whole milliseconds.
+func (p RetryPolicy) Effective() RetryPolicy {
+	c, d := p.c(), retryPolicyDefault()
+	or := func(v, def uint64) uint64 {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	c.backoffBaseMs = or(c.backoffBaseMs, d.backoffBaseMs)
+	c.backoffCapMs = or(c.backoffCapMs, d.backoffCapMs)
+	c.maxAgeMs = or(c.maxAgeMs, d.maxAgeMs)
+	if c.maxAttempts == 0 {
+		c.maxAttempts = d.maxAttempts
+	}
+	return policyOf(c)
+}
+
+func policyOf(c cRetryPolicy) RetryPolicy {
+	dur := func(ms uint64) time.Duration {
+		if ms > uint64(math.MaxInt64/int64(time.Millisecond)) {
+			return math.MaxInt64
+		}
+		return time.Duration(ms) * time.Millisecond
+	}
 	return RetryPolicy{
-		BackoffBase: time.Duration(c.backoffBaseMs) * time.Millisecond,
-		BackoffCap:  time.Duration(c.backoffCapMs) * time.Millisecond,
-		MaxAge:      time.Duration(c.maxAgeMs) * time.Millisecond,
-		MaxAttempts: int(c.maxAttempts),
+		BackoffBase: dur(c.backoffBaseMs),
+		BackoffCap:  dur(c.backoffCapMs),
+		MaxAge:      dur(c.maxAgeMs),
+		MaxAttempts: int(min(c.maxAttempts, math.MaxInt32)),
 	}
 }
 
+// c is the C policy, field by field: a zero or negative field is passed as 0, which the
+// library takes as its default (every field on its own, not only an all-zero policy).
 func (p RetryPolicy) c() cRetryPolicy {
-	if p == (RetryPolicy{}) {
-		p = DefaultRetryPolicy()
-	}
 	ms := func(d time.Duration) uint64 {
-		if d < 0 {
+		if d <= 0 {
 			return 0
 		}
-		return uint64(d / time.Millisecond)
+		m := uint64(d / time.Millisecond)
+		if d%time.Millisecond != 0 {
+			m++ // rounded up: a positive duration never becomes 0, the default
+		}
+		return m
 	}
 	return cRetryPolicy{
 		backoffBaseMs: ms(p.BackoffBase),
@@ -107,11 +142,20 @@ type Request struct {
 	// Refusals are the records met while planning this request that can never be
 	// sent. Report them even when Next says done.
 	Refusals []Refusal
+
+	n int // the number of records the Delivery plans, for Runs' check
 }
 
 // Runs yields the request's records as sub-slices of records (no copy): each run of
-// entries with consecutive indices as records[first:first+len], with first.
+// entries with consecutive indices as records[first:first+len], with first. records
+// must be the slice the Delivery plans (given to NewDelivery or Reset); a slice of
+// another length panics, as a records slice appended to after NewDelivery would
+// otherwise lose the records beyond its planned length without a word.
 func (r Request) Runs(records []Record) iter.Seq2[int, []Record] {
+	if len(r.Entries) > 0 && len(records) != r.n {
+		panic("kinesisbatcher: Request.Runs: the records are not the ones the Delivery plans: " +
+			"pass the slice given to NewDelivery or Reset")
+	}
 	return func(yield func(int, []Record) bool) {
 		for i := 0; i < len(r.Entries); {
 			j := i + 1
@@ -151,28 +195,44 @@ type RetryStats struct {
 // Delivery plans the requests for a slice of records and re-plans the failed entries
 // of each response: only failed entries with a retryable error are sent again, in input
 // order, at the front of the next request, topped up with records not sent yet. One
-// request is in flight at a time:
+// request is in flight at a time. The loop to write (Next's done is the only "stop"):
 //
 //	for {
 //		req, done, err := d.Next(time.Now())
+//		if err != nil {
+//			return err
+//		}
 //		// report req.Refusals
-//		if done { break }
-//		// send req.Entries; then, with the response's ErrorCode per entry:
-//		settled, err := d.Settle(codes, time.Now())   // or SettleAll(kind, now)
+//		if done {
+//			break
+//		}
+//		// send req.Entries (records[e.Index] each); then, with the response:
+//		settled, err := d.Settle(codes, time.Now()) // or SettleAll(kind, now)
 //		// report settled.Terminal
 //		time.Sleep(d.Backoff(rand.Uint64()))
 //	}
 //
-// The records are measured once, by NewDelivery (24 bytes each are kept); pass the
-// same slice to Request.Runs. Planning uses the size form
-// (kb_delivery_next_request_sizes), which carries no key bytes, so the library's
-// per-key ordering option is not offered here. Clock values are the caller's: times
-// are measured from the first one passed. A Delivery is used by one goroutine at a
-// time; Close releases it (the garbage collector does otherwise).
+// Every record ends stored once, refused, or terminal. Next never returns a request
+// and done together, and never an empty request: the first request can also be the
+// last, and a loop that breaks on done before sending loses nothing.
+//
+// NewDelivery measures the records (24 bytes each are kept) and keeps the slice: pass
+// the same slice to Request.Runs. Each Next measures again the records it may plan
+// (those waiting to be sent again, and the next few hundred), so that a record changed
+// in place is planned at its new size; one waiting to be sent again that is now refused
+// is ErrInputChanged. Planning uses the size form (kb_delivery_next_request_sizes),
+// which carries no key bytes, so the library's per-key ordering option is not offered
+// here. Clock values are the caller's: times are measured from the first one passed. A
+// Delivery is used by one goroutine at a time; Close releases it (the garbage
+// collector does otherwise).
 type Delivery struct {
 	d        *cDelivery
 	limits   cLimits
+	records  []Record
 	sizes    []cRecordSize
+	cols     columns
+	scratch  []Record      // the records waiting to be sent again, to measure them
+	scratchS []cRecordSize // and their sizes
 	request  []cPending
 	inFlight int
 	refusals []cRefusal
@@ -184,12 +244,11 @@ type Delivery struct {
 }
 
 // NewDelivery measures records and returns a Delivery at their start under limits and
-// policy (the zero RetryPolicy is the default).
+// policy (whose zero fields mean their defaults).
 func NewDelivery(records []Record, limits Limits, policy RetryPolicy) (*Delivery, error) {
 	l := limits.get()
-	sizes := make([]cRecordSize, len(records))
-	var cols columns
-	if err := cols.measure(records, &l, sizes); err != nil {
+	dv := &Delivery{limits: l}
+	if err := dv.measureAll(records); err != nil {
 		return nil, err
 	}
 	d, s := deliveryNew(l, policy.c())
@@ -197,15 +256,48 @@ func NewDelivery(records []Record, limits Limits, policy RetryPolicy) (*Delivery
 		return nil, err
 	}
 	max := int(l.maxRecords)
-	dv := &Delivery{
-		d: d, limits: l, sizes: sizes,
-		request:  make([]cPending, max),
-		refusals: make([]cRefusal, 512),
-		terminal: make([]cTerminal, max),
-		outcomes: make([]uint8, 0, max),
-	}
+	dv.d = d
+	dv.request = make([]cPending, max)
+	dv.refusals = make([]cRefusal, 512)
+	dv.terminal = make([]cTerminal, max)
+	dv.outcomes = make([]uint8, 0, max)
 	dv.cleanup = addCleanup(dv, func(d *cDelivery) { deliveryFree(d) }, d)
 	return dv, nil
+}
+
+// measureAll keeps records and their sizes.
+func (d *Delivery) measureAll(records []Record) error {
+	if cap(d.sizes) < len(records) {
+		d.sizes = make([]cRecordSize, len(records))
+	}
+	sizes := d.sizes[:len(records)]
+	if err := d.cols.measure(records, &d.limits, sizes); err != nil {
+		return err
+	}
+	d.records, d.sizes = records, sizes
+	return nil
+}
+
+// Reset starts the Delivery over for records (another slice, or the same one again),
+// with the same limits and policy: as one fresh from NewDelivery. Entries waiting to be
+// sent again, the request in flight (if any) and the counters are dropped.
+func (d *Delivery) Reset(records []Record) error {
+	if d.d == nil {
+		return ErrClosed
+	}
+	s := deliveryReset(d.d)
+	runtime.KeepAlive(d)
+	if err := statusErr(s, -1); err != nil {
+		return err
+	}
+	d.inFlight, d.started = 0, false
+	if err := d.measureAll(records); err != nil {
+		// Not for a Go slice (a length past its buffer): deliver nothing rather than
+		// sizes of two inputs.
+		d.records, d.sizes = nil, d.sizes[:0]
+		return err
+	}
+	return nil
 }
 
 // Close releases the Delivery; later calls return ErrClosed. Closing twice is safe.
@@ -229,27 +321,67 @@ func (d *Delivery) ms(now time.Time) uint64 {
 	return uint64(since / time.Millisecond)
 }
 
-// Next plans the next request. done is true when nothing is left to send (every record
-// stored, terminal or refused): stop then, after reporting req.Refusals. Call Settle
-// or SettleAll for the request before calling Next again.
+// remeasure measures again every record the next kb_delivery_next_request_sizes call
+// may read: the entries waiting to be sent again, then from the position on at most a
+// request's records, a refusal array's refusals and the record that does not fit.
+func (d *Delivery) remeasure() error {
+	pos := deliveryPosition(d.d)
+	end := min(len(d.records), pos+int(d.limits.maxRecords)+len(d.refusals)+1)
+	if err := d.cols.measure(d.records[pos:end], &d.limits, d.sizes[pos:end]); err != nil {
+		return err
+	}
+	waiting := deliveryWaiting(d.d)
+	if len(waiting) == 0 {
+		return nil
+	}
+	d.scratch = d.scratch[:0]
+	for _, p := range waiting {
+		d.scratch = append(d.scratch, d.records[p.index])
+	}
+	if cap(d.scratchS) < len(waiting) {
+		d.scratchS = make([]cRecordSize, len(waiting))
+	}
+	sizes := d.scratchS[:len(waiting)]
+	err := d.cols.measure(d.scratch, &d.limits, sizes)
+	clear(d.scratch) // keep no reference to the records' bytes
+	if err != nil {
+		return err
+	}
+	for i, p := range waiting {
+		d.sizes[p.index] = sizes[i]
+	}
+	return nil
+}
+
+// Next plans the next request. It returns a request with at least one entry (done
+// false), or done true with no entries when nothing is left to send (every record
+// stored, terminal or refused): stop then, after reporting req.Refusals, which either
+// may carry. Call Settle or SettleAll for the request before calling Next again, or
+// Next fails with ErrInFlight. ErrInputChanged: a record waiting to be sent again was
+// changed in place so that it is now refused; nothing changed.
 func (d *Delivery) Next(now time.Time) (req Request, done bool, err error) {
 	if d.d == nil {
 		return Request{}, false, ErrClosed
 	}
-	if d.inFlight > 0 {
-		return Request{}, false, ErrInFlight
-	}
 	t := d.ms(now)
+	req.n = len(d.records)
 	for {
+		if d.inFlight == 0 {
+			if err := d.remeasure(); err != nil {
+				return Request{Refusals: req.Refusals}, false, err
+			}
+		}
 		s, n, bytes, nr := deliveryNextRequestSizes(d.d, d.sizes, d.request, d.refusals, t)
 		runtime.KeepAlive(d)
 		if err := statusErr(s, -1); err != nil {
-			return Request{}, false, err
+			// Refusals of earlier rounds were reported by the library: hand them on.
+			return Request{Refusals: req.Refusals}, false, err
 		}
 		for _, r := range d.refusals[:nr] {
 			req.Refusals = append(req.Refusals, Refusal{Index: int(r.index), Reason: Reason(r.reason)})
 		}
-		if n > 0 {
+		switch {
+		case s == statusOK && n > 0:
 			d.inFlight = n
 			req.Bytes = bytes
 			req.Entries = make([]Pending, n)
@@ -261,12 +393,14 @@ func (d *Delivery) Next(now time.Time) (req Request, done bool, err error) {
 				}
 			}
 			return req, false, nil
-		}
-		if s == statusEnd {
+		case s == statusOnlyRefusals && n == 0 && nr > 0:
+			// The refusal array filled before any entry: report them all, plan on.
+		case s == statusEnd && n == 0 && nr == 0:
 			return req, true, nil
+		default:
+			// Not what the header promises: stop rather than loop.
+			return Request{Refusals: req.Refusals}, false, &StatusError{Status: s, Index: -1}
 		}
-		// No entry yet: the refusal array filled first, or a call that only
-		// moved on. Go on.
 	}
 }
 
@@ -395,6 +529,6 @@ func (d *Delivery) Stats() RetryStats {
 // BackoffDelay is the delay after failures failures in a row under policy (0: none),
 // uniform in 0..min(cap, base*2^(failures-1)), drawn with random.
 func BackoffDelay(policy RetryPolicy, failures int, random uint64) time.Duration {
-	c := policy.c()
+	c := policy.Effective().c()
 	return time.Duration(backoffDelayMs(c.backoffBaseMs, c.backoffCapMs, clampU32(failures), random)) * time.Millisecond
 }

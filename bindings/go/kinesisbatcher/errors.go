@@ -10,8 +10,9 @@ import (
 // Sentinel errors: a *StatusError matches one of them with errors.Is.
 var (
 	// ErrInvalidLimits: limits the library refuses (a zero or over-the-service cap, a
-	// record cap above the request cap or the profile's ceiling, a stream record size
-	// outside 1024..10240 KiB, an unknown profile, key unit or option).
+	// record or request cap above the profile's, a record cap above the request cap, a
+	// stream record size outside 1024..10240 KiB, an unknown profile, key unit or
+	// option; every KB_LIMITS_* status), or WithPartitionKeys on Firehose limits.
 	ErrInvalidLimits = errors.New("kinesisbatcher: invalid limits")
 	// ErrInvalidArgument: an integer code out of range (an error kind, an outcome).
 	ErrInvalidArgument = errors.New("kinesisbatcher: invalid argument")
@@ -19,8 +20,14 @@ var (
 	ErrOutOfMemory = errors.New("kinesisbatcher: out of memory")
 	// ErrNothingInFlight: settling a Delivery with no request in flight.
 	ErrNothingInFlight = errors.New("kinesisbatcher: no request in flight")
-	// ErrInFlight: Delivery.Next before the request in flight was settled.
+	// ErrInFlight: Delivery.Next before the request in flight was settled
+	// (KB_REQUEST_IN_FLIGHT). Nothing changed: settle the request, then call Next.
 	ErrInFlight = errors.New("kinesisbatcher: the request in flight is not settled")
+	// ErrInputChanged: the records a Delivery plans changed under it
+	// (KB_INPUT_CHANGED): a record waiting to be sent again is now refused (its key
+	// made invalid, its data grown over the record cap). Nothing changed; Reset the
+	// Delivery to deliver the records as they are now.
+	ErrInputChanged = errors.New("kinesisbatcher: the records changed under the delivery")
 	// ErrClosed: the object was closed.
 	ErrClosed = errors.New("kinesisbatcher: use after Close")
 	// ErrInternal: a status the binding does not expect (a bug, here or in the library).
@@ -46,14 +53,18 @@ func (e *StatusError) Error() string {
 // Is reports whether target is the sentinel for e's status.
 func (e *StatusError) Is(target error) bool {
 	switch {
-	case e.Status >= 120 && e.Status < 140:
+	case e.Status >= statusLimitsFirst && e.Status <= statusLimitsLast:
 		return target == ErrInvalidLimits
-	case e.Status == 105:
+	case e.Status == statusInvalidArgument:
 		return target == ErrInvalidArgument
-	case e.Status == 111:
+	case e.Status == statusOutOfMemory:
 		return target == ErrOutOfMemory
-	case e.Status == 108:
+	case e.Status == statusNothingInFlight:
 		return target == ErrNothingInFlight
+	case e.Status == statusRequestInFlight:
+		return target == ErrInFlight
+	case e.Status == statusInputChanged:
+		return target == ErrInputChanged
 	default:
 		return target == ErrInternal
 	}

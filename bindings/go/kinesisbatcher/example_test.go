@@ -23,14 +23,16 @@ func ExamplePlan() {
 		fmt.Printf("record %d refused: %v\n", r.Index, r.Reason)
 	}
 	for _, b := range plan.Batches {
-		fmt.Printf("request: records %d..%d, %d records, %d bytes, %d refused inside\n",
-			b.Start, b.End, b.Records, b.Bytes, b.Refused())
+		// records[b.Start:b.End] is the request: a refused record closes a batch.
+		fmt.Printf("request: records %d..%d, %d records, %d bytes\n",
+			b.Start, b.End, b.Records, b.Bytes)
 	}
-	fmt.Printf("%d batch, %d records\n", plan.Stats.Batches, plan.Stats.Records)
+	fmt.Printf("%d batches, %d records\n", plan.Stats.Batches, plan.Stats.Records)
 	// Output:
 	// record 1 refused: key_empty
-	// request: records 0..3, 2 records, 28 bytes, 1 refused inside
-	// 1 batch, 2 records
+	// request: records 0..1, 1 records, 14 bytes
+	// request: records 2..3, 1 records, 14 bytes
+	// 2 batches, 2 records
 }
 
 func ExampleBatches() {
@@ -38,28 +40,52 @@ func ExampleBatches() {
 	for i := range records {
 		records[i] = kinesisbatcher.Record{Data: make([]byte, 100), PartitionKey: "device-7"}
 	}
-	records[1000].Data = make([]byte, 2<<20) // refused: over the 1 MiB record cap
+	records[700].Data = make([]byte, 2<<20) // refused: over the 1 MiB record cap
 
-	refused := map[int]bool{}
 	onRefusal := func(r kinesisbatcher.Refusal) {
 		fmt.Printf("record %d refused: %v\n", r.Index, r.Reason)
-		refused[r.Index] = true
 	}
 	for recs, b := range kinesisbatcher.Batches(records, kinesisbatcher.KDS(), onRefusal) {
-		sent := 0
-		for i := range recs {
-			if b.Refused() > 0 && refused[b.Start+i] {
-				continue // skip the refused record inside the range
-			}
-			sent++ // add recs[i] to the PutRecords request here
-		}
-		fmt.Printf("request %d..%d: %d records\n", b.Start, b.End, sent)
+		// recs is one PutRecords request as it stands: no refused record in it.
+		fmt.Printf("request %d..%d: %d records\n", b.Start, b.End, len(recs))
 	}
 	// Output:
 	// request 0..500: 500 records
-	// request 500..1000: 500 records
-	// record 1000 refused: record_too_large
-	// request 1001..1203: 202 records
+	// request 500..700: 200 records
+	// record 700 refused: record_too_large
+	// request 701..1201: 500 records
+	// request 1201..1203: 2 records
+}
+
+// With SpanningRefusals a batch may hold refused records, for fewer requests: skip the
+// indices the callback gave when building the request.
+func ExampleSpanningRefusals() {
+	records := make([]kinesisbatcher.Record, 1203)
+	for i := range records {
+		records[i] = kinesisbatcher.Record{Data: make([]byte, 100), PartitionKey: "device-7"}
+	}
+	records[700].Data = make([]byte, 2<<20) // refused: over the 1 MiB record cap
+
+	limits, err := kinesisbatcher.KDS().With(kinesisbatcher.SpanningRefusals())
+	if err != nil {
+		panic(err)
+	}
+	refused := map[int]bool{}
+	onRefusal := func(r kinesisbatcher.Refusal) { refused[r.Index] = true }
+	for recs, b := range kinesisbatcher.Batches(records, limits, onRefusal) {
+		sent := 0
+		for i := range recs {
+			if b.Refused() > 0 && refused[b.Start+i] {
+				continue // the refused record inside the range: not sent
+			}
+			sent++ // add recs[i] to the PutRecords request here
+		}
+		fmt.Printf("request %d..%d: %d records, %d refused inside\n", b.Start, b.End, sent, b.Refused())
+	}
+	// Output:
+	// request 0..500: 500 records, 0 refused inside
+	// request 500..1001: 500 records, 1 refused inside
+	// request 1001..1203: 202 records, 0 refused inside
 }
 
 func ExampleAccumulator() {

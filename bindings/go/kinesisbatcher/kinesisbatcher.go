@@ -15,9 +15,10 @@ type Record struct {
 }
 
 // Batch is one request: the input indices Start..End (End exclusive) of which Records
-// are accepted, Bytes in total as the service counts them. Refused records do not split
-// a batch, so the range can hold refused indices: Refused says how many. When it is 0,
-// the common case, records[Start:End] is the request as it stands.
+// are accepted, Bytes in total as the service counts them. By default a refused record
+// closes the open batch, so no batch holds one: Refused() is 0 and records[Start:End]
+// is the request as it stands. Only under limits with SpanningRefusals can the range
+// hold refused indices (Refused() of them), to be left out of the request.
 type Batch struct {
 	Start, End int
 	Records    int

@@ -101,7 +101,8 @@ var engines = sync.Pool{New: func() any {
 }}
 
 // run plans records under l, calling refused for each refusal and batch for each batch
-// in input order, every refusal before the batch whose range holds it. It stops early
+// in input order: every refusal before the batch that follows it (or, under
+// SpanningRefusals, whose range holds it). It stops early
 // (planning no further) when a callback returns false. On success it returns the
 // plan's stats.
 func (e *engine) run(records []Record, l cLimits, refused func(Refusal) bool, batch func(Batch) bool) (cStats, error) {
@@ -156,7 +157,8 @@ type Result struct {
 }
 
 // RefusedIn returns the refusals whose indices lie in b's range (a sub-slice of
-// r.Refusals, found by binary search; empty when b.Refused() is 0).
+// r.Refusals, found by binary search; empty when b.Refused() is 0, which is always the
+// case without SpanningRefusals).
 func (r *Result) RefusedIn(b Batch) []Refusal {
 	if b.Refused() == 0 {
 		return nil
@@ -167,8 +169,10 @@ func (r *Result) RefusedIn(b Batch) []Refusal {
 }
 
 // Plan cuts records into requests under limits: greedily and in order, which gives the
-// fewest requests any order-keeping plan can. Every index is reported exactly once, as
-// an accepted record of one batch or as one refusal. The payloads are never read.
+// fewest requests any order-keeping plan can (whose requests, by default, hold no
+// refused record: a refusal closes the open batch). Every index is reported exactly
+// once, as an accepted record of one batch or as one refusal. The payloads are never
+// read.
 //
 // The error is a *StatusError; it does not occur for valid records and limits (only
 // when the library cannot allocate its accumulator).
@@ -198,14 +202,31 @@ func Plan(records []Record, limits Limits) (*Result, error) {
 // own slice (no copy) and the Batch. Planning is lazy, 8,192 records at a time, each
 // chunk's batches yielded as it is planned: breaking out of the loop stops it.
 //
-// Refused records are not yielded: refused (which may be nil) is called with each, in
-// index order, always before the batch whose range holds it. When b.Refused() > 0 the
-// yielded sub-slice still holds those b.Refused() records, whose indices refused has
-// just been given: skip them when building the request. Plan and Result.RefusedIn give
-// the same information for a whole slice.
+// Refused records are never yielded: refused (which may be nil) is called with each, in
+// index order, before any batch that comes after it in the input. By default a refused record closes the
+// open batch, so every yielded sub-slice is exactly one request, with no refused record
+// in it: send it as it is.
 //
-// The sequence ends early if the library cannot allocate an accumulator (it then panics
-// with the *StatusError; it does not happen for valid input otherwise).
+//	for recs, b := range kinesisbatcher.Batches(records, kinesisbatcher.KDS(), onRefusal) {
+//		send(recs) // one PutRecords request: b.Records records, b.Bytes bytes
+//	}
+//
+// Under limits with SpanningRefusals (fewer, fuller requests when refusals are common)
+// a batch's range may hold refused records: b.Refused() of them, whose indices refused
+// has just been given, always before the batch. Leave them out of the request then:
+//
+//	for recs, b := range kinesisbatcher.Batches(records, spanning, onRefusal) {
+//		for i := range recs {
+//			if b.Refused() > 0 && isRefused[b.Start+i] {
+//				continue
+//			}
+//			add(recs[i])
+//		}
+//	}
+//
+// Plan and Result.RefusedIn give the same information for a whole slice. The sequence
+// ends early if the library cannot allocate an accumulator (it then panics with the
+// *StatusError; it does not happen for valid input otherwise).
 func Batches(records []Record, limits Limits, refused func(Refusal)) iter.Seq2[[]Record, Batch] {
 	l := limits.get()
 	return func(yield func([]Record, Batch) bool) {

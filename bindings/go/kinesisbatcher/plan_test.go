@@ -17,11 +17,12 @@ import (
 type refLimits struct {
 	maxRecords, maxRequest, maxRecord int
 	unit                              KeyUnit
-	keys, countHash                   bool
+	keys, countHash, span             bool
 }
 
 func refOf(l Limits) refLimits {
-	return refLimits{l.MaxRecords(), l.MaxRequestBytes(), l.MaxRecordBytes(), l.KeyUnit(), l.PartitionKeys(), l.CountsHashKeys()}
+	return refLimits{l.MaxRecords(), l.MaxRequestBytes(), l.MaxRecordBytes(), l.KeyUnit(),
+		l.PartitionKeys(), l.CountsHashKeys(), l.SpansRefusals()}
 }
 
 func refHashValid(h string) bool {
@@ -86,6 +87,11 @@ func refPlan(records []Record, l refLimits) ([]Batch, []Refusal) {
 		size, reason, ok := refMeasure(r, l)
 		if !ok {
 			refusals = append(refusals, Refusal{i, reason})
+			if !l.span && open != nil {
+				// By default a refused record closes the open batch: no batch holds one.
+				batches = append(batches, *open)
+				open = nil
+			}
 			continue
 		}
 		if open != nil && (open.Records+1 > l.maxRecords || open.Bytes+size > l.maxRequest) {
@@ -164,7 +170,11 @@ func randHashKey(rng *rand.Rand) string {
 
 func randLimits(rng *rand.Rand) Limits {
 	if rng.IntN(4) == 0 {
-		return [...]Limits{KDS(), KDS5MiB(), Firehose()}[rng.IntN(3)]
+		l := [...]Limits{KDS(), KDS5MiB(), Firehose(), {}}[rng.IntN(4)]
+		if rng.IntN(2) == 0 {
+			l, _ = l.With(SpanningRefusals())
+		}
+		return l
 	}
 	for {
 		profile := Profile(rng.IntN(3))
@@ -184,6 +194,9 @@ func randLimits(rng *rand.Rand) Limits {
 		}
 		if rng.IntN(3) == 0 {
 			opts = append(opts, CountingHashKeys())
+		}
+		if rng.IntN(3) == 0 {
+			opts = append(opts, SpanningRefusals())
 		}
 		l, err := NewLimits(profile, maxRecords, maxRequest, maxRecord, opts...)
 		if err == nil {
@@ -244,6 +257,9 @@ func checkPlan(t testing.TB, recs []Record, l Limits) {
 		}
 		if acc != b.Records || len(got.RefusedIn(b)) != b.Refused() {
 			t.Fatalf("batch %+v: %d accepted", b, acc)
+		}
+		if !rl.span && b.Refused() != 0 {
+			t.Fatalf("batch %+v holds a refused record without SpanningRefusals", b)
 		}
 	}
 	for i, n := range seen {
@@ -401,9 +417,15 @@ func TestPlanChunks(t *testing.T) {
 	}
 
 	// 200-record batches, the first starting after r refused records so that one starts
-	// 100 records before the first chunk boundary and spans it, with the 3 refused
-	// records just after the boundary inside.
-	l200, err := NewLimits(ProfileKDS, 200, 10<<20, 1<<20)
+	// 100 records before the first chunk boundary and, spanning refusals, spans it with
+	// the 3 refused records just after the boundary inside; by default it ends there
+	// instead, its last record before the refused ones (a batch closed in one chunk and
+	// handed out in the next).
+	l200, err := NewLimits(ProfileKDS, 200, 10<<20, 1<<20, SpanningRefusals())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l200safe, err := NewLimits(ProfileKDS, 200, 10<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,6 +442,16 @@ func TestPlanChunks(t *testing.T) {
 	want := Batch{Start: chunkRecords - 100, End: chunkRecords + 103, Records: 200, Bytes: 200 * 11}
 	if i := (chunkRecords - 100 - r) / 200; sres.Batches[i] != want {
 		t.Fatalf("batch %d is %+v, not %+v", i, sres.Batches[i], want)
+	}
+	checkPlan(t, spanning, l200safe)
+	sres, _ = Plan(spanning, l200safe)
+	i := (chunkRecords - 100 - r) / 200
+	wantSafe := []Batch{
+		{Start: chunkRecords - 100, End: chunkRecords, Records: 100, Bytes: 100 * 11},
+		{Start: chunkRecords + 3, End: chunkRecords + 203, Records: 200, Bytes: 200 * 11},
+	}
+	if !equal(sres.Batches[i:i+2], wantSafe) {
+		t.Fatalf("batches %d and %d are %+v, not %+v", i, i+1, sres.Batches[i:i+2], wantSafe)
 	}
 
 	var got []Batch
@@ -542,6 +574,92 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+// The options of issue 11: zero options are the safe ones, each option does one thing,
+// and what the library refuses is ErrInvalidLimits.
+func TestLimitOptions(t *testing.T) {
+	// A user who writes Limits{} (a struct field never set) gets KDS, keys required,
+	// batches that never hold a refused record: as KDS(), option by option and plan by
+	// plan.
+	zero := Limits{}
+	if zero.Profile() != ProfileKDS || !zero.PartitionKeys() || zero.CountsHashKeys() ||
+		zero.SpansRefusals() || zero.KeyUnit() != CodePoints || zero.MaxRecordBytes() != 1<<20 {
+		t.Fatalf("the zero Limits is not KDS: %+v", zero.get())
+	}
+	if zero.get() != KDS().get() {
+		t.Fatal("Limits{} and KDS() differ")
+	}
+	recs := []Record{{Data: []byte("a"), PartitionKey: "k"}, {Data: []byte("b")}, {Data: []byte("c"), PartitionKey: "k"}}
+	for _, l := range []Limits{zero, KDS()} {
+		res, _ := Plan(recs, l)
+		if want := []Batch{{0, 1, 1, 2}, {2, 3, 1, 2}}; !equal(res.Batches, want) {
+			t.Fatalf("default limits: %v, want %v (a refused record closes the batch)", res.Batches, want)
+		}
+	}
+
+	span, err := KDS().With(SpanningRefusals())
+	if err != nil || !span.SpansRefusals() {
+		t.Fatal(span, err)
+	}
+	if res, _ := Plan(recs, span); !equal(res.Batches, []Batch{{0, 3, 2, 4}}) {
+		t.Fatalf("SpanningRefusals: %v", res.Batches)
+	}
+
+	noKeys, err := KDS().With(WithoutPartitionKeys())
+	if err != nil || noKeys.PartitionKeys() {
+		t.Fatal(noKeys, err)
+	}
+	if res, _ := Plan(recs, noKeys); len(res.Refusals) != 0 || !equal(res.Batches, []Batch{{0, 3, 3, 3}}) {
+		t.Fatalf("WithoutPartitionKeys: %+v", res)
+	}
+	keys, err := noKeys.With(WithPartitionKeys())
+	if err != nil || !keys.PartitionKeys() || keys.get() != KDS().get() {
+		t.Fatal("WithPartitionKeys does not undo WithoutPartitionKeys", err)
+	}
+
+	// Firehose has no keys: WithoutPartitionKeys changes nothing, WithPartitionKeys is
+	// refused (it used to count keys that PutRecordBatch never carries).
+	fh, err := Firehose().With(WithoutPartitionKeys())
+	if err != nil || fh.get() != Firehose().get() || fh.PartitionKeys() {
+		t.Fatal("WithoutPartitionKeys changed Firehose", err)
+	}
+	for _, f := range []func() error{
+		func() error { _, err := Firehose().With(WithPartitionKeys()); return err },
+		func() error { _, err := NewLimits(ProfileFirehose, 500, 4<<20, 1000, WithPartitionKeys()); return err },
+	} {
+		err := f()
+		var se *StatusError
+		if !errors.Is(err, ErrInvalidLimits) || errors.As(err, &se) || !strings.Contains(err.Error(), "Firehose") {
+			t.Fatalf("WithPartitionKeys on Firehose: %v", err)
+		}
+	}
+	if _, err := NewLimits(ProfileFirehose, 500, 4<<20, 1000); err != nil {
+		t.Fatal(err)
+	}
+
+	// A request cap above the profile's: KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE (132).
+	for _, c := range []struct {
+		p       Profile
+		request int
+	}{{ProfileKDS5MiB, 5<<20 + 1}, {ProfileFirehose, 4<<20 + 1}} {
+		_, err := NewLimits(c.p, 500, c.request, 1000)
+		var se *StatusError
+		if !errors.Is(err, ErrInvalidLimits) || !errors.As(err, &se) || se.Status != statusRequestBytesAbove {
+			t.Fatalf("profile %d, request cap %d: %v", c.p, c.request, err)
+		}
+	}
+	// Every KB_LIMITS_* status, and only those, is ErrInvalidLimits.
+	for s := uint32(statusLimitsFirst) - 1; s <= statusLimitsLast+1; s++ {
+		in := s >= statusLimitsFirst && s <= statusLimitsLast
+		if errors.Is(&StatusError{Status: s, Index: -1}, ErrInvalidLimits) != in {
+			t.Fatalf("status %d: ErrInvalidLimits %v", s, !in)
+		}
+	}
+	// The zero LimitOption changes nothing.
+	if l, err := KDS().With(LimitOption{}); err != nil || l.get() != KDS().get() {
+		t.Fatal(err)
+	}
+}
+
 func TestClose(t *testing.T) {
 	a, _ := NewAccumulator(KDS())
 	a.Close()
@@ -549,9 +667,67 @@ func TestClose(t *testing.T) {
 	if _, err := a.Push(Record{}); !errors.Is(err, ErrClosed) {
 		t.Fatal(err)
 	}
+	if _, err := a.Skip(); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	if err := a.Reset(); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
 	d, _ := NewDelivery(nil, KDS(), RetryPolicy{})
 	d.Close()
 	if _, _, err := d.Next(timeZero); !errors.Is(err, ErrClosed) {
 		t.Fatal(err)
+	}
+	if err := d.Reset(nil); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+}
+
+// Reset and Skip on an Accumulator: a reset one numbers from 0 again, drops the open
+// batch and its counters, and plans as a fresh one; a skip takes an index and closes
+// the open batch (models a caller who refuses lines itself and pushes the rest).
+func TestAccumulatorResetSkip(t *testing.T) {
+	a, err := NewAccumulator(KDS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	r := Record{Data: []byte("x"), PartitionKey: "k"}
+	a.Push(r)
+	a.Push(r)
+	if i, err := a.Skip(); err != nil || i != 2 || a.Len() != 3 {
+		t.Fatal(i, err, a.Len())
+	}
+	p, _ := a.Push(r)
+	if p.Index != 3 || !p.Send || p.Batch != (Batch{0, 2, 2, 4}) {
+		t.Fatalf("after a skip the open batch is closed: %+v", p)
+	}
+	if err := a.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Len() != 0 || a.Stats().Batches != 0 {
+		t.Fatal("Reset kept state", a.Len(), a.Stats())
+	}
+	if _, ok := a.Pending(); ok {
+		t.Fatal("Reset kept the open batch")
+	}
+	p, _ = a.Push(r)
+	if p.Index != 0 || p.Send {
+		t.Fatalf("after Reset: %+v", p)
+	}
+	if b, ok := a.Flush(); !ok || b != (Batch{0, 1, 1, 2}) {
+		t.Fatal(b, ok)
+	}
+	// With SpanningRefusals a skip does not close the batch, and is counted in it.
+	sp, _ := KDS().With(SpanningRefusals())
+	a2, _ := NewAccumulator(sp)
+	defer a2.Close()
+	a2.Push(r)
+	a2.Skip()
+	if p, _ := a2.Push(r); p.Send {
+		t.Fatal("a skip closed a spanning batch")
+	}
+	if b, _ := a2.Flush(); b != (Batch{0, 3, 2, 4}) || b.Refused() != 1 {
+		t.Fatal(b)
 	}
 }
