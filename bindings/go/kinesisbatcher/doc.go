@@ -13,7 +13,11 @@
 //   - [Batches] iterates over the requests as sub-slices of the caller's slice;
 //   - [Accumulator] takes records one at a time (one cgo call per record).
 //
-// [Delivery] plans requests and re-plans the failed entries of each PutRecords response.
+// By default a refused record closes the open batch, so every batch is exactly
+// records[b.Start:b.End], ready to send ([SpanningRefusals] trades that for fewer
+// requests). [Delivery] plans requests and re-plans the failed entries of each
+// PutRecords response. Zero values are safe: the zero [Limits] is [KDS], and a zero
+// field of a [RetryPolicy] means its default.
 //
 // The package needs cgo and the library installed where pkg-config finds it (`make
 // install` in the repository, then PKG_CONFIG_PATH=<prefix>/lib/pkgconfig); it links
