@@ -47,11 +47,12 @@ static const char USAGE[] =
     "  --partition-key KEY   one key for every record (default: the line number)\n"
     "  --profile kds|kds-5mib  service limits (default kds: 500 records, 10 MiB)\n"
     "  --max-record-kib N    the stream's MaxRecordSizeInKiB, 1024..10240 (kds)\n"
-    "  --max-attempts N      sends of one record at most (default 10)\n"
-    "  --backoff-base-ms N   first backoff ceiling (default 100; doubles up to 10 s)\n"
+    "  --max-attempts N      sends of one record at most, 1 or more (default 10)\n"
+    "  --backoff-base-ms N   first backoff ceiling, 1 or more (default 100; doubles up\n"
+    "                        to 10 s)\n"
     "  --per-key-order       store each key's records in input order (a request never\n"
     "                        holds two records of one key; smaller requests)\n"
-    "  --timeout-ms N        HTTP request timeout (default 30000)\n"
+    "  --timeout-ms N        HTTP request timeout (default 30000; 0: none, as in libcurl)\n"
     "  --dry-run             print each request body on stdout, one per line; no HTTP\n"
     "  --help                this text\n"
     "Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (optional).\n"
@@ -62,6 +63,7 @@ typedef struct {
     const char *access_key, *secret_key, *session_token;
     unsigned long long max_record_kib, max_attempts, backoff_base_ms, timeout_ms;
     int profile;
+    int max_record_kib_given;
     int dry_run;
     int per_key_order;
 } config;
@@ -233,14 +235,28 @@ static int parse_args(int argc, char **argv, config *cfg) {
                 return 0;
             }
         } else if (strcmp(name, "--max-record-kib") == 0) {
-            if (!parse_number(name, v, 10240, &cfg->max_record_kib))
+            /* Any number: the library says which are valid (0 is not). */
+            if (!parse_number(name, v, 1000000, &cfg->max_record_kib))
                 return 0;
+            cfg->max_record_kib_given = 1;
         } else if (strcmp(name, "--max-attempts") == 0) {
+            /* The library reads a zero policy field as its default, never as "off": 0
+             * would silently mean 10, so it is refused. */
             if (!parse_number(name, v, 1000000, &cfg->max_attempts))
                 return 0;
+            if (cfg->max_attempts == 0) {
+                fail("--max-attempts: 0 would mean the library's default (10 sends); "
+                     "use 1 to send each record once");
+                return 0;
+            }
         } else if (strcmp(name, "--backoff-base-ms") == 0) {
             if (!parse_number(name, v, 3600000, &cfg->backoff_base_ms))
                 return 0;
+            if (cfg->backoff_base_ms == 0) {
+                fail("--backoff-base-ms: 0 would mean the library's default (100 ms); "
+                     "1 is the shortest backoff");
+                return 0;
+            }
         } else if (strcmp(name, "--timeout-ms") == 0) {
             if (!parse_number(name, v, 3600000, &cfg->timeout_ms))
                 return 0;
@@ -270,7 +286,7 @@ static int parse_args(int argc, char **argv, config *cfg) {
         fail("missing %s", missing);
         return 0;
     }
-    if (cfg->max_record_kib && cfg->profile != KB_PROFILE_KDS) {
+    if (cfg->max_record_kib_given && cfg->profile != KB_PROFILE_KDS) {
         fail("--max-record-kib applies to --profile kds only");
         return 0;
     }
@@ -623,8 +639,9 @@ int main(int argc, char **argv) {
 
     /* Limits: a profile, or the stream's record size; the retry policy's defaults with
      * the options' attempts and backoff. */
-    kb_status st = c->max_record_kib ? kb_limits_for_stream((uint32_t)c->max_record_kib, &p.limits)
-                                     : kb_limits_profile((uint32_t)c->profile, &p.limits);
+    kb_status st = c->max_record_kib_given
+                       ? kb_limits_for_stream((uint32_t)c->max_record_kib, &p.limits)
+                       : kb_limits_profile((uint32_t)c->profile, &p.limits);
     if (kb_status_is_error(st)) {
         fail("invalid limits: %s", kb_status_message(st));
         return EXIT_USAGE;

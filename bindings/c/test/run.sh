@@ -140,6 +140,13 @@ run 2 badopt "$P" --stream s --frobnicate 1 "$SMALL"
 run 2 badkey "$P" --stream s --dry-run --partition-key '' "$SMALL"
 expect_err badkey "key_empty"
 run 2 badkib "$P" --stream s --dry-run --max-record-kib 512 "$SMALL"
+run 2 zerokib "$P" --stream s --dry-run --max-record-kib 0 "$SMALL"
+expect_err zerokib "MaxRecordSizeInKiB"
+# The library reads a zero retry-policy field as its default: 0 is refused, not passed on.
+run 2 zeroattempts "$P" --stream s --dry-run --max-attempts 0 "$SMALL"
+expect_err zeroattempts "use 1 to send each record once"
+run 2 zerobackoff "$P" --stream s --dry-run --backoff-base-ms 0 "$SMALL"
+expect_err zerobackoff "1 is the shortest backoff"
 run 2 nofile "$P" --stream s --dry-run "$WORK/does-not-exist"
 run 0 help "$P" --help
 
