@@ -5,10 +5,14 @@
  * every decision (which line is a record, which record is refused, where a request ends,
  * which entries are sent again and when); this file only moves bytes: it reads input
  * into one buffer, describes lines as kb_record views into that buffer (no copy), builds
- * the JSON body, signs and POSTs it with libcurl, and reports the response back.
+ * the JSON body, signs and POSTs it with libcurl, and reports the response back. With
+ * --format ndjson or --key-field, ndjson.c first checks each line as JSON and finds its
+ * key, as the kinesis-batcher command-line tool does; a line it refuses is reported here
+ * and never becomes a record.
  *
- *   input ──read──▶ buffer ──kb_lines_next──▶ kb_record[] (views) ──kb_delivery──▶
- *   request entries ──JSON + base64──▶ libcurl (SigV4) ──response──▶ kb_delivery_settle
+ *   input ──read──▶ buffer ──kb_lines_next──▶ [ndjson.c] ──▶ kb_record[] (views)
+ *   ──kb_delivery──▶ request entries ──JSON + base64──▶ libcurl (SigV4) ──response──▶
+ *   kb_delivery_settle
  *
  * See README.md for usage, design and limitations.
  */
@@ -28,6 +32,7 @@
 #include <kinesis_batcher.h>
 
 #include "kinesis_json.h"
+#include "ndjson.h"
 
 /* Exit statuses. */
 enum { EXIT_ALL_STORED = 0, EXIT_NOT_ALL_STORED = 1, EXIT_USAGE = 2, EXIT_IO = 3 };
@@ -35,6 +40,7 @@ enum { EXIT_ALL_STORED = 0, EXIT_NOT_ALL_STORED = 1, EXIT_USAGE = 2, EXIT_IO = 3
 /* Records handed to one delivery: a multiple of 500, so small lines fill whole requests. */
 #define SLICE_RECORDS 5000
 #define KEY_MAX 21        /* a decimal uint64 line number and its NUL */
+#define NO_DECODED SIZE_MAX /* decoded_at[i] of a record whose key is not in the arena */
 #define REFUSALS_CAP 64   /* refusals reported per kb_delivery_next_request call */
 #define MAX_RESPONSE (8u << 20)
 
@@ -45,6 +51,12 @@ static const char USAGE[] =
     "  --region REGION       AWS region (or AWS_REGION, AWS_DEFAULT_REGION)\n"
     "  --endpoint URL        default https://kinesis.REGION.amazonaws.com (or KINESIS_ENDPOINT)\n"
     "  --partition-key KEY   one key for every record (default: the line number)\n"
+    "  --key-field NAME      key = the line's JSON field NAME: a string's value, or a\n"
+    "                        number's JSON text. Implies --format ndjson. A line that is\n"
+    "                        not JSON is refused as invalid_json; one without the field,\n"
+    "                        or whose field is not a string or number, as key_field_missing\n"
+    "  --format lines|ndjson lines: any bytes (default); ndjson: lines that are not valid\n"
+    "                        JSON are also refused, as invalid_json\n"
     "  --profile kds|kds-5mib  service limits (default kds: 500 records, 10 MiB)\n"
     "  --max-record-kib N    the stream's MaxRecordSizeInKiB, 1024..10240 (kds)\n"
     "  --max-attempts N      sends of one record at most, 1 or more (default 10)\n"
@@ -59,11 +71,13 @@ static const char USAGE[] =
     "Exit: 0 all stored, 1 records refused or failed, 2 usage or setup, 3 I/O error.\n";
 
 typedef struct {
-    const char *stream, *region, *endpoint, *fixed_key, *input;
+    const char *stream, *region, *endpoint, *fixed_key, *key_field, *input;
     const char *access_key, *secret_key, *session_token;
+    const char *format; /* "lines" or "ndjson" as given, or NULL */
     unsigned long long max_record_kib, max_attempts, backoff_base_ms, timeout_ms;
     int profile;
     int max_record_kib_given;
+    int ndjson; /* lines are checked as JSON (--format ndjson, or --key-field) */
     int dry_run;
     int per_key_order;
 } config;
@@ -71,12 +85,20 @@ typedef struct {
 typedef struct {
     config cfg;
     kb_limits limits;
+    kb_limits data_only; /* the limits without keys: is a line over the record cap alone */
     kb_retry_policy policy;
     /* The current slice: records are views into the read buffer; line numbers and keys
      * (when derived) live in small side arrays indexed like the records. */
     kb_record *records;
     uint64_t *line_of;
     char (*keys)[KEY_MAX];
+    /* --key-field: a key string with escapes is decoded into the arena, at decoded_at[i]
+     * for record i (NO_DECODED for the others), the slice's keys one after another. The
+     * arena may move as it grows, so records get their pointers once the slice is cut. */
+    size_t *decoded_at;
+    uint8_t *arena;
+    size_t arena_len, arena_cap;
+    ndj_scanner json;
     /* One request: entries, their outcomes (+1 to detect a response with too many),
      * the terminal entries settling returns, refusals, and the body. */
     kb_pending *request;
@@ -225,6 +247,10 @@ static int parse_args(int argc, char **argv, config *cfg) {
             cfg->endpoint = v;
         else if (strcmp(name, "--partition-key") == 0)
             cfg->fixed_key = v;
+        else if (strcmp(name, "--key-field") == 0)
+            cfg->key_field = v;
+        else if (strcmp(name, "--format") == 0)
+            cfg->format = v;
         else if (strcmp(name, "--profile") == 0) {
             if (strcmp(v, "kds") == 0)
                 cfg->profile = KB_PROFILE_KDS;
@@ -288,6 +314,31 @@ static int parse_args(int argc, char **argv, config *cfg) {
     }
     if (cfg->max_record_kib_given && cfg->profile != KB_PROFILE_KDS) {
         fail("--max-record-kib applies to --profile kds only");
+        return 0;
+    }
+    /* Keys and formats, with the command-line tool's rules and words. */
+    if (cfg->fixed_key && cfg->key_field) {
+        fail("--partition-key and --key-field cannot be used together");
+        return 0;
+    }
+    if (cfg->key_field && !*cfg->key_field) {
+        fail("--key-field needs a field name");
+        return 0;
+    }
+    if (cfg->key_field &&
+        !ndj_utf8_valid((const uint8_t *)cfg->key_field, strlen(cfg->key_field))) {
+        fail("--key-field: the name is not UTF-8");
+        return 0;
+    }
+    if (!cfg->format) {
+        cfg->ndjson = cfg->key_field != NULL;
+    } else if (strcmp(cfg->format, "ndjson") == 0) {
+        cfg->ndjson = 1;
+    } else if (strcmp(cfg->format, "lines") != 0) {
+        fail("--format: expected lines or ndjson, got '%s'", cfg->format);
+        return 0;
+    } else if (cfg->key_field) {
+        fail("--key-field reads each line as JSON: it cannot be used with --format lines");
         return 0;
     }
     return 1;
@@ -548,6 +599,87 @@ out:
 
 /* ---- Input ------------------------------------------------------------------------ */
 
+/* Reports a line refused before the library sees it, in the library's refusals' form. */
+static void refuse_line(producer *p, uint64_t number, const ndj_refusal *why) {
+    fprintf(stderr, "kb-producer: line %llu refused: %s: ", (unsigned long long)number,
+            ndj_reason_name(why->reason));
+    ndj_print_detail(stderr, why, p->cfg.key_field);
+    fputc('\n', stderr);
+    p->refused++;
+}
+
+/* Makes records[n] of a line: 1 when it is a record, 0 when it is refused here (not JSON,
+ * no key field), -1 on a fatal error. A refused line takes no index, so record i is
+ * still line line_of[i]; unlike an index the library refuses, it is never planned. */
+static int make_record(producer *p, size_t n, const kb_line *line) {
+    const config *c = &p->cfg;
+    kb_record *r = &p->records[n];
+    *r = (kb_record){.data = line->bytes, .data_len = line->bytes_len};
+    p->decoded_at[n] = NO_DECODED;
+    /* As the tool: a line over the record cap is refused as too large whatever it
+     * holds, so it is not read as JSON. The library measures its data alone to say so
+     * (a line cut short, !line->whole, is always over). */
+    int over_cap = 0;
+    if (c->ndjson) {
+        uint32_t size;
+        kb_reason reason;
+        kb_status st = kb_record_measure(&p->data_only, r, &size, &reason);
+        if (!kb_ok(st, "kb_record_measure"))
+            return -1;
+        over_cap = !line->whole || st == KB_REFUSED;
+    }
+    ndj_refusal why;
+    if (c->key_field && over_cap) {
+        r->key = (const uint8_t *)"-"; /* a stand-in: the record is refused for its size */
+        r->key_len = 1;
+    } else if (c->key_field) {
+        ndj_key key;
+        if (!ndj_key_field(&p->json, line->bytes, line->bytes_len, c->key_field,
+                           strlen(c->key_field), &key, &why)) {
+            refuse_line(p, line->number, &why);
+            return 0;
+        }
+        if (!key.escaped) {
+            r->key = key.bytes; /* a view into the line, as its data is */
+            r->key_len = key.len;
+        } else {
+            /* Decoding only shortens: key.len bytes are enough. */
+            if (key.len > p->arena_cap - p->arena_len) {
+                size_t cap = p->arena_cap ? p->arena_cap : 4096;
+                while (cap - p->arena_len < key.len)
+                    cap *= 2;
+                uint8_t *grown = realloc(p->arena, cap);
+                if (!grown) {
+                    fail("out of memory (a %zu-byte key arena)", cap);
+                    return -1;
+                }
+                p->arena = grown;
+                p->arena_cap = cap;
+            }
+            p->decoded_at[n] = p->arena_len;
+            r->key = NULL; /* set once the slice is cut (the arena may still move) */
+            r->key_len = ndj_unescape(&key, p->arena + p->arena_len);
+            p->arena_len += r->key_len;
+        }
+    } else {
+        if (c->ndjson && !over_cap &&
+            !ndj_check(&p->json, line->bytes, line->bytes_len, &why)) {
+            refuse_line(p, line->number, &why);
+            return 0;
+        }
+        if (c->fixed_key) {
+            r->key = (const uint8_t *)c->fixed_key;
+            r->key_len = strlen(c->fixed_key);
+        } else {
+            int k = snprintf(p->keys[n], KEY_MAX, "%llu", (unsigned long long)line->number);
+            r->key = (const uint8_t *)p->keys[n];
+            r->key_len = (size_t)k;
+        }
+    }
+    p->line_of[n] = line->number;
+    return 1;
+}
+
 /* Reads the input in buffer-sized chunks, cuts each into a slice of kb_record views of
  * its whole lines, delivers the slice, and carries the unfinished last line over. */
 static int run(producer *p, int fd) {
@@ -590,23 +722,21 @@ static int run(producer *p, int fd) {
                 break; /* KB_NEED_MORE: read on; KB_END: the input is done */
             /* A line over the record cap comes with only the bytes seen so far
              * (!line.whole); bytes_len alone is already over the cap (the header
-             * promises it), so the library refuses it as record_too_large without us
-             * reading past them. */
-            kb_record *r = &p->records[n];
-            *r = (kb_record){.data = line.bytes, .data_len = line.bytes_len};
-            if (p->cfg.fixed_key) {
-                r->key = (const uint8_t *)p->cfg.fixed_key;
-                r->key_len = strlen(p->cfg.fixed_key);
-            } else {
-                int k = snprintf(p->keys[n], KEY_MAX, "%llu", (unsigned long long)line.number);
-                r->key = (const uint8_t *)p->keys[n];
-                r->key_len = (size_t)k;
-            }
-            p->line_of[n++] = line.number;
+             * promises it), so the record made of them is refused as record_too_large
+             * without us reading past them. */
             p->lines++;
+            int added = make_record(p, n, &line);
+            if (added < 0)
+                goto out;
+            n += (size_t)added;
         }
+        /* Keys decoded into the arena get their pointers now that it has stopped moving. */
+        for (size_t i = 0; p->arena_len && i < n; i++)
+            if (p->decoded_at[i] != NO_DECODED)
+                p->records[i].key = p->arena + p->decoded_at[i];
         if (n > 0 && !deliver(p, n))
             goto out;
+        p->arena_len = 0;
         if (st == KB_END)
             break;
         if (st == KB_NEED_MORE && (eof || (n == 0 && pos == 0 && fill == cap))) {
@@ -646,6 +776,8 @@ int main(int argc, char **argv) {
         fail("invalid limits: %s", kb_status_message(st));
         return EXIT_USAGE;
     }
+    p.data_only = p.limits;
+    p.data_only.options |= KB_LIMITS_NO_PARTITION_KEYS;
     if (!kb_ok(kb_retry_policy_default(&p.policy), "kb_retry_policy_default"))
         return EXIT_USAGE;
     p.policy.max_attempts = (uint32_t)c->max_attempts;
@@ -680,11 +812,18 @@ int main(int argc, char **argv) {
     p.records = xcalloc(SLICE_RECORDS, sizeof *p.records);
     p.line_of = xcalloc(SLICE_RECORDS, sizeof *p.line_of);
     p.keys = xcalloc(SLICE_RECORDS, sizeof *p.keys);
+    p.decoded_at = xcalloc(SLICE_RECORDS, sizeof *p.decoded_at);
     p.request = xcalloc(max, sizeof *p.request);
     p.outcomes = xcalloc(max + 1, 1);
     p.terminal = xcalloc(max, sizeof *p.terminal);
-    if (!p.records || !p.line_of || !p.keys || !p.request || !p.outcomes || !p.terminal)
+    if (!p.records || !p.line_of || !p.keys || !p.decoded_at || !p.request || !p.outcomes ||
+        !p.terminal)
         goto done;
+    /* Only lines within the record cap are read as JSON. */
+    if (c->ndjson && !ndj_init(&p.json, p.limits.max_record_bytes)) {
+        fail("out of memory (the JSON scanner)");
+        goto done;
+    }
     if (!c->dry_run && !http_setup(&p)) {
         code = EXIT_USAGE;
         goto done;
@@ -712,6 +851,9 @@ done:
     free(p.records);
     free(p.line_of);
     free(p.keys);
+    free(p.decoded_at);
+    free(p.arena);
+    ndj_free(&p.json);
     free(p.request);
     free(p.outcomes);
     free(p.terminal);
