@@ -5,14 +5,24 @@
   checks.py dry INPUT BODIES STDERR [MIB]    check --dry-run output (MIB: request cap)
   checks.py served INPUT LOG STORED STDERR MARKER
                                              check a run against fake_kinesis.py
+  checks.py keys-gen FILE                    write the --key-field / --format test file
+  checks.py keys MODE FILE CLI_DIR CLI_REFUSALS CLI_SUMMARY STDERR dry BODIES
+  checks.py keys MODE FILE CLI_DIR CLI_REFUSALS CLI_SUMMARY STDERR served LOG STORED
+                                             check a --key-field device (MODE key-field)
+                                             or --format ndjson --partition-key k (MODE
+                                             ndjson) run against kinesis-batcher's answer
 
 The expected outcome of every line is computed here independently of the library: a
 line (without its "\n" and a "\r" before it) is a record unless it is empty; it is
-refused when its bytes plus its key (the line number in decimal) exceed 1 MiB.
+refused when its bytes plus its key (the line number in decimal) exceed 1 MiB. For the
+keys test, each line's outcome is written beside it (KEY_CASES), and the producer must
+agree with both that and the kinesis-batcher command-line tool.
 """
 import base64
 import collections
+import hashlib
 import json
+import os
 import random
 import re
 import sys
@@ -143,6 +153,136 @@ def served(input_path, log_path, stored_path, stderr_path, marker):
           f"refused lines {refused}")
 
 
+# ---- --key-field and --format ndjson ------------------------------------------------
+
+# (line, its outcome under --key-field device, its outcome under --format ndjson): a key,
+# or the reason the line is refused; None under ndjson for a line sent as it is. None as
+# the line is an empty line (skipped: no record, but it has a line number).
+KEY_CASES = [
+    (b'{"device":"d-1","n":1}', "d-1", None),
+    (b'{"n":2,"device":"d-2"}', "d-2", None),
+    (b"not json", "invalid_json", "invalid_json"),
+    (b'{"device":"cut short"', "invalid_json", "invalid_json"),
+    (b'{"device":"d-5"} trailing', "invalid_json", "invalid_json"),
+    (b'{"device":"tab\there"}', "invalid_json", "invalid_json"),  # a raw control character
+    (b'{"device":"x",}', "invalid_json", "invalid_json"),
+    (b'{"device":"\xff"}', "invalid_json", None),  # the key field's value must be UTF-8
+    (b"1e999", "invalid_json", None),  # a bare number is read as a double under --key-field
+    (b'{"n":10}', "key_field_missing", None),
+    (b'{"device":null,"n":11}', "key_field_missing", None),
+    (b'{"device":{"id":12}}', "key_field_missing", None),
+    (b'{"device":true,"n":13}', "key_field_missing", None),
+    (b'[{"device":"d-14"}]', "key_field_missing", None),  # not an object
+    (b'"device"', "key_field_missing", None),
+    (None, None, None),
+    (b'{"device":42,"n":17}', "42", None),  # a number: its JSON text, as written
+    (b'{"device":-1.50e3,"n":18}', "-1.50e3", None),
+    ('{"device":"café","n":19}'.encode(), "café", None),  # multi-byte: a view into the line
+    (b'{"device":"caf\\u00e9","n":20}', "café", None),  # escaped: decoded
+    (b'{"device":"\\ud83d\\ude00 \\"q\\"","n":21}', '\U0001F600 "q"', None),
+    (b'{"dev\\u0069ce":"d-22"}', "d-22", None),  # an escaped member name
+    (b' {"device":"a","device":"d-23"}\t', "d-23", None),  # the last one wins
+    (b'{"a\tb":1,"device":"d-24"}', "d-24", "invalid_json"),  # top-level names are bytes
+    (b'{"device":"d-25","msg":"\xff"}', "d-25", None),  # other strings' bytes are not checked
+    (b'{"x":' + b"[" * 300 + b"]" * 300 + b',"device":"d-26"}', "d-26", None),  # any depth
+    (b'{"device":"","n":27}', "key_empty", None),  # the library's refusals
+    (b'{"device":"\\ud800","n":28}', "key_not_utf8", None),  # unpaired surrogate: WTF-8
+    (b'{"device":"' + b"k" * 257 + b'"}', "key_too_long", None),
+    (b'{"device":"' + "é".encode() * 256 + b'","n":30}', "é" * 256, None),  # 256 code points
+    (b'{"device":"big","pad":"' + b"p" * MIB + b'"}', "record_too_large", "record_too_large"),
+    (b"{" * (MIB + 1), "record_too_large", "record_too_large"),  # over the cap: not parsed
+    (b'{"device":"d-33"}\r', "d-33", None),  # a \r\n line
+    (b'{"device":"d-34","n":34}', "d-34", None),  # the last line, without a \n
+]
+
+
+def keys_gen(path):
+    with open(path, "wb") as f:
+        f.write(b"\n".join(line or b"" for line, _, _ in KEY_CASES))
+
+
+def keys_expected(mode):
+    """{line number: reason} refused, and [(data, key)] sent, in input order."""
+    refused, sent = {}, []
+    for n, (line, by_field, by_ndjson) in enumerate(KEY_CASES, 1):
+        if line is None:
+            continue
+        data = line[:-1] if line.endswith(b"\r") else line
+        if mode == "ndjson":
+            outcome = by_ndjson or ("key", "k")
+        elif by_field in REASONS:
+            outcome = by_field
+        else:
+            outcome = ("key", by_field)
+        if isinstance(outcome, tuple):
+            sent.append((data, outcome[1]))
+        else:
+            refused[n] = outcome
+    return refused, sent
+
+
+REASONS = ("invalid_json", "key_field_missing", "key_empty", "key_not_utf8", "key_too_long",
+           "hash_key_invalid", "record_too_large")
+
+
+def keys(mode, input_path, cli_dir, cli_refusals, cli_summary, stderr_path, how, *outputs):
+    want_refused, want_sent = keys_expected(mode)
+    # The tool's answer: every refused line and its reason, its counts, its requests.
+    cli_refused = {}
+    for line in open(cli_refusals):
+        r = json.loads(line)
+        cli_refused[r["line"]] = r["reason"]
+    counts = {k: v for k, v in json.load(open(cli_summary))["refusals"].items() if v}
+    cli_sent = []
+    for name in sorted(os.listdir(cli_dir)):
+        for r in json.load(open(os.path.join(cli_dir, name)))["Records"]:
+            cli_sent.append((base64.b64decode(r["Data"]), r["PartitionKey"]))
+    if cli_refused != want_refused or cli_sent != want_sent:
+        fail(f"kinesis-batcher disagrees with KEY_CASES: refused {cli_refused} "
+             f"(expected {want_refused}), {len(cli_sent)} records (expected {len(want_sent)})")
+    if collections.Counter(cli_refused.values()) != counts:
+        fail(f"kinesis-batcher's summary counts {counts}, its refusals {cli_refused}")
+
+    # The producer's: one "line N refused: REASON: ..." each, and the same counts.
+    got = {}
+    for m in re.finditer(r"line (\d+) refused: (\w+): ", open(stderr_path, encoding="utf-8").read()):
+        if int(m.group(1)) in got:
+            fail(f"line {m.group(1)} reported refused twice")
+        got[int(m.group(1))] = m.group(2)
+    if got != cli_refused:
+        diff = sorted(set(got.items()) ^ set(cli_refused.items()))
+        fail(f"refusals differ from kinesis-batcher's (line, reason): {diff}")
+    by_reason = collections.Counter(got.values())
+    if by_reason != counts:
+        fail(f"refusals per reason {dict(by_reason)}, kinesis-batcher {counts}")
+
+    if how == "dry":  # every request body, in order: the same records, keys and order
+        sent = [(base64.b64decode(r["Data"], validate=True), r["PartitionKey"])
+                for body in open(outputs[0], "rb") for r in json.loads(body)["Records"]]
+        if sent != cli_sent:
+            diff = [(a, b) for a, b in zip(sent, cli_sent) if a != b][:3]
+            fail(f"sent {len(sent)} records, kinesis-batcher {len(cli_sent)}; first "
+                 f"differences {diff}")
+    else:  # stored exactly the accepted lines, each once, each with its key
+        log, stored_path = outputs
+        key_of = {hashlib.sha1(d).hexdigest(): k for d, k in cli_sent}
+        stored_keys = collections.Counter()
+        for line in open(log):
+            for e in json.loads(line)["entries"]:
+                if e["result"] == "stored":
+                    stored_keys[(e["sha1"], e["key"])] += 1
+        if stored_keys != collections.Counter(key_of.items()):
+            fail(f"stored (record, key) pairs differ: "
+                 f"{sorted(set(stored_keys) ^ set(key_of.items()))[:5]}")
+        with open(stored_path, "rb") as f:
+            stored = collections.Counter(f.read().split(b"\n")[:-1])
+        if stored != collections.Counter(d for d, _ in cli_sent):
+            fail("the stored data differ from the accepted lines")
+    print(f"ok: {len(cli_sent)} records {'sent' if how == 'dry' else 'stored'} with "
+          f"kinesis-batcher's keys, refusals as it reports them: "
+          f"{dict(sorted(by_reason.items()))}")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"gen": gen, "dry": dry, "served": served}[cmd](*args)
+    {"gen": gen, "dry": dry, "served": served, "keys-gen": keys_gen, "keys": keys}[cmd](*args)

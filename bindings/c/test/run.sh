@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end tests of kb-producer: dry runs, a fake Kinesis endpoint with partial
-# failures, and setup errors.
+# failures, setup errors, and --key-field / --format ndjson against the command-line
+# tool's answers for the same file.
 #
 #   PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig bash bindings/c/test/run.sh
 #
 # Needs an installed kinesis_batcher (`make install PREFIX=...` at the repository root)
 # found through PKG_CONFIG_PATH; LD_LIBRARY_PATH is set from its libdir. Installs
 # libcurl's headers and pkg-config with apt-get when they are missing. Builds into
-# target/ (never the source tree) and cleans up its temporary files.
+# target/ (never the source tree) and cleans up its temporary files. The command-line
+# tool is target/release/kinesis-batcher, built with cargo (a no-op when it is up to
+# date); KB_CLI=PATH uses another build and skips cargo.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -33,6 +36,16 @@ export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "building kb-producer into $BUILD"
 make -s -C "$ROOT/bindings/c" BUILD="$BUILD"
 P=$BUILD/kb-producer
+
+if [[ -n ${KB_CLI:-} ]]; then
+    CLI=$KB_CLI
+else
+    say "building the command-line tool (cargo build --release -p kinesis-batcher-cli)"
+    CLI=$ROOT/target/release/kinesis-batcher
+    command -v cargo >/dev/null || die "cargo is needed to build $CLI (or set KB_CLI)"
+    (cd "$ROOT" && cargo build --release -q -p kinesis-batcher-cli)
+fi
+[[ -x $CLI ]] || die "no kinesis-batcher at $CLI"
 
 mkdir -p "$ROOT/target"
 WORK=$(mktemp -d "$ROOT/target/bindings-c-test.XXXXXX")
@@ -148,6 +161,51 @@ expect_err zeroattempts "use 1 to send each record once"
 run 2 zerobackoff "$P" --stream s --dry-run --backoff-base-ms 0 "$SMALL"
 expect_err zerobackoff "1 is the shortest backoff"
 run 2 nofile "$P" --stream s --dry-run "$WORK/does-not-exist"
+run 2 keyboth "$P" --stream s --dry-run --key-field device --partition-key k "$SMALL"
+expect_err keyboth "cannot be used together"
+run 2 keylines "$P" --stream s --dry-run --key-field device --format lines "$SMALL"
+expect_err keylines "cannot be used with --format lines"
+run 2 keyempty "$P" --stream s --dry-run --key-field '' "$SMALL"
+expect_err keyempty "needs a field name"
+run 2 badformat "$P" --stream s --dry-run --format csv "$SMALL"
+expect_err badformat "expected lines or ndjson"
 run 0 help "$P" --help
+
+# ---- 4. --key-field and --format ndjson: one file, one answer ---------------------------
+# A crafted file (checks.py KEY_CASES: accepted lines, invalid JSON, missing, null and
+# object fields, numeric, multi-byte, escaped and empty keys, lines over the cap...),
+# planned by the command-line tool and sent by the producer: the same lines refused for
+# the same reasons, the same records with the same keys.
+KEYS=$WORK/keys.ndjson
+python3 "$HERE/checks.py" keys-gen "$KEYS"
+cli_answer() { # cli_answer NAME OPTIONS...: the tool's refusals, summary and requests
+    local name=$1 rc=0
+    shift
+    "$CLI" plan -q --summary json --refusals "$WORK/$name.cli-refusals" "$@" "$KEYS" \
+        >"$WORK/$name.cli-summary" || rc=$?
+    [[ $rc == 0 ]] || die "kinesis-batcher plan $*: exit status $rc"
+    "$CLI" emit -q --out "$WORK/$name.cli" --stream test-stream "$@" "$KEYS" >/dev/null || rc=$?
+    [[ $rc == 0 ]] || die "kinesis-batcher emit $*: exit status $rc"
+}
+
+say "4a. --key-field device --format ndjson, dry run: kinesis-batcher's refusals and keys (exit 1)"
+cli_answer field --key-field device --format ndjson
+run 1 field "$P" --dry-run --stream test-stream --key-field device --format ndjson "$KEYS"
+python3 "$HERE/checks.py" keys key-field "$KEYS" "$WORK/field.cli" "$WORK/field.cli-refusals" \
+    "$WORK/field.cli-summary" "$WORK/field.err" dry "$WORK/field.out"
+
+say "4b. --key-field device against the fake endpoint, with retries (exit 1)"
+start_server --fail-every 3
+run 1 fieldserved "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" \
+    --backoff-base-ms 1 --key-field device "$KEYS"
+stop_server
+python3 "$HERE/checks.py" keys key-field "$KEYS" "$WORK/field.cli" "$WORK/field.cli-refusals" \
+    "$WORK/field.cli-summary" "$WORK/fieldserved.err" served "$WORK/requests.log" "$WORK/stored"
+
+say "4c. --format ndjson --partition-key k, as kinesis-batcher --format ndjson --key k (exit 1)"
+cli_answer ndjson --format ndjson --key k
+run 1 ndjson "$P" --dry-run --stream test-stream --format ndjson --partition-key k "$KEYS"
+python3 "$HERE/checks.py" keys ndjson "$KEYS" "$WORK/ndjson.cli" "$WORK/ndjson.cli-refusals" \
+    "$WORK/ndjson.cli-summary" "$WORK/ndjson.err" dry "$WORK/ndjson.out"
 
 say "all kb-producer tests passed in $((SECONDS - START)) s"
