@@ -26,6 +26,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 )
@@ -44,11 +45,20 @@ Sends NDJSON lines (one record per non-empty line) to a Kinesis data stream.
   --region REGION         AWS region (default: the AWS config chain: AWS_REGION, profile)
   --endpoint URL          endpoint override (or KINESIS_ENDPOINT)
   --partition-key KEY     one key for every record (default: the line number)
+  --key-field NAME        key = the line's JSON field NAME (a string's value, or a
+                          number's JSON text); implies --format ndjson. A line that
+                          is not JSON is refused as invalid_json, one without the
+                          field (or whose field is not a string or number) as
+                          key_field_missing
+  --format lines|ndjson   lines: any bytes (default); ndjson: lines that are not
+                          valid JSON are refused as invalid_json
   --profile kds|kds-5mib  service limits (default kds: 500 records, 10 MiB)
   --max-record-kib N      the stream's MaxRecordSizeInKiB, 1024..10240 (kds)
-  --max-attempts N        sends of one record at most (default 10)
-  --backoff-base-ms N     first backoff ceiling (default 100; doubles up to 10 s)
-  --timeout-ms N          timeout of one PutRecords call (default 30000)
+  --max-attempts N        sends of one record at most, 1 or more (default 10; 1: no
+                          retry)
+  --backoff-base-ms N     first backoff ceiling, 1 or more (default 100; doubles up
+                          to 10 s)
+  --timeout-ms N          timeout of one PutRecords call (default 30000; 0: none)
   --dry-run               print each request on stdout, one JSON line each; no AWS calls
   --help                  this text
 Credentials and region: the AWS SDK's default chain (environment, shared config and
@@ -58,8 +68,9 @@ Exit: 0 all stored, 1 records refused or failed, 2 usage or setup, 3 I/O error.
 
 type options struct {
 	stream, region, endpoint, fixedKey, input string
-	profile                                   string
+	profile, keyField, format                 string
 	maxRecordKiB, maxAttempts                 uint64
+	maxRecordKiBGiven                         bool
 	backoffBaseMs, timeoutMs                  uint64
 	dryRun                                    bool
 }
@@ -94,15 +105,17 @@ func (n numberFlag) Set(s string) error {
 }
 
 func parseArgs(args []string) (options, error) {
-	o := options{profile: "kds", maxAttempts: 10, backoffBaseMs: 100, timeoutMs: 30000}
+	o := options{profile: "kds", format: "lines", maxAttempts: 10, backoffBaseMs: 100, timeoutMs: 30000}
 	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported below, in one line
 	fs.StringVar(&o.stream, "stream", "", "")
 	fs.StringVar(&o.region, "region", "", "")
 	fs.StringVar(&o.endpoint, "endpoint", "", "")
 	fs.StringVar(&o.fixedKey, "partition-key", "", "")
+	fs.StringVar(&o.keyField, "key-field", "", "")
+	fs.StringVar(&o.format, "format", o.format, "")
 	fs.StringVar(&o.profile, "profile", o.profile, "")
-	fs.Var(numberFlag{&o.maxRecordKiB, 10240}, "max-record-kib", "")
+	fs.Var(numberFlag{&o.maxRecordKiB, 1000000}, "max-record-kib", "") // the library says which are valid
 	fs.Var(numberFlag{&o.maxAttempts, 1000000}, "max-attempts", "")
 	fs.Var(numberFlag{&o.backoffBaseMs, 3600000}, "backoff-base-ms", "")
 	fs.Var(numberFlag{&o.timeoutMs, 3600000}, "timeout-ms", "")
@@ -127,8 +140,9 @@ func parseArgs(args []string) (options, error) {
 		}
 		files, rest = append(files, left[0]), left[1:]
 	}
-	keySet := false
-	fs.Visit(func(f *flag.Flag) { keySet = keySet || f.Name == "partition-key" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	keySet := set["partition-key"]
 	switch len(files) {
 	case 0:
 	case 1:
@@ -148,12 +162,42 @@ func parseArgs(args []string) (options, error) {
 	if o.profile != "kds" && o.profile != "kds-5mib" {
 		return o, fmt.Errorf("--profile: expected kds or kds-5mib, got %q", o.profile)
 	}
-	if o.maxRecordKiB != 0 && o.profile != "kds" {
+	o.maxRecordKiBGiven = set["max-record-kib"]
+	if o.maxRecordKiBGiven && o.profile != "kds" {
 		return o, errors.New("--max-record-kib applies to --profile kds only")
 	}
 	if keySet && o.fixedKey == "" {
 		// An empty key would get every record refused; say so once instead.
 		return o, errors.New("--partition-key: the key is empty")
+	}
+	// --key-field and --format as the kinesis-batcher CLI takes them.
+	if set["key-field"] {
+		switch {
+		case keySet:
+			return o, errors.New("--partition-key and --key-field cannot be used together")
+		case o.keyField == "":
+			return o, errors.New("--key-field needs a field name")
+		case !utf8.ValidString(o.keyField):
+			return o, errors.New("--key-field: the name is not UTF-8")
+		}
+	}
+	if o.format != "lines" && o.format != "ndjson" {
+		return o, fmt.Errorf("--format: expected lines or ndjson, got %q", o.format)
+	}
+	if set["key-field"] {
+		switch {
+		case set["format"] && o.format == "lines":
+			return o, errors.New("--key-field reads each line as JSON: it cannot be used with --format lines")
+		}
+		o.format = "ndjson"
+	}
+	// The module takes 0 as "its default", not "none": refuse it rather than hand
+	// over a policy other than the one asked for.
+	if o.maxAttempts == 0 {
+		return o, errors.New("--max-attempts: 0 would mean the library's default (10 sends); use 1 to send each record once")
+	}
+	if o.backoffBaseMs == 0 {
+		return o, errors.New("--backoff-base-ms: 0 would mean the library's default (100 ms); 1 is the shortest backoff")
 	}
 	return o, nil
 }

@@ -31,11 +31,12 @@ type producer struct {
 	totals totals
 
 	// The current slice: line bytes in one arena, the records as views into it, and
-	// each record's line number (indexed like the records).
+	// each record's line number and partition key (indexed like the records).
 	arena   []byte
 	spans   [][2]int // each line's bytes in arena, while the slice fills
 	records []kb.Record
 	lineOf  []uint64
+	keys    []string
 }
 
 // newProducer checks the limits, the retry policy and a fixed partition key with the
@@ -43,7 +44,7 @@ type producer struct {
 func newProducer(o options) (*producer, error) {
 	limits := kb.KDS()
 	switch {
-	case o.maxRecordKiB != 0:
+	case o.maxRecordKiBGiven: // 0 too: the library refuses it
 		l, err := kb.ForStream(int(o.maxRecordKiB))
 		if err != nil {
 			return nil, fmt.Errorf("--max-record-kib %d: invalid limits: %w", o.maxRecordKiB, err)
@@ -87,7 +88,7 @@ func (p *producer) run(ctx context.Context, in io.Reader) error {
 	// record's worth: memory stays bounded whatever the input.
 	maxArena := p.limits.MaxRequestBytes() + maxRecord + 2
 	for {
-		p.arena, p.spans, p.lineOf = p.arena[:0], p.spans[:0], p.lineOf[:0]
+		p.arena, p.spans, p.lineOf, p.keys = p.arena[:0], p.spans[:0], p.lineOf[:0], p.keys[:0]
 		var err error
 		for len(p.spans) < sliceRecords && len(p.arena) < maxArena {
 			var line []byte
@@ -95,20 +96,25 @@ func (p *producer) run(ctx context.Context, in io.Reader) error {
 			if line, number, err = r.next(); err != nil {
 				break
 			}
+			p.totals.lines++
+			key, refused := p.key(line, number)
+			if refused != nil {
+				// The line never reaches the delivery: report it here, as the module's
+				// refusals are reported.
+				fail("line %d refused: %s: %s", number, refused.reason, refused.detail)
+				p.totals.refused++
+				continue
+			}
 			p.spans = append(p.spans, [2]int{len(p.arena), len(p.arena) + len(line)})
 			p.arena = append(p.arena, line...)
 			p.lineOf = append(p.lineOf, number)
-			p.totals.lines++
+			p.keys = append(p.keys, key)
 		}
 		if len(p.spans) > 0 {
 			// The arena has stopped growing: the records can point into it now.
 			p.records = p.records[:0]
 			for i, sp := range p.spans {
-				key := p.opts.fixedKey
-				if key == "" {
-					key = strconv.FormatUint(p.lineOf[i], 10) // spreads records over shards
-				}
-				p.records = append(p.records, kb.Record{Data: p.arena[sp[0]:sp[1]:sp[1]], PartitionKey: key})
+				p.records = append(p.records, kb.Record{Data: p.arena[sp[0]:sp[1]:sp[1]], PartitionKey: p.keys[i]})
 			}
 			if derr := p.deliver(ctx); derr != nil {
 				return derr
@@ -121,6 +127,33 @@ func (p *producer) run(ctx context.Context, in io.Reader) error {
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 	}
+}
+
+// key is a line's partition key, or why the line is refused before it reaches the
+// delivery (--format ndjson, --key-field), as the kinesis-batcher CLI decides: a line
+// over the record cap is not parsed, since the module refuses it as too large whatever
+// its key (with --key-field it gets the CLI's stand-in key "-"). Whether the key itself
+// is valid (empty, too long, not UTF-8) is the module's answer, in the delivery.
+func (p *producer) key(line []byte, number uint64) (string, *jsonRefusal) {
+	overCap := len(line) > p.limits.MaxRecordBytes()
+	switch {
+	case p.opts.keyField != "" && overCap:
+		return "-", nil
+	case p.opts.keyField != "":
+		key, refused := keyField(line, p.opts.keyField)
+		if refused != nil {
+			return "", refused
+		}
+		return string(key), nil
+	case p.opts.format == "ndjson" && !overCap:
+		if refused := checkNDJSON(line); refused != nil {
+			return "", refused
+		}
+	}
+	if p.opts.fixedKey != "" {
+		return p.opts.fixedKey, nil
+	}
+	return strconv.FormatUint(number, 10), nil // spreads records over shards
 }
 
 // deliver sends the current slice to the end: when it returns nil, every record is
