@@ -16,10 +16,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -497,6 +499,15 @@ func TestSetupErrors(t *testing.T) {
 		{"empty key", testEnv(t), []string{"--stream", "s", "--partition-key", "", file}, "partition-key"},
 		{"key too long", testEnv(t), []string{"--stream", "s", "--partition-key", strings.Repeat("k", 257), file}, "key_too_long"},
 		{"two files", testEnv(t), []string{"--stream", "s", file, file}, "one input file"},
+		// 0 would be the module's default, not what it says: refused.
+		{"max-attempts 0", testEnv(t), []string{"--stream", "s", "--max-attempts", "0", file}, "--max-attempts: 0 would mean the library's default (10 sends)"},
+		{"backoff-base-ms 0", testEnv(t), []string{"--stream", "s", "--backoff-base-ms", "0", file}, "--backoff-base-ms: 0 would mean the library's default (100 ms)"},
+		{"bad format", testEnv(t), []string{"--stream", "s", "--format", "csv", file}, `--format: expected lines or ndjson, got "csv"`},
+		{"empty key field", testEnv(t), []string{"--stream", "s", "--key-field", "", file}, "--key-field needs a field name"},
+		{"key field and key", testEnv(t), []string{"--stream", "s", "--key-field", "d", "--partition-key", "k", file}, "cannot be used together"},
+		{"key field not UTF-8", testEnv(t), []string{"--stream", "s", "--key-field", "d\xff", file}, "--key-field: the name is not UTF-8"},
+		{"max-record-kib 0", testEnv(t), []string{"--stream", "s", "--max-record-kib", "0", file}, "MaxRecordSizeInKiB"},
+		{"key field as lines", testEnv(t), []string{"--stream", "s", "--key-field", "d", "--format", "lines", file}, "cannot be used with --format lines"},
 		{"missing file", testEnv(t), []string{"--stream", "s", file + ".none"}, "no such file"},
 		{"no region", testEnv(t, "AWS_REGION="), []string{"--stream", "s", file}, "region"},
 		{"no credentials", testEnv(t, "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="), []string{"--stream", "s", file}, "credentials"},
@@ -520,4 +531,371 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// ---- --key-field and --format ndjson, against the CLI's answers ----
+
+// keyFieldLine is a line of the crafted --key-field device file, and what becomes of
+// it: stored with key, or refused for reason.
+type keyFieldLine struct {
+	line, key, reason string
+}
+
+// keyFieldLines covers every way a line can go under --key-field device, each answer
+// the kinesis-batcher CLI's for the same line (cli/src/keys.rs, serde_json): the JSON
+// refusals decided here, the key refusals and sizes decided by the library.
+func keyFieldLines() []keyFieldLine {
+	const capB = 1 << 20
+	return []keyFieldLine{
+		{`{"device":"d-1","v":1}`, "d-1", ""},
+		{`{"device":1.50,"v":2}`, "1.50", ""}, // a number's JSON text
+		{`{"device":-7,"v":3}`, "-7", ""},
+		{`{"device":"","v":4}`, "", "key_empty"},
+		{`{"device":null}`, "", "key_field_missing"},
+		{`{"device":{"a":1}}`, "", "key_field_missing"},
+		{`{"device":true}`, "", "key_field_missing"},
+		{`{"other":1}`, "", "key_field_missing"},
+		{`[1,2]`, "", "key_field_missing"},
+		{`"device"`, "", "key_field_missing"},
+		{`not json`, "", "invalid_json"},
+		{`{"device":"x"} trailing`, "", "invalid_json"},
+		{`{"device":"x"`, "", "invalid_json"},
+		{`{"device":"a","device":"b"}`, "b", ""}, // the last one wins
+		{`{"dev\u0069ce":"esc"}`, "esc", ""},     // names are compared unescaped
+		{`{"device":"caf\u00e9"}`, "café", ""},
+		{`{"device":"\ud83d\ude00"}`, "😀", ""},
+		{`{"device":"\ud800"}`, "", "key_not_utf8"}, // an unpaired surrogate: not UTF-8
+		{"{\"device\":\"\xff\"}", "", "invalid_json"},
+		{"{\"device\":\"ok\",\"x\":\"\xff\"}", "ok", ""}, // other strings: bytes
+		{`{"device":"ok2","n":1e400}`, "ok2", ""},
+		{`1e400`, "", "invalid_json"}, // a top-level number out of a float64's range
+		{`{"device":"` + strings.Repeat("x", 300) + `"}`, "", "key_too_long"},
+		{"{\"device\":\"ok3\",\"c\":\"\x01\"}", "", "invalid_json"},
+		{"{\"d\x01\":1,\"device\":\"ctl\"}", "ctl", ""}, // member names are read as bytes
+		{`   `, "", "invalid_json"},
+		{`{"device":"crlf"}` + "\r", "crlf", ""},
+		// Over the record cap: not parsed, refused as too large.
+		{strings.Repeat("z", capB+10), "", "record_too_large"},
+		// Under the cap alone, over it with its key: parsed, then too large.
+		{`{"device":"big","p":"` + strings.Repeat("p", capB-24) + `"}`, "", "record_too_large"},
+		{`{"device":"last"}`, "last", ""},
+	}
+}
+
+// writeKeyFieldInput writes the crafted lines, an empty line, then n ordinary lines,
+// and returns the path with, by line number, the key of each line to be stored and the
+// reason of each refused one.
+func writeKeyFieldInput(t *testing.T, n int) (path string, keys map[int]string, reasons map[int]string) {
+	t.Helper()
+	keys, reasons = map[int]string{}, map[int]string{}
+	var b bytes.Buffer
+	num := 0
+	for _, l := range keyFieldLines() {
+		num++
+		b.WriteString(l.line + "\n")
+		if l.reason != "" {
+			reasons[num] = l.reason
+		} else {
+			keys[num] = l.key
+		}
+	}
+	num++
+	b.WriteString("\n") // an empty line: skipped
+	for i := 0; i < n; i++ {
+		num++
+		fmt.Fprintf(&b, `{"id":%d,"device":"dev-%d"}`+"\n", i, i%7)
+		keys[num] = fmt.Sprintf("dev-%d", i%7)
+	}
+	path = filepath.Join(t.TempDir(), "keyed.ndjson")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, keys, reasons
+}
+
+// cliRefusals runs the kinesis-batcher CLI's plan over path (`cargo run --release -p
+// kinesis-batcher-cli -- plan ARGS --refusals FILE path`) and returns its refusals by
+// line number; it skips the test when cargo is not found.
+func cliRefusals(t *testing.T, path string, args ...string) map[int]string {
+	t.Helper()
+	if _, err := exec.LookPath("cargo"); err != nil {
+		t.Skip("cargo not found: the comparison with the CLI is skipped")
+	}
+	out := filepath.Join(t.TempDir(), "refusals.jsonl")
+	all := append([]string{"run", "--release", "-q", "-p", "kinesis-batcher-cli", "--", "plan", "-q", "--refusals", out}, args...)
+	cmd := exec.Command("cargo", append(all, path)...)
+	cmd.Dir = "../../../.."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the CLI: %v\n%s", err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]string{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var r struct {
+			Line   int    `json:"line"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatal(err)
+		}
+		got[r.Line] = r.Reason
+	}
+	return got
+}
+
+// refusalReasons is reported(stderr, "refused") with only each message's reason.
+func refusalReasons(stderr string) map[int]string {
+	out := map[int]string{}
+	for line, msg := range reported(stderr, "refused") {
+		reason, _, _ := strings.Cut(msg, ":")
+		out[line] = reason
+	}
+	return out
+}
+
+func sameReasons(t *testing.T, what string, got, want map[int]string) {
+	t.Helper()
+	for line, r := range want {
+		if got[line] != r {
+			t.Errorf("%s: line %d refused %q, want %q", what, line, got[line], r)
+		}
+	}
+	for line, r := range got {
+		if _, ok := want[line]; !ok {
+			t.Errorf("%s: line %d refused %q, want it stored", what, line, r)
+		}
+	}
+}
+
+// --key-field device against the fake endpoint: every other line stored once, with
+// its field's value as its partition key; every refusal reported with its line number
+// and the CLI's reason.
+func TestKeyField(t *testing.T) {
+	path, keys, reasons := writeKeyFieldInput(t, 1200)
+	f := startFake(t, "--fail-every", "5")
+	res := runProducer(t, testEnv(t, "KINESIS_ENDPOINT="+f.url), nil,
+		"--stream", testStream, "--key-field", "device", "--backoff-base-ms", "1", path)
+	if res.code != exitNotAllStored {
+		t.Fatalf("exit %d, want 1 (some lines refused); stderr:\n%s", res.code, res.stderr)
+	}
+	reqs := f.requests(t)
+	checkRetriesFirst(t, reqs)
+	// The fake names records by the SHA-1 of their data: map each line's to its key.
+	lines := strings.Split(strings.TrimSuffix(string(mustRead(t, path)), "\n"), "\n")
+	wantKey := map[string]string{}
+	for num, key := range keys {
+		sum := sha1.Sum([]byte(strings.TrimSuffix(lines[num-1], "\r")))
+		wantKey[hex.EncodeToString(sum[:])] = key
+	}
+	stored := map[string]int{}
+	for _, r := range reqs {
+		for _, e := range r.Entries {
+			if e.Result != "stored" {
+				continue
+			}
+			stored[e.SHA1]++
+			if k, ok := wantKey[e.SHA1]; !ok || k != e.Key {
+				t.Errorf("stored a record with key %q, want %q (known: %v)", e.Key, k, ok)
+			}
+		}
+	}
+	for sha, key := range wantKey {
+		if stored[sha] != 1 {
+			t.Errorf("the line keyed %q stored %d times", key, stored[sha])
+		}
+	}
+	got := refusalReasons(res.stderr)
+	sameReasons(t, "producer", got, reasons)
+	if !strings.Contains(res.stderr, `refused: key_field_missing: no field "device"`) ||
+		!strings.Contains(res.stderr, "refused: invalid_json: ") {
+		t.Errorf("refusal messages:\n%s", res.stderr)
+	}
+	want := fmt.Sprintf("%d stored, %d refused, 0 failed", len(keys), len(reasons))
+	if !strings.Contains(res.stderr, want) {
+		t.Errorf("summary %q, want %q", lastLine(res.stderr), want)
+	}
+	// One file, one answer: the CLI refuses the same lines for the same reasons.
+	cli := cliRefusals(t, path, "--key-field", "device", "--format", "ndjson")
+	sameReasons(t, "the CLI against the producer", cli, got)
+	if len(cli) != len(got) {
+		t.Errorf("the CLI refused %d lines, the producer %d", len(cli), len(got))
+	}
+}
+
+// --format ndjson keeps the default keys (the line number) and refuses the lines that
+// are not JSON, as the CLI's --format ndjson does.
+func TestFormatNDJSON(t *testing.T) {
+	var b bytes.Buffer
+	reasons, keys := map[int]string{}, map[int]string{}
+	num := 0
+	for i, l := range keyFieldLines() {
+		num++
+		fmt.Fprintf(&b, "%s\n", l.line)
+		if i >= len(keyFieldLines())-3 {
+			continue // the over-cap lines and the last one: below
+		}
+		if checkNDJSON([]byte(strings.TrimSuffix(l.line, "\r"))) != nil {
+			reasons[num] = "invalid_json"
+		} else {
+			keys[num] = strconv.Itoa(num)
+		}
+	}
+	reasons[num-2], reasons[num-1], keys[num] = "record_too_large", "record_too_large", strconv.Itoa(num)
+	for i := 0; i < 700; i++ {
+		num++
+		fmt.Fprintf(&b, "{\"n\":%d}\n", i)
+		keys[num] = strconv.Itoa(num)
+	}
+	num++
+	b.WriteString("{\"n\": oops}\n")
+	reasons[num] = "invalid_json"
+	path := filepath.Join(t.TempDir(), "events.ndjson")
+	os.WriteFile(path, b.Bytes(), 0o644)
+	// The crafted lines' JSON verdicts as the CLI gives them, rather than as
+	// checkNDJSON says: not JSON, trailing characters, unclosed, a control character in
+	// a string or a member's name, only blanks. Bytes that are not UTF-8 in a string
+	// (line 19) and 1e400 (line 22) are JSON to --format ndjson.
+	invalid := 0
+	for n, r := range reasons {
+		if r == "invalid_json" {
+			invalid++
+			if !slices.Contains([]int{11, 12, 13, 24, 25, 26, num}, n) {
+				t.Fatalf("line %d: invalid_json", n)
+			}
+		}
+	}
+	if invalid != 7 || keys[19] == "" || keys[22] == "" {
+		t.Fatalf("%d invalid lines, %v", invalid, reasons)
+	}
+
+	f := startFake(t)
+	res := runProducer(t, testEnv(t, "KINESIS_ENDPOINT="+f.url), nil,
+		"--stream", testStream, "--format", "ndjson", "--backoff-base-ms", "1", path)
+	if res.code != exitNotAllStored {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", res.code, res.stderr)
+	}
+	got := refusalReasons(res.stderr)
+	sameReasons(t, "producer", got, reasons)
+	storedKeys := map[string]int{}
+	for _, r := range f.requests(t) {
+		for _, e := range r.Entries {
+			if e.Result == "stored" {
+				storedKeys[e.Key]++
+			}
+		}
+	}
+	for num, key := range keys {
+		if storedKeys[key] != 1 {
+			t.Errorf("line %d (key %s) stored %d times", num, key, storedKeys[key])
+		}
+	}
+	if len(storedKeys) != len(keys) {
+		t.Errorf("%d records stored, want %d", len(storedKeys), len(keys))
+	}
+	// The CLI with one key for every line: keys do not change the JSON verdicts, and
+	// the line one byte under the record cap (29) is over it with "29" as with "12345".
+	cli := cliRefusals(t, path, "--format", "ndjson", "--key", "12345")
+	sameReasons(t, "the CLI against the producer", cli, got)
+}
+
+// Thousands of lines mutated at random from JSON ones, through the producer (--dry-run)
+// and the CLI (emit): the same lines refused for the same reasons, and the same
+// records, data and key, in the same order.
+func TestJSONAgainstCLIRandom(t *testing.T) {
+	if _, err := exec.LookPath("cargo"); err != nil {
+		t.Skip("cargo not found")
+	}
+	rng := rand.New(rand.NewPCG(3, 14))
+	base := []string{`{"device":"d-1","x":[1,2,{"a":null}],"t":true}`, `{"device":12.5e3,"n":-0.5}`,
+		`[{"device":"x"}]`, `{"a":{"device":"n"},"device":"\u00e9\ud83d\ude00"}`, `"str"`, `123`,
+		`{"device":"a\"b\\c\/\n"}`, `{"device":false}`, `{}`, "{\"device\":\"caf\xc3\xa9\",\"z\":\"\xff\"}",
+		`{"dev\u0069ce":"\ud800"}`, `  {"device" : [ ] }  `, `{"device":"k","n":1E400,"m":-1e-999}`,
+		`null`, `{"device":"\uDBFF\uDFFF"}`}
+	const alphabet = "{}[]\":,\\u0123456789abcdefeE+-.tnrl \t\xff\xc3\x80\x01"
+	var b bytes.Buffer
+	for i := 0; i < 6000; i++ {
+		line := []byte(base[rng.IntN(len(base))])
+		for range rng.IntN(4) {
+			pos := rng.IntN(len(line) + 1)
+			switch c := alphabet[rng.IntN(len(alphabet))]; rng.IntN(3) {
+			case 0:
+				if len(line) > 0 {
+					line = append(line[:min(pos, len(line)-1)], line[min(pos, len(line)-1)+1:]...)
+				}
+			case 1:
+				line = append(line[:pos], append([]byte{c}, line[pos:]...)...)
+			default:
+				if len(line) > 0 {
+					line[min(pos, len(line)-1)] = c
+				}
+			}
+		}
+		b.Write(bytes.ReplaceAll(bytes.ReplaceAll(line, []byte("\n"), []byte(" ")), []byte("\r"), []byte(" ")))
+		b.WriteByte('\n')
+	}
+	path := filepath.Join(t.TempDir(), "mutated.ndjson")
+	os.WriteFile(path, b.Bytes(), 0o644)
+
+	for _, mode := range []struct{ producer, cli []string }{
+		{[]string{"--key-field", "device"}, []string{"--key-field", "device"}},
+		{[]string{"--format", "ndjson", "--partition-key", "k"}, []string{"--format", "ndjson", "--key", "k"}},
+	} {
+		res := runProducer(t, []string{"PATH=" + os.Getenv("PATH")}, nil,
+			append([]string{"--dry-run", "--stream", "s", path}, mode.producer...)...)
+		if res.code == exitUsage || res.code == exitIO {
+			t.Fatalf("%v: exit %d: %s", mode.producer, res.code, lastLine(res.stderr))
+		}
+		got := refusalReasons(res.stderr)
+		sameReasons(t, fmt.Sprint(mode.producer), cliRefusals(t, path, mode.cli...), got)
+
+		// The records: the CLI's request files against the dry run's requests.
+		dir := filepath.Join(t.TempDir(), "out")
+		cmd := exec.Command("cargo", append(append([]string{"run", "--release", "-q", "-p", "kinesis-batcher-cli", "--",
+			"emit", "-q", "--stream", "s", "--out", dir}, mode.cli...), path)...)
+		cmd.Dir = "../../../.."
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the CLI: %v\n%s", err, msg)
+		}
+		type rec struct{ Data, PartitionKey string }
+		var cli, producer []rec
+		files, _ := filepath.Glob(filepath.Join(dir, "request-*.json"))
+		for _, name := range files {
+			var body struct{ Records []rec }
+			if err := json.Unmarshal(mustRead(t, name), &body); err != nil {
+				t.Fatal(err)
+			}
+			cli = append(cli, body.Records...)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+			var body struct{ Records []rec }
+			if err := json.Unmarshal([]byte(line), &body); err != nil {
+				t.Fatal(err)
+			}
+			producer = append(producer, body.Records...)
+		}
+		if len(cli) != len(producer) || len(cli) < 500 {
+			t.Fatalf("%v: the CLI sends %d records, the producer %d", mode.producer, len(cli), len(producer))
+		}
+		for i := range cli {
+			if cli[i] != producer[i] {
+				t.Fatalf("%v: record %d: the CLI sends %+v, the producer %+v", mode.producer, i, cli[i], producer[i])
+			}
+		}
+		t.Logf("%v: %d lines refused, %d records, as the CLI", mode.producer, len(got), len(cli))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
