@@ -303,3 +303,33 @@ func BenchmarkAccumulatorPush(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
 }
+
+// BenchmarkDelivery1M: a whole delivery of the benchmark records with every entry
+// stored (no network): NewDelivery's measuring, then Next and Settle per request, each
+// Next measuring again the records it may plan.
+func BenchmarkDelivery1M(b *testing.B) {
+	recs := benchRecords()
+	codes := make([]string, 500)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		d, err := NewDelivery(recs, KDS(), RetryPolicy{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			req, done, err := d.Next(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if done {
+				break
+			}
+			if _, err := d.Settle(codes[:len(req.Entries)], start); err != nil {
+				b.Fatal(err)
+			}
+		}
+		d.Close()
+	}
+	b.ReportMetric(nsPerRecord(b, time.Since(start), len(recs)), "ns/record")
+}

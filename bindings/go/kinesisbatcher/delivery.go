@@ -258,7 +258,10 @@ func NewDelivery(records []Record, limits Limits, policy RetryPolicy) (*Delivery
 	max := int(l.maxRecords)
 	dv.d = d
 	dv.request = make([]cPending, max)
-	dv.refusals = make([]cRefusal, 512)
+	// 64 refusals a call: each Next measures again a request's records plus this many
+	// (remeasure), and an input with more refusals than that in a row takes one more
+	// crossing per 64.
+	dv.refusals = make([]cRefusal, 64)
 	dv.terminal = make([]cTerminal, max)
 	dv.outcomes = make([]uint8, 0, max)
 	dv.cleanup = addCleanup(dv, func(d *cDelivery) { deliveryFree(d) }, d)

@@ -445,3 +445,58 @@ func TestDeliveryReset(t *testing.T) {
 		t.Fatalf("after a second Reset: %d entries (want %d), %v", len(req.Entries), first, err)
 	}
 }
+
+// Long runs of refused records fill the library's refusal array before any entry
+// (KB_ONLY_REFUSALS, several times in a row): Next must go on to the request behind
+// them, and report every refusal once, rather than stop as a loop reading "no entries"
+// as "done" would, with records left. The runs here are many times the 64 refusals
+// Next takes per call.
+func TestDeliveryLongRunsOfRefusals(t *testing.T) {
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i] = Record{Data: []byte("d"), PartitionKey: "k"}
+		if i < 300 || (i >= 310 && i < 800) || i >= 990 {
+			recs[i].PartitionKey = "" // refused: empty key
+		}
+	}
+	d, err := NewDelivery(recs, KDS(), RetryPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	refused := map[int]int{}
+	var requests [][]int
+	for {
+		req, done, err := d.Next(timeZero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range req.Refusals {
+			refused[r.Index]++
+		}
+		if done {
+			if len(req.Entries) != 0 {
+				t.Fatal("done with entries")
+			}
+			break
+		}
+		var idx []int
+		for _, e := range req.Entries {
+			idx = append(idx, e.Index)
+		}
+		requests = append(requests, idx)
+		d.Settle(make([]string, len(req.Entries)), timeZero)
+	}
+	sent := 0
+	for _, r := range requests {
+		sent += len(r)
+	}
+	if sent != 200 || len(refused) != 800 {
+		t.Fatalf("%d records sent in %d requests, %d refused; want 200 and 800", sent, len(requests), len(refused))
+	}
+	for i, n := range refused {
+		if n != 1 || recs[i].PartitionKey != "" {
+			t.Fatalf("record %d refused %d times", i, n)
+		}
+	}
+}
