@@ -26,6 +26,11 @@ prefix="$root/target/go-prefix"
 rm -rf "$prefix"
 make -C "$root" --no-print-directory -s install PREFIX="$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# Go's build cache does not see the C header or library (`go help cache`): a package
+# compiled against the last install would be reused as it is, old constants and all,
+# and pass. CGO_CFLAGS is part of the cache key, so name this install in it.
+library_id="$(cat "$prefix/include/kinesis_batcher.h" "$prefix/lib/libkinesis_batcher.a" | sha256sum | cut -c1-16)"
+export CGO_CFLAGS="$(go env CGO_CFLAGS) -DKBGO_LIBRARY_ID=$library_id"
 
 cd "$here"
 step "gofmt"
@@ -63,6 +68,7 @@ rm -f "$shared_test"
 # cache (the first build of a new user) makes every build below run cgo and pkg-config
 # for real, instead of reusing the package built above.
 step "a program in its own module outside the checkout, after one make install"
+unset CGO_CFLAGS # a user's: the fresh build cache below needs no key
 user="$(mktemp -d "${TMPDIR:-/tmp}/kb-go-user.XXXXXX")"
 trap 'chmod -R u+w "$user" 2>/dev/null; rm -rf "$user"' EXIT
 make -C "$root" --no-print-directory -s install PREFIX="$user/prefix" >/dev/null
