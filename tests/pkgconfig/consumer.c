@@ -84,20 +84,23 @@ int main(void) {
         size[i] = records[i].data_len + records[i].key_len;
     }
 
-    EXPECT(n_batches == 2);
+    EXPECT(n_batches == 3);
     EXPECT(n_refusals == 2);
-    if (n_batches == 2) {
+    if (n_batches == 3) {
         EXPECT(batches[0].start == 0 && batches[0].end == 2 && batches[0].records == 2);
         EXPECT(batches[0].bytes == size[0] + size[1]);
-        /* Records 3 and 5, with the refused record 4 in between. */
-        EXPECT(batches[1].start == 3 && batches[1].end == 6 && batches[1].records == 2);
-        EXPECT(batches[1].bytes == size[3] + size[5]);
+        /* The refused record 4 closes the batch of record 3: records[start..end) is
+         * always the request as it stands. */
+        EXPECT(batches[1].start == 3 && batches[1].end == 4 && batches[1].records == 1);
+        EXPECT(batches[1].bytes == size[3]);
+        EXPECT(batches[2].start == 5 && batches[2].end == 6 && batches[2].records == 1);
+        EXPECT(batches[2].bytes == size[5]);
     }
     if (n_refusals == 2) {
         EXPECT(refusals[0].index == 2 && refusals[0].reason == KB_REASON_KEY_EMPTY);
         EXPECT(refusals[1].index == 4 && refusals[1].reason == KB_REASON_KEY_NOT_UTF8);
     }
-    EXPECT(stats.batches == 2 && stats.records == 4);
+    EXPECT(stats.batches == 3 && stats.records == 4);
     EXPECT(stats.refused[KB_REASON_KEY_EMPTY] == 1 && stats.refused[KB_REASON_KEY_NOT_UTF8] == 1);
 
     if (failures != 0) {
