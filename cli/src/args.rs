@@ -60,10 +60,10 @@ OPTIONS (plan, emit, demo):
                         MaxRecordSizeInKiB is 4096 [default: the profile's]
     --max-records N     Records per request, 1 to 500 [default: the profile's]
     --max-request-bytes N[KiB|MiB]
-                        Request cap (the records' data + keys), at most 10MiB, not below
-                        the record cap (lower --max-record-size with it), and not held
-                        to a profile's smaller one (4MiB for firehose, 5MiB for
-                        kds-5mib): keep it under yours [default: the profile's].
+                        Request cap (the records' data + keys), at most the profile's
+                        (10MiB for kds, 5MiB for kds-5mib, 4MiB for firehose), not below
+                        the record cap (lower --max-record-size with it)
+                        [default: the profile's].
                         The library checks the three caps together: an invalid set is a
                         usage error that names the rule broken
     --key-unit code-points|utf16|utf8-bytes

@@ -630,6 +630,24 @@ fn invalid_caps_are_usage_errors_naming_the_rule() {
                 LimitsError::RecordBytesAboveProfile
             ),
         ),
+        (
+            vec!["--profile", "firehose", "--max-request-bytes", "4MiB"],
+            String::new(), // Firehose's own maximum: valid
+        ),
+        (
+            vec!["--profile", "firehose", "--max-request-bytes", "4194305"],
+            format!(
+                "--max-request-bytes 4194305: {}",
+                LimitsError::RequestBytesAboveProfile
+            ),
+        ),
+        (
+            vec!["--profile", "kds-5mib", "--max-request-bytes", "10MiB"],
+            format!(
+                "--max-request-bytes 10MiB: {}",
+                LimitsError::RequestBytesAboveProfile
+            ),
+        ),
     ] {
         let args = [&["plan"][..], &caps, &[&file]].concat();
         let result = run(&args);
