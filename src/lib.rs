@@ -10,6 +10,7 @@
 //! * [`plan`](mod@plan): the greedy in-order planner, in three call styles over one engine;
 //! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass;
 //! * [`retry`]: partial failures re-planned without loss, duplicates or reordering;
+//! * [`shards`]: partition key to hash key to shard, over the caller's shard ranges;
 //! * `ffi` (feature `ffi`): the C ABI, `include/kinesis_batcher.h`.
 //!
 //! ```
@@ -45,6 +46,7 @@ pub mod lines;
 mod output;
 pub mod plan;
 pub mod retry;
+pub mod shards;
 
 pub use cost::{Measure, Reason, Record, RecordSize};
 pub use limits::{KeyUnit, Limits, LimitsError};

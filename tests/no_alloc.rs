@@ -170,6 +170,27 @@ fn no_core_entry_point_allocates() {
         )
     });
     assert!(limits.0.is_ok() && limits.1.is_ok() && limits.2.is_err());
+
+    use kinesis_batcher::shards::{ShardMap, ShardRange, hash_key_of, parse_hash_key};
+    let ranges = [
+        ShardRange {
+            start: 0,
+            end: (1 << 127) - 1,
+        },
+        ShardRange {
+            start: 1 << 127,
+            end: u128::MAX,
+        },
+    ];
+    let shards = assert_no_alloc("shards", || {
+        let map = ShardMap::new(&ranges).unwrap();
+        let key = hash_key_of("clé-😀".as_bytes(), None).unwrap();
+        (
+            map.shard_of(key),
+            parse_hash_key(b"340282366920938463463374607431768211455"),
+        )
+    });
+    assert_eq!(shards.1, Some(u128::MAX));
 }
 
 /// The C ABI allocates in `*_new` only: planning, pushing, splitting and delivering
