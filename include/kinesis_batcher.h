@@ -43,6 +43,9 @@
  *   retries         kb_retry_policy_default, kb_error_kind_from_code,
  *                   kb_error_kind_from_http_status, kb_error_kind_is_retryable,
  *                   kb_backoff_delay_ms
+ *   shards          kb_hash_key_of (partition key -> MD5 -> 128-bit hash key, or the
+ *                   explicit hash key), kb_hash_key_parse (ListShards' decimal bounds),
+ *                   kb_shard_map_check (once per map), kb_shard_index (binary search)
  *   stats           kb_stats_fill (how full the batches are)
  *   names           kb_status_message, kb_status_is_error, kb_reason_name,
  *                   kb_reason_message, kb_error_kind_name, kb_version
@@ -560,6 +563,25 @@ typedef struct kb_retry_stats {
   uint64_t refused[5];
 } kb_retry_stats;
 
+// A 128-bit hash key (0 to 2^128-1) as two 64-bit halves: the value is
+// `high * 2^64 + low`. Compare `high` first, then `low`.
+typedef struct kb_hash_key128 {
+  // The upper 64 bits.
+  uint64_t high;
+  // The lower 64 bits.
+  uint64_t low;
+} kb_hash_key128;
+
+// The hash keys one open shard owns, both bounds inclusive: a shard's
+// `HashKeyRange` (StartingHashKey, EndingHashKey) from ListShards, parsed with
+// `kb_hash_key_parse`.
+typedef struct kb_shard_range {
+  // StartingHashKey.
+  struct kb_hash_key128 start;
+  // EndingHashKey.
+  struct kb_hash_key128 end;
+} kb_shard_range;
+
 // Success: done, or the value asked for is written.
 #define KB_OK 0
 
@@ -644,6 +666,9 @@ typedef struct kb_retry_stats {
 // every call, or call kb_planner_reset / kb_delivery_reset to plan another.
 #define KB_INPUT_CHANGED 113
 
+// Not a hash key: a hash key is a decimal integer in 0 to 2^128-1 without leading zeros.
+#define KB_NOT_A_HASH_KEY 114
+
 // Limits: `profile` is not one of the `KB_PROFILE_*` values.
 #define KB_LIMITS_BAD_PROFILE 120
 
@@ -684,6 +709,20 @@ typedef struct kb_retry_stats {
 // Limits: `max_request_bytes` is above what the profile's service accepts (5 MiB for
 // KB_PROFILE_KDS_5MIB, 4 MiB for KB_PROFILE_FIREHOSE).
 #define KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE 132
+
+// Shard map: no range.
+#define KB_SHARD_MAP_EMPTY 140
+
+// Shard map: a range ends before it starts (`bad_index` names it).
+#define KB_SHARD_MAP_REVERSED 141
+
+// Shard map: a range does not start right after the previous one ends, or the first
+// does not start at 0 (`bad_index` names it): a gap, an overlap, ranges out of order, or
+// closed shards listed with the open ones.
+#define KB_SHARD_MAP_NOT_CONTIGUOUS 142
+
+// Shard map: the last range does not end at 2^128-1.
+#define KB_SHARD_MAP_INCOMPLETE 143
 
 // A bug in this library panicked; the call was abandoned and its object must not be
 // used again. (The shipped library aborts instead; this is for builds that unwind.)
@@ -1282,6 +1321,53 @@ kb_status kb_delivery_position(const struct kb_delivery *delivery, size_t *out);
 //
 // Requires: `delivery` came from `kb_delivery_new`; `out` is NULL or writable.
 kb_status kb_delivery_stats(const struct kb_delivery *delivery, struct kb_retry_stats *out);
+
+// The hash key the service routes a record by: its explicit hash key when it has one
+// (`hash_key_len` not `KB_NO_HASH_KEY`), else the MD5 digest of the partition key's
+// bytes as an unsigned big-endian 128-bit integer. An explicit hash key that is not a
+// decimal integer in 0 to 2^128-1 without leading zeros is `KB_NOT_A_HASH_KEY`.
+//
+// Requires: `key` is NULL or points to `key_len` readable bytes; `hash_key` is NULL or
+// points to `hash_key_len` readable bytes unless that is `KB_NO_HASH_KEY`; `out` is NULL
+// or writable.
+kb_status kb_hash_key_of(const uint8_t *key,
+                         size_t key_len,
+                         const uint8_t *hash_key,
+                         size_t hash_key_len,
+                         struct kb_hash_key128 *out);
+
+// A decimal hash key (an ExplicitHashKey, or a StartingHashKey or EndingHashKey from
+// ListShards) as a number; `KB_NOT_A_HASH_KEY` unless it is a decimal integer in 0 to
+// 2^128-1 without leading zeros.
+//
+// Requires: `decimal` is NULL or points to `len` readable bytes; `out` is NULL or
+// writable.
+kb_status kb_hash_key_parse(const uint8_t *decimal, size_t len, struct kb_hash_key128 *out);
+
+// Checks that `ranges[0..n]` are the open shards of a stream, sorted: the first starts at
+// 0, each starts right after the previous one ends, the last ends at 2^128-1. Errors:
+// `KB_SHARD_MAP_EMPTY`, `KB_SHARD_MAP_REVERSED` (a range ends before it starts),
+// `KB_SHARD_MAP_NOT_CONTIGUOUS` (a gap, an overlap, ranges out of order, or closed parent
+// shards listed with their children: ask ListShards for ShardFilter AT_LATEST),
+// `KB_SHARD_MAP_INCOMPLETE` (the last range does not end at 2^128-1); `*bad_index`
+// (which may be NULL) names the range. Check a map once when you build it;
+// `kb_shard_index` then answers in O(log n).
+//
+// Requires: `ranges` is NULL or holds `n` entries; `bad_index` is NULL or writable.
+kb_status kb_shard_map_check(const struct kb_shard_range *ranges, size_t n, size_t *bad_index);
+
+// The index of the shard in `ranges[0..n]` that owns `key`, by binary search on the
+// ranges' ends: exact for a map that `kb_shard_map_check` accepts. For any other, the
+// range found is checked to hold the key, and `KB_SHARD_MAP_NOT_CONTIGUOUS` (its index in
+// `*bad_index`, which may be NULL) says it does not; `KB_SHARD_MAP_EMPTY` for no range.
+//
+// Requires: `ranges` is NULL or holds `n` entries; `index` is NULL or writable;
+// `bad_index` is NULL or writable.
+kb_status kb_shard_index(const struct kb_shard_range *ranges,
+                         size_t n,
+                         struct kb_hash_key128 key,
+                         size_t *index,
+                         size_t *bad_index);
 
 // A static, NUL-terminated sentence describing `status`; never NULL, never freed.
 // Unknown values get `"unknown status"`.

@@ -126,22 +126,7 @@ pub struct ShardMap<'a> {
 impl<'a> ShardMap<'a> {
     /// Checks `ranges` (the open shards, sorted by their start) and borrows them.
     pub fn new(ranges: &'a [ShardRange]) -> Result<ShardMap<'a>, ShardMapError> {
-        let Some(last) = ranges.last() else {
-            return Err(ShardMapError::Empty);
-        };
-        let mut next_start = Some(0u128);
-        for (index, range) in ranges.iter().enumerate() {
-            if range.end < range.start {
-                return Err(ShardMapError::Reversed { index });
-            }
-            if next_start != Some(range.start) {
-                return Err(ShardMapError::NotContiguous { index });
-            }
-            next_start = range.end.checked_add(1);
-        }
-        if last.end != u128::MAX {
-            return Err(ShardMapError::Incomplete);
-        }
+        check_ranges_with(ranges.len(), |i| ranges[i])?;
         Ok(ShardMap { ranges })
     }
 
@@ -152,8 +137,50 @@ impl<'a> ShardMap<'a> {
 
     /// The index (into the ranges given) of the shard that owns `hash_key`.
     pub fn shard_of(&self, hash_key: u128) -> usize {
-        // The first range that ends at or after the key; the ranges tile the whole space,
-        // so there is one, and it starts at or before the key.
-        self.ranges.partition_point(|range| range.end < hash_key)
+        shard_of_with(self.ranges.len(), |i| self.ranges[i].end, hash_key)
     }
+}
+
+/// [`ShardMap::new`]'s check over `n` ranges read through `range(i)`, for callers whose
+/// ranges are not a `&[ShardRange]` (the C ABI's): the first range starts at 0, each
+/// starts right after the previous one ends, the last ends at 2^128-1.
+pub fn check_ranges_with(
+    n: usize,
+    range: impl Fn(usize) -> ShardRange,
+) -> Result<(), ShardMapError> {
+    if n == 0 {
+        return Err(ShardMapError::Empty);
+    }
+    let mut next_start = Some(0u128);
+    let mut last = ShardRange::default();
+    for index in 0..n {
+        last = range(index);
+        if last.end < last.start {
+            return Err(ShardMapError::Reversed { index });
+        }
+        if next_start != Some(last.start) {
+            return Err(ShardMapError::NotContiguous { index });
+        }
+        next_start = last.end.checked_add(1);
+    }
+    if last.end != u128::MAX {
+        return Err(ShardMapError::Incomplete);
+    }
+    Ok(())
+}
+
+/// [`ShardMap::shard_of`] over `n` ranges whose ends are read through `end(i)`: the first
+/// index whose range ends at or after `hash_key`, by binary search (`n` when none does,
+/// which a checked map rules out).
+pub fn shard_of_with(n: usize, end: impl Fn(usize) -> u128, hash_key: u128) -> usize {
+    let (mut low, mut high) = (0, n);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if end(middle) < hash_key {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }

@@ -41,6 +41,7 @@ mod lines;
 mod plan;
 mod records;
 mod retry;
+mod shards;
 mod status;
 
 pub use codes::*;
@@ -49,6 +50,7 @@ pub use lines::*;
 pub use plan::*;
 pub use records::*;
 pub use retry::*;
+pub use shards::*;
 pub use status::*;
 
 use core::ffi::c_char;

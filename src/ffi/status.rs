@@ -78,6 +78,8 @@ pub const KB_REQUEST_IN_FLIGHT: kb_status = 112;
 /// are no longer there or no longer sendable (a kb_delivery). Pass the same array to
 /// every call, or call kb_planner_reset / kb_delivery_reset to plan another.
 pub const KB_INPUT_CHANGED: kb_status = 113;
+/// Not a hash key: a hash key is a decimal integer in 0 to 2^128-1 without leading zeros.
+pub const KB_NOT_A_HASH_KEY: kb_status = 114;
 
 /// Limits: `profile` is not one of the `KB_PROFILE_*` values.
 pub const KB_LIMITS_BAD_PROFILE: kb_status = 120;
@@ -107,6 +109,17 @@ pub const KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE: kb_status = 131;
 /// Limits: `max_request_bytes` is above what the profile's service accepts (5 MiB for
 /// KB_PROFILE_KDS_5MIB, 4 MiB for KB_PROFILE_FIREHOSE).
 pub const KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE: kb_status = 132;
+
+/// Shard map: no range.
+pub const KB_SHARD_MAP_EMPTY: kb_status = 140;
+/// Shard map: a range ends before it starts (`bad_index` names it).
+pub const KB_SHARD_MAP_REVERSED: kb_status = 141;
+/// Shard map: a range does not start right after the previous one ends, or the first
+/// does not start at 0 (`bad_index` names it): a gap, an overlap, ranges out of order, or
+/// closed shards listed with the open ones.
+pub const KB_SHARD_MAP_NOT_CONTIGUOUS: kb_status = 142;
+/// Shard map: the last range does not end at 2^128-1.
+pub const KB_SHARD_MAP_INCOMPLETE: kb_status = 143;
 
 /// A bug in this library panicked; the call was abandoned and its object must not be
 /// used again. (The shipped library aborts instead; this is for builds that unwind.)
@@ -198,6 +211,17 @@ fn message(status: kb_status) -> &'static str {
         }
         KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE => {
             c_message!("limits: max_request_bytes is above the profile's maximum")
+        }
+        KB_NOT_A_HASH_KEY => {
+            c_message!("not a hash key: a decimal integer in 0 to 2^128-1 without leading zeros")
+        }
+        KB_SHARD_MAP_EMPTY => c_message!("shard map: no range"),
+        KB_SHARD_MAP_REVERSED => c_message!("shard map: a range ends before it starts"),
+        KB_SHARD_MAP_NOT_CONTIGUOUS => c_message!(
+            "shard map: the open shards' ranges must be sorted, from 0, each starting right after the previous one"
+        ),
+        KB_SHARD_MAP_INCOMPLETE => {
+            c_message!("shard map: the last range does not end at 2^128-1")
         }
         KB_PANIC => c_message!("internal error: the library panicked"),
         _ => c_message!("unknown status"),

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
     "suite.c",
     "suite_plan.c",
     "suite_lines.c",
     "suite_delivery.c",
+    "suite_shards.c",
     "drivers.c",
     "threads.c",
 ];

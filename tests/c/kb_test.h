@@ -72,6 +72,7 @@ void KB_SUITE(test_basics)(void);
 void KB_SUITE(test_planner)(void);
 void KB_SUITE(test_lines)(void);
 void KB_SUITE(test_delivery)(void);
+void KB_SUITE(test_shards)(void);
 
 /* ---- Entry points (called from Rust, and from main.c). ---- */
 

@@ -142,6 +142,7 @@ static const kb_status all_statuses[] = {
     KB_OUT_OF_MEMORY,
     KB_REQUEST_IN_FLIGHT,
     KB_INPUT_CHANGED,
+    KB_NOT_A_HASH_KEY,
     KB_LIMITS_BAD_PROFILE,
     KB_LIMITS_BAD_KEY_UNIT,
     KB_LIMITS_BAD_OPTIONS,
@@ -155,6 +156,10 @@ static const kb_status all_statuses[] = {
     KB_LIMITS_STREAM_RECORD_SIZE_OUT_OF_RANGE,
     KB_LIMITS_RECORD_BYTES_ABOVE_PROFILE,
     KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE,
+    KB_SHARD_MAP_EMPTY,
+    KB_SHARD_MAP_REVERSED,
+    KB_SHARD_MAP_NOT_CONTIGUOUS,
+    KB_SHARD_MAP_INCOMPLETE,
     KB_PANIC,
 };
 
@@ -171,7 +176,7 @@ static void test_version(void) {
 static void test_statuses(void) {
   size_t i, j;
   /* 5 was KB_IN_FLIGHT, retired: never reused. */
-  static const kb_status unknown[] = {5, 9, 50, 99, 114, 119, 133, 198, 200, 1000, UINT32_MAX};
+  static const kb_status unknown[] = {5, 9, 50, 99, 115, 119, 133, 139, 144, 198, 200, 1000, UINT32_MAX};
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
     const char *m = kb_status_message(s);
@@ -940,6 +945,7 @@ unsigned long KB_SUITE(suite_run)(void) {
   KB_SUITE(test_planner)();
   KB_SUITE(test_lines)();
   KB_SUITE(test_delivery)();
+  KB_SUITE(test_shards)();
   /* Every status was returned by some call, but the one no test can provoke. */
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
