@@ -837,3 +837,75 @@ fn delivery_checks_what_it_is_given() {
         kb_delivery_free(d);
     }
 }
+
+#[test]
+fn hash_keys_and_shard_maps_through_their_pointers() {
+    let mut key = MaybeUninit::<kb_hash_key128>::uninit();
+    // SAFETY: valid bytes and a writable (uninitialised) output.
+    let st =
+        unsafe { kb_hash_key_of(b"pk1".as_ptr(), 3, null(), KB_NO_HASH_KEY, key.as_mut_ptr()) };
+    assert_eq!(st, KB_OK);
+    // SAFETY: written by the OK call.
+    let key = unsafe { key.assume_init() };
+    assert_eq!(
+        (key.high, key.low),
+        (0xf7cf_d01c_e490_fdd4, 0x21bb_dc8d_3a35_cfd0)
+    );
+
+    let mut parsed = kb_hash_key128::default();
+    let max = b"340282366920938463463374607431768211455";
+    // SAFETY: valid bytes and a writable output; then a dangling pointer with length 0.
+    unsafe {
+        assert_eq!(
+            kb_hash_key_parse(max.as_ptr(), max.len(), &mut parsed),
+            KB_OK
+        );
+        assert_eq!(
+            kb_hash_key_parse(NonNull::dangling().as_ptr(), 0, &mut parsed),
+            KB_NOT_A_HASH_KEY
+        );
+        assert_eq!(
+            kb_hash_key_parse(max.as_ptr(), usize::MAX, &mut parsed),
+            KB_LENGTH_OVERFLOW
+        );
+    }
+    assert_eq!((parsed.high, parsed.low), (u64::MAX, u64::MAX));
+
+    let half = kb_hash_key128 {
+        high: 1 << 63,
+        low: 0,
+    };
+    let ranges = [
+        kb_shard_range {
+            start: kb_hash_key128::default(),
+            end: kb_hash_key128 {
+                high: (1 << 63) - 1,
+                low: u64::MAX,
+            },
+        },
+        kb_shard_range {
+            start: half,
+            end: parsed,
+        },
+    ];
+    let (mut index, mut bad) = (usize::MAX, usize::MAX);
+    // SAFETY: two readable ranges, writable outputs; then NULL with a length.
+    unsafe {
+        assert_eq!(kb_shard_map_check(ranges.as_ptr(), 2, &mut bad), KB_OK);
+        assert_eq!(
+            kb_shard_index(ranges.as_ptr(), 2, key, &mut index, &mut bad),
+            KB_OK
+        );
+        assert_eq!(index, 1);
+        assert_eq!(
+            kb_shard_index(ranges.as_ptr(), 1, key, &mut index, &mut bad),
+            KB_SHARD_MAP_NOT_CONTIGUOUS
+        );
+        assert_eq!(bad, 0);
+        assert_eq!(kb_shard_map_check(null(), 2, &mut bad), KB_NULL_ARRAY);
+        assert_eq!(
+            kb_shard_index(ranges.as_ptr(), 2, key, null_mut(), &mut bad),
+            KB_NULL_POINTER
+        );
+    }
+}
