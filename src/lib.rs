@@ -11,6 +11,8 @@
 //! * [`lines`]: newline-delimited buffers split with memchr and planned in the same pass;
 //! * [`retry`]: partial failures re-planned without loss, duplicates or reordering;
 //! * [`shards`]: partition key to hash key to shard, over the caller's shard ranges;
+//! * [`aggregate`]: many user records in one Kinesis record (the KPL's format), planned,
+//!   encoded into the caller's buffer and decoded, safe from the KCL's drops;
 //! * `ffi` (feature `ffi`): the C ABI, `include/kinesis_batcher.h`.
 //!
 //! ```
@@ -38,6 +40,7 @@
 #[cfg(feature = "ffi")]
 extern crate std;
 
+pub mod aggregate;
 pub mod cost;
 #[cfg(feature = "ffi")]
 pub mod ffi;

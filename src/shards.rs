@@ -184,3 +184,38 @@ pub fn shard_of_with(n: usize, end: impl Fn(usize) -> u128, hash_key: u128) -> u
     }
     low
 }
+
+/// The longest decimal hash key: 2^128-1 has 39 digits.
+pub const MAX_HASH_KEY_DIGITS: usize = 39;
+
+/// How many decimal digits `hash_key` has (1 for 0): the length of the
+/// `ExplicitHashKey` string that names it.
+pub const fn hash_key_digits(hash_key: u128) -> usize {
+    let mut digits = 1;
+    let mut rest = hash_key / 10;
+    while rest != 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    digits
+}
+
+/// `hash_key` as the decimal `ExplicitHashKey` string the service takes, written into
+/// `out`; the digits written are returned (no leading zeros; `"0"` for 0).
+///
+/// ```
+/// use kinesis_batcher::shards::{format_hash_key, parse_hash_key, MAX_HASH_KEY_DIGITS};
+///
+/// let mut buffer = [0; MAX_HASH_KEY_DIGITS];
+/// assert_eq!(format_hash_key(u128::MAX, &mut buffer), b"340282366920938463463374607431768211455");
+/// assert_eq!(parse_hash_key(format_hash_key(42, &mut buffer)), Some(42));
+/// ```
+pub fn format_hash_key(hash_key: u128, out: &mut [u8; MAX_HASH_KEY_DIGITS]) -> &[u8] {
+    let digits = hash_key_digits(hash_key);
+    let mut rest = hash_key;
+    for slot in out[..digits].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    &out[..digits]
+}
