@@ -46,6 +46,12 @@
  *   shards          kb_hash_key_of (partition key -> MD5 -> 128-bit hash key, or the
  *                   explicit hash key), kb_hash_key_parse (ListShards' decimal bounds),
  *                   kb_shard_map_check (once per map), kb_shard_index (binary search)
+ *   aggregation     kb_aggregate_plan (which records form each Kinesis record, in
+ *                   the KPL's format: stateless, resumable from *next),
+ *                   kb_aggregate_encode (one aggregate's data into your buffer),
+ *                   kb_aggregate_keys (the partition and explicit hash keys to send it
+ *                   with), kb_deaggregate and kb_deaggregate_next (a received record's
+ *                   user records, as views, through a kb_deaggregator you own)
  *   stats           kb_stats_fill (how full the batches are)
  *   names           kb_status_message, kb_status_is_error, kb_reason_name,
  *                   kb_reason_message, kb_error_kind_name, kb_version
@@ -53,7 +59,8 @@
  * STATUSES: a function that can fail returns a kb_status, a uint32_t.
  *   0        KB_OK.
  *   1 to 99  how the call ended, not an error: KB_BATCHES_FULL, KB_REFUSALS_FULL,
- *            KB_NEED_MORE, KB_END, KB_SEND_FIRST, KB_REFUSED, KB_ONLY_REFUSALS.
+ *            KB_NEED_MORE, KB_END, KB_SEND_FIRST, KB_REFUSED, KB_ONLY_REFUSALS,
+ *            KB_AGGREGATES_FULL.
  *   100 up   an error (kb_status_is_error): nothing was written, except that every
  *            count out-parameter (n_batches, n_refusals, n_entries, bytes, consumed,
  *            settled) is set to 0 and the optional bad_index (key_reason for
@@ -113,6 +120,30 @@
  *           sleep_ms(ms);
  *       }
  *   }
+ * Aggregation: many small records in one Kinesis record. Plan, encode each aggregate
+ * into a kb_record of your own, then plan those records into requests as above.
+ *   kb_aggregation how;                    // zeroed: KB_AGGREGATE_SHARED_HASH_KEY
+ *   size_t from = 0, next;
+ *   do {
+ *       st = kb_aggregate_plan(&limits, &how, recs, n, from, aggs, 64, &na,
+ *                              refusals, 64, &nr, &next, &bad);
+ *       if (kb_status_is_error(st)) { fail(st, bad); break; }
+ *       for (i = 0; i < nr; i++) report(refusals[i].index, refusals[i].reason);
+ *       for (i = 0; i < na; i++) {             // buf[i]: aggs[i].data_len bytes
+ *           kb_aggregate_encode(recs, n, &aggs[i], buf[i], cap, &len);
+ *           kb_aggregate_keys(recs, n, &aggs[i], &key, &key_len, digits[i], &hk_len);
+ *           out[i] = (kb_record){buf[i], len, key, key_len,
+ *                                hk_len ? digits[i] : NULL, hk_len};
+ *       }
+ *       plan_and_send(out, na);              // kb_planner_plan over out[0..na)
+ *       from = next;
+ *   } while (st == KB_AGGREGATES_FULL || st == KB_REFUSALS_FULL);
+ * Deaggregation: a received record (data, partition key, explicit hash key or NULL).
+ *   kb_deaggregator it;                    // yours; zeroed, it gives KB_END
+ *   st = kb_deaggregate(&it, data, len, key, key_len, hk, hk_len, &count, &offset);
+ *   if (st == KB_AGGREGATE_DIGEST_MISMATCH) deliver(data, len);  // as the KCL does
+ *   else if (st != KB_OK) fail(st, offset);
+ *   else while (kb_deaggregate_next(&it, &user) == KB_OK) deliver_record(&user);
  *
  * RULES
  * - The caller owns every array and record; the library keeps no pointer into them
@@ -162,9 +193,17 @@ typedef uint8_t kb_reason;
 // or "unknown") rather than cut to a byte.
 typedef uint8_t kb_error_kind;
 
+// How a kb_aggregate's data is laid out, which says what its outer keys are: a
+// KB_LAYOUT_* value, one byte in C and C++ alike (kb_aggregate.layout). Any other value
+// given back to kb_aggregate_encode or kb_aggregate_keys is KB_INVALID_ARGUMENT.
+typedef uint8_t kb_layout;
+
 // The library's version, as kb_version() returns it.
 #define KB_VERSION "0.1.0"
 
+
+// The length of the MD5 digest that ends every aggregated record.
+#define DIGEST_LEN 16
 
 // The library's major version.
 #define KB_VERSION_MAJOR 0
@@ -174,6 +213,43 @@ typedef uint8_t kb_error_kind;
 
 // The library's patch version.
 #define KB_VERSION_PATCH 0
+
+// `kb_aggregation.mode`: each user record keeps its partition key and all point to one
+// explicit hash key, the aggregate's (its first record's hash key). The default, and the
+// safe choice: no resharding can make a consumer drop such an aggregate, and no shard
+// map is needed. Gives up key-to-shard affinity across aggregates.
+#define KB_AGGREGATE_SHARED_HASH_KEY 0
+
+// `kb_aggregation.mode`: consecutive records with the same partition key (and explicit
+// hash key) share an aggregate, sent under that key. Keeps everything, packs well only
+// when neighbours share a key.
+#define KB_AGGREGATE_ONE_KEY 1
+
+// `kb_aggregation.mode`: consecutive records of the same shard (by the caller's map of
+// the open shards) share an aggregate, each keeping its keys. An aggregate planned with
+// a map that has since changed can straddle a new shard boundary, and the KCL then
+// drops it whole: refresh the map (ListShards, ShardFilter AT_LATEST) and plan again.
+#define KB_AGGREGATE_PER_SHARD 2
+
+// The longest decimal hash key: 2^128-1 has 39 digits. The size of the buffer
+// `kb_aggregate_keys` writes an explicit hash key into.
+#define KB_HASH_KEY_DIGITS_MAX 39
+
+// `kb_layout`: not aggregated: the one record, sent as it is with its own keys
+// (`kb_aggregate_encode` copies its data).
+#define KB_LAYOUT_PLAIN 0
+
+// `kb_layout`: user records with their own partition keys, all pointing to the
+// aggregate's explicit hash key. Outer keys: "a" and that hash key.
+#define KB_LAYOUT_SHARED_HASH_KEY 1
+
+// `kb_layout`: user records sharing one partition key (and explicit hash key, if they
+// have one). Outer keys: theirs.
+#define KB_LAYOUT_ONE_KEY 2
+
+// `kb_layout`: user records with their own partition keys and explicit hash keys. Outer
+// keys: "a" and the first record's hash key.
+#define KB_LAYOUT_OWN_KEYS 3
 
 // `kb_reason`: the partition key is not valid UTF-8.
 #define KB_REASON_KEY_NOT_UTF8 0
@@ -300,6 +376,9 @@ typedef uint8_t kb_error_kind;
 // `kb_error_kind_from_http_status`'s answer for a status that is not an error.
 #define KB_ERROR_KIND_NONE 255
 
+// The longest decimal hash key: 2^128-1 has 39 digits.
+#define MAX_HASH_KEY_DIGITS 39
+
 // Receives records one at a time (`kb_accumulator_push`) and says when a request is
 // complete. Records are numbered by push order from 0; `kb_accumulator_reset` starts
 // the numbering (and the counters) over.
@@ -370,12 +449,50 @@ typedef struct kb_limits {
   uint32_t options;
 } kb_limits;
 
+// A 128-bit hash key (0 to 2^128-1) as two 64-bit halves: the value is
+// `high * 2^64 + low`. Compare `high` first, then `low`.
+typedef struct kb_hash_key128 {
+  // The upper 64 bits.
+  uint64_t high;
+  // The lower 64 bits.
+  uint64_t low;
+} kb_hash_key128;
+
+// The hash keys one open shard owns, both bounds inclusive: a shard's
+// `HashKeyRange` (StartingHashKey, EndingHashKey) from ListShards, parsed with
+// `kb_hash_key_parse`.
+typedef struct kb_shard_range {
+  // StartingHashKey.
+  struct kb_hash_key128 start;
+  // EndingHashKey.
+  struct kb_hash_key128 end;
+} kb_shard_range;
+
+// How to aggregate. Zero means the default, and the default is the safe choice: a
+// zeroed struct is KB_AGGREGATE_SHARED_HASH_KEY with aggregates up to the limits'
+// record cap.
+typedef struct kb_aggregation {
+  // A KB_AGGREGATE_* value (0: KB_AGGREGATE_SHARED_HASH_KEY).
+  uint32_t mode;
+  // The largest aggregate to make, in bytes as the service counts a record (data plus
+  // outer keys). 0, or more than the limits' record cap, is the record cap; the KPL's
+  // default is 51200, for lower latency.
+  uint32_t max_bytes;
+  // KB_AGGREGATE_PER_SHARD only (ignored otherwise): the open shards, sorted, checked
+  // as kb_shard_map_check does.
+  const struct kb_shard_range *shards;
+  // How many ranges `shards` holds.
+  size_t n_shards;
+} kb_aggregation;
+
 // A record as it lies in the caller's memory: pointers and lengths. Only `data_len` of
-// the data is used, never its bytes; the key and hash key bytes are read to validate
-// them. `(NULL, 0)` is an empty field; `hash_key == NULL` means no explicit hash key,
-// while a non-NULL `hash_key` with `hash_key_len == 0` is an empty (invalid) one.
+// the data is used, never its bytes (but by kb_aggregate_encode, which copies them);
+// the key and hash key bytes are read to validate them. kb_deaggregate_next writes one
+// as views into a received record. `(NULL, 0)` is an empty field; `hash_key == NULL`
+// means no explicit hash key, while a non-NULL `hash_key` with `hash_key_len == 0` is an
+// empty (invalid) one.
 typedef struct kb_record {
-  // The payload (never read).
+  // The payload (read only by kb_aggregate_encode).
   const uint8_t *data;
   // Its length in bytes.
   size_t data_len;
@@ -388,6 +505,67 @@ typedef struct kb_record {
   // Its length in bytes.
   size_t hash_key_len;
 } kb_record;
+
+// One Kinesis record to send: user records `records[start..end)` aggregated, or one
+// plain record (KB_LAYOUT_PLAIN). Written by kb_aggregate_plan; read back by
+// kb_aggregate_encode and kb_aggregate_keys, which check it against the records.
+typedef struct kb_aggregate {
+  // Index of the first user record.
+  size_t start;
+  // One past the index of the last user record.
+  size_t end;
+  // The exact length of the record's data: the buffer kb_aggregate_encode needs.
+  uint32_t data_len;
+  // The record's size as the service counts it (data_len plus the outer keys), at most
+  // the limits' record cap: what the kb_record of the encoded data measures.
+  uint32_t size;
+  // The hash key that decides the record's shard.
+  struct kb_hash_key128 hash_key;
+  // A KB_LAYOUT_* value: how the data is laid out, which says what the outer keys are.
+  kb_layout layout;
+} kb_aggregate;
+
+// A refused record: its index in the input and why it can never be sent.
+typedef struct kb_refusal {
+  // The record's index in the input.
+  size_t index;
+  // Why it can never be sent.
+  kb_reason reason;
+} kb_refusal;
+
+// Iterates over the user records of one received record: set by kb_deaggregate, read
+// by kb_deaggregate_next. The caller owns it (on the stack, say); the library allocates
+// nothing. Its fields are private: do not change them. A zeroed struct is safe:
+// kb_deaggregate_next gives KB_END. It points into the data, key and hash key given to
+// kb_deaggregate, which must stay valid and unchanged while it is used.
+typedef struct kb_deaggregator {
+  // Private.
+  uint32_t kind;
+  // Private.
+  size_t remaining;
+  // Private.
+  const uint8_t *bytes;
+  // Private.
+  size_t bytes_len;
+  // Private.
+  const uint8_t *key;
+  // Private.
+  size_t key_len;
+  // Private.
+  const uint8_t *hash_key;
+  // Private.
+  size_t hash_key_len;
+  // Private.
+  size_t at;
+  // Private.
+  uint64_t key_index;
+  // Private.
+  size_t key_offset;
+  // Private.
+  uint64_t hash_key_index;
+  // Private.
+  size_t hash_key_offset;
+} kb_deaggregator;
 
 // A record described by sizes alone, with no pointer in it: for callers that must not
 // hand pointers to the library (Go through cgo) or that only know lengths. 24 bytes,
@@ -480,14 +658,6 @@ typedef struct kb_line_batch {
   uint64_t last_line;
 } kb_line_batch;
 
-// A refused record: its index in the input and why it can never be sent.
-typedef struct kb_refusal {
-  // The record's index in the input.
-  size_t index;
-  // Why it can never be sent.
-  kb_reason reason;
-} kb_refusal;
-
 // A refused line record: its record index and reason, and where it is in the stream.
 typedef struct kb_line_refusal {
   // Record index and reason, as for any input.
@@ -563,24 +733,8 @@ typedef struct kb_retry_stats {
   uint64_t refused[5];
 } kb_retry_stats;
 
-// A 128-bit hash key (0 to 2^128-1) as two 64-bit halves: the value is
-// `high * 2^64 + low`. Compare `high` first, then `low`.
-typedef struct kb_hash_key128 {
-  // The upper 64 bits.
-  uint64_t high;
-  // The lower 64 bits.
-  uint64_t low;
-} kb_hash_key128;
-
-// The hash keys one open shard owns, both bounds inclusive: a shard's
-// `HashKeyRange` (StartingHashKey, EndingHashKey) from ListShards, parsed with
-// `kb_hash_key_parse`.
-typedef struct kb_shard_range {
-  // StartingHashKey.
-  struct kb_hash_key128 start;
-  // EndingHashKey.
-  struct kb_hash_key128 end;
-} kb_shard_range;
+// The four bytes every aggregated record starts with.
+#define MAGIC { 243, 137, 154, 194, }
 
 // Success: done, or the value asked for is written.
 #define KB_OK 0
@@ -614,6 +768,11 @@ typedef struct kb_shard_range {
 // refusal array filled, or the rest of the input is refused): report them, then call
 // again. Not KB_END: a loop `while (next == KB_OK)` would stop here with work left.
 #define KB_ONLY_REFUSALS 8
+
+// The aggregate array filled: handle what was written, then call kb_aggregate_plan
+// again from `*next`. Also returned when planning stopped before a record it cannot
+// read, after writing what came before; the next call reports that record.
+#define KB_AGGREGATES_FULL 9
 
 // A required pointer (an object, an out-parameter) is NULL.
 #define KB_NULL_POINTER 100
@@ -724,6 +883,29 @@ typedef struct kb_shard_range {
 // Shard map: the last range does not end at 2^128-1.
 #define KB_SHARD_MAP_INCOMPLETE 143
 
+// Aggregation: `kb_aggregation.mode` is not one of the `KB_AGGREGATE_*` values.
+#define KB_AGGREGATION_BAD_MODE 150
+
+// Aggregation: the limits have no partition keys (Firehose, or
+// KB_LIMITS_NO_PARTITION_KEYS): aggregation is a Kinesis Data Streams format.
+#define KB_AGGREGATION_NEEDS_KEYS 151
+
+// Aggregation: a `kb_aggregate`'s range is empty, reversed, past the end of the records,
+// or more than one record for KB_LAYOUT_PLAIN.
+#define KB_AGGREGATE_OUT_OF_RANGE 152
+
+// Aggregation: the output buffer is shorter than the aggregate's `data_len`.
+#define KB_BUFFER_TOO_SMALL 153
+
+// Deaggregation: the record starts with the aggregation magic but its MD5 digest does
+// not match (a damaged aggregate, or a plain record that starts with those bytes). The
+// KCL hands such a record to the application as it is: treat its data as one record.
+#define KB_AGGREGATE_DIGEST_MISMATCH 154
+
+// Deaggregation: the digest matches but the protobuf is not a valid aggregate
+// (`bad_offset` says where).
+#define KB_AGGREGATE_MALFORMED 155
+
 // A bug in this library panicked; the call was abandoned and its object must not be
 // used again. (The shipped library aborts instead; this is for builds that unwind.)
 #define KB_PANIC 199
@@ -738,6 +920,147 @@ extern "C" {
 
 // The library's version, `"MAJOR.MINOR.PATCH"`: a static string, never freed.
 const char *kb_version(void);
+
+// Plans the aggregates of `records[from..n_records)`: which consecutive records form
+// each Kinesis record to send. Stateless: each call plans from `from` and sets `*next`
+// to where the next call starts; the plan is the same whatever the capacities (each at
+// least 1) and however it is cut into calls.
+//
+// Aggregates and refusals are written in input order, at the front of each array, their
+// counts in `*n_aggregates` and `*n_refusals`. Each aggregate is measured exactly as the
+// service measures the record it becomes (data and outer keys), so none is over the
+// record cap nor over `aggregation->max_bytes`. A group of one record, and a record too
+// large to share an aggregate, stays a plain record (KB_LAYOUT_PLAIN). A record that can
+// never be sent is refused with its reason, as by kb_planner_plan.
+//
+// Returns KB_OK when the end is reached (`*next == n_records`), KB_AGGREGATES_FULL or
+// KB_REFUSALS_FULL when an array filled: handle what was written, then call again from
+// `*next`.
+//
+// Errors: KB_NULL_POINTER, KB_NULL_ARRAY, KB_ZERO_CAPACITY, the KB_LIMITS_* statuses,
+// KB_AGGREGATION_NEEDS_KEYS (limits without partition keys, such as Firehose's:
+// aggregation is a Kinesis Data Streams format), KB_AGGREGATION_BAD_MODE,
+// KB_INVALID_ARGUMENT (`from > n_records`), KB_SHARD_MAP_* for a bad map under
+// KB_AGGREGATE_PER_SHARD (`*bad_index` names the range). Records are checked as they
+// are read: a NULL field with a non-zero length is KB_NULL_FIELD, lengths that
+// overflow KB_LENGTH_OVERFLOW, with the record's index in `*bad_index`. A call that
+// meets such a record after writing something stops before it and returns what it
+// wrote with KB_AGGREGATES_FULL; the next call, from `*next`, returns the error. On an
+// error `*n_aggregates`, `*n_refusals` and `*next` are 0.
+//
+// Then encode each aggregate (kb_aggregate_encode, kb_aggregate_keys) into a kb_record
+// and plan those records into requests with kb_planner_plan, as any records.
+//
+// Requires: `limits` and `aggregation` are NULL or readable, `aggregation->shards` NULL
+// or holding `n_shards` ranges; `records` is NULL or points to `n_records` records whose
+// non-NULL fields point to their lengths in bytes; each output array is NULL or holds
+// its capacity; the count pointers and `bad_index` are NULL or writable; nothing
+// overlaps.
+kb_status kb_aggregate_plan(const struct kb_limits *limits,
+                            const struct kb_aggregation *aggregation,
+                            const struct kb_record *records,
+                            size_t n_records,
+                            size_t from,
+                            struct kb_aggregate *aggregates,
+                            size_t aggregates_cap,
+                            size_t *n_aggregates,
+                            struct kb_refusal *refusals,
+                            size_t refusals_cap,
+                            size_t *n_refusals,
+                            size_t *next,
+                            size_t *bad_index);
+
+// Writes the data of `*aggregate` (planned by kb_aggregate_plan over these records)
+// into `out` and its length, `aggregate->data_len`, into `*written`: the KPL's magic, the
+// protobuf of the user records and its MD5 digest; a plain record's data as it is. The
+// only call that reads records' data bytes: it copies them.
+//
+// Send the result as one kb_record: data `out`, `*written` bytes, with the keys from
+// kb_aggregate_keys. Its size as kb_record_measure counts it is `aggregate->size`.
+//
+// Everything is checked before anything is written: KB_AGGREGATE_OUT_OF_RANGE (the
+// range is empty, reversed, past `n_records`, or more than one record for
+// KB_LAYOUT_PLAIN), KB_INVALID_ARGUMENT (a layout that is not a KB_LAYOUT_* value),
+// KB_NULL_FIELD or KB_LENGTH_OVERFLOW (a record in the range cannot be read),
+// KB_INPUT_CHANGED (the records do not make this aggregate: not the array it was planned
+// from, or changed since), KB_LENGTH_OVERFLOW (a hand-made aggregate over 4 GiB),
+// KB_BUFFER_TOO_SMALL (`out_cap < aggregate->data_len`). On an error `*written` is 0.
+// `out` may be NULL with `out_cap` 0, for an empty plain record.
+//
+// Requires: `records` is NULL or points to `n_records` records whose non-NULL fields
+// point to their lengths in bytes; `aggregate` is NULL or readable; `out` is NULL or
+// holds `out_cap` writable bytes, overlapping no record; `written` is NULL or writable.
+kb_status kb_aggregate_encode(const struct kb_record *records,
+                              size_t n_records,
+                              const struct kb_aggregate *aggregate,
+                              uint8_t *out,
+                              size_t out_cap,
+                              size_t *written);
+
+// The outer keys to send the encoded `*aggregate` with: the partition key in `*key`
+// (`*key_len` bytes: the static "a" for an aggregate whose user records keep their own
+// keys, else a pointer into the first record's key) and the explicit hash key, in
+// decimal, written to `hash_key` (KB_HASH_KEY_DIGITS_MAX bytes) with its length in
+// `*hash_key_len`, 0 meaning: send no ExplicitHashKey.
+//
+// Errors: KB_AGGREGATE_OUT_OF_RANGE and KB_INVALID_ARGUMENT as for kb_aggregate_encode;
+// KB_NULL_FIELD or KB_LENGTH_OVERFLOW when the first record cannot be read;
+// KB_INPUT_CHANGED when its explicit hash key is not a valid one (it was not planned
+// from these records). On an error `*key_len` and `*hash_key_len` are 0.
+//
+// Requires: `records` is NULL or points to `n_records` records whose non-NULL fields
+// point to their lengths in bytes; `aggregate` is NULL or readable; `key`, `key_len` and
+// `hash_key_len` are NULL or writable; `hash_key` is NULL or holds
+// KB_HASH_KEY_DIGITS_MAX writable bytes.
+kb_status kb_aggregate_keys(const struct kb_record *records,
+                            size_t n_records,
+                            const struct kb_aggregate *aggregate,
+                            const uint8_t **key,
+                            size_t *key_len,
+                            uint8_t *hash_key,
+                            size_t *hash_key_len);
+
+// Starts `*it` over a received Kinesis record (its data, partition key and explicit
+// hash key, as GetRecords returns them; `hash_key` NULL for none) and writes how many
+// user records it holds to `*n_records`. Then kb_deaggregate_next gives each in order.
+//
+// An aggregate (the KPL's magic, more than 16 bytes after it, and a matching MD5 digest)
+// holds its user records; any other record is one user record, itself, with the keys
+// given: the KCL's rule. Every field, length and table index is checked here, before
+// the first user record is given, so a damaged record is an error, never a partial
+// result. Nothing is copied or allocated.
+//
+// Errors: KB_AGGREGATE_DIGEST_MISMATCH (the record starts with the magic but its digest
+// does not match: a damaged aggregate, or a plain record that happens to start with those
+// four bytes; the KCL passes such a record to the application as it is, and to do the
+// same treat `data` as one user record with the keys given), KB_AGGREGATE_MALFORMED (the
+// digest matches but the protobuf is not a valid aggregate; `*bad_offset`, which may be
+// NULL, is where, in bytes from the start of `data`), KB_NULL_POINTER, KB_NULL_ARRAY,
+// KB_LENGTH_OVERFLOW. On an error `*n_records` is 0 and `*it` is zeroed, so that
+// kb_deaggregate_next gives KB_END.
+//
+// Requires: `it`, `n_records` and `bad_offset` are NULL or writable; `data`, `key` and
+// `hash_key` are NULL or point to their lengths in readable bytes, which stay valid and
+// unchanged while `*it` is used.
+kb_status kb_deaggregate(struct kb_deaggregator *it,
+                         const uint8_t *data,
+                         size_t data_len,
+                         const uint8_t *key,
+                         size_t key_len,
+                         const uint8_t *hash_key,
+                         size_t hash_key_len,
+                         size_t *n_records,
+                         size_t *bad_offset);
+
+// The next user record of `*it`, in order: KB_OK with views in `*sub_record` (data, key
+// and hash key point into the data, key and hash key given to kb_deaggregate; hash_key
+// NULL when the user record has none), or KB_END when every one was given (then again
+// on every call). KB_NULL_POINTER when a pointer is NULL.
+//
+// Requires: `*it` was set by kb_deaggregate (or zeroed) and not changed since, and the
+// data, key and hash key it was given are still valid and unchanged; `sub_record` is NULL
+// or writable.
+kb_status kb_deaggregate_next(struct kb_deaggregator *it, struct kb_record *sub_record);
 
 // Fills `out` with a profile's limits (`KB_PROFILE_*`).
 //

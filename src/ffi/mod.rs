@@ -35,6 +35,7 @@
 #![allow(non_camel_case_types)] // C names, as the header shows them.
 #![allow(clippy::missing_safety_doc)] // The header says "Requires:" instead (see above).
 
+mod aggregate;
 mod codes;
 mod cost;
 mod lines;
@@ -44,6 +45,7 @@ mod retry;
 mod shards;
 mod status;
 
+pub use aggregate::*;
 pub use codes::*;
 pub use cost::*;
 pub use lines::*;

@@ -1,17 +1,22 @@
 //! The two record forms C passes in, and the checks that make them safe to read.
 
 use super::status::*;
-use crate::cost::{Measure, REFUSED_WEIGHT, Reason, RecordSize, key_identity_of, measure_parts};
+use crate::aggregate::AsRecord;
+use crate::cost::{
+    Measure, REFUSED_WEIGHT, Reason, Record, RecordSize, key_identity_of, measure_parts,
+};
 use crate::limits::Limits;
 
 /// A record as it lies in the caller's memory: pointers and lengths. Only `data_len` of
-/// the data is used, never its bytes; the key and hash key bytes are read to validate
-/// them. `(NULL, 0)` is an empty field; `hash_key == NULL` means no explicit hash key,
-/// while a non-NULL `hash_key` with `hash_key_len == 0` is an empty (invalid) one.
+/// the data is used, never its bytes (but by kb_aggregate_encode, which copies them);
+/// the key and hash key bytes are read to validate them. kb_deaggregate_next writes one
+/// as views into a received record. `(NULL, 0)` is an empty field; `hash_key == NULL`
+/// means no explicit hash key, while a non-NULL `hash_key` with `hash_key_len == 0` is an
+/// empty (invalid) one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct kb_record {
-    /// The payload (never read).
+    /// The payload (read only by kb_aggregate_encode).
     pub data: *const u8,
     /// Its length in bytes.
     pub data_len: usize,
@@ -198,6 +203,34 @@ impl Measure for Checked {
     fn key_identity(&self, limits: &Limits) -> Option<u64> {
         let (key, hash_key) = self.keys()?;
         key_identity_of(limits, key, hash_key)
+    }
+}
+
+impl AsRecord for Checked {
+    /// The record as slices, data included, or `None` when it fails
+    /// [`kb_record::check`] (aggregation then refuses it as too large, so the C ABI
+    /// checks a record before a step can start at it).
+    #[inline(always)]
+    fn as_record(&self) -> Option<Record<'_>> {
+        if self.0.suspect() {
+            return None;
+        }
+        // SAFETY: not suspect, checked just above, so sliceable.
+        let (key, hash_key) = unsafe { self.keys_unchecked() };
+        let data = if self.0.data_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: not suspect: the data pointer is non-NULL (its length is not 0) and
+            // the length at most isize::MAX; the C caller guarantees that a record's
+            // non-NULL fields point to their lengths in bytes, valid and unchanged during
+            // the call. The slice lives no longer than `self`.
+            unsafe { core::slice::from_raw_parts(self.0.data, self.0.data_len) }
+        };
+        Some(Record {
+            data,
+            key,
+            hash_key,
+        })
     }
 }
 

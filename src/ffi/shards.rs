@@ -16,14 +16,14 @@ pub struct kb_hash_key128 {
 }
 
 impl kb_hash_key128 {
-    const fn from_u128(value: u128) -> kb_hash_key128 {
+    pub(crate) const fn from_u128(value: u128) -> kb_hash_key128 {
         kb_hash_key128 {
             high: (value >> 64) as u64,
             low: value as u64,
         }
     }
 
-    const fn to_u128(self) -> u128 {
+    pub(crate) const fn to_u128(self) -> u128 {
         ((self.high as u128) << 64) | self.low as u128
     }
 }
@@ -101,7 +101,7 @@ pub unsafe extern "C" fn kb_hash_key_parse(
 }
 
 /// The status and culprit of a refused map.
-fn map_status(error: ShardMapError) -> (kb_status, usize) {
+pub(crate) fn map_status(error: ShardMapError) -> (kb_status, usize) {
     match error {
         ShardMapError::Empty => (KB_SHARD_MAP_EMPTY, 0),
         ShardMapError::Reversed { index } => (KB_SHARD_MAP_REVERSED, index),

@@ -40,6 +40,10 @@ pub const KB_REFUSED: kb_status = 7;
 /// refusal array filled, or the rest of the input is refused): report them, then call
 /// again. Not KB_END: a loop `while (next == KB_OK)` would stop here with work left.
 pub const KB_ONLY_REFUSALS: kb_status = 8;
+/// The aggregate array filled: handle what was written, then call kb_aggregate_plan
+/// again from `*next`. Also returned when planning stopped before a record it cannot
+/// read, after writing what came before; the next call reports that record.
+pub const KB_AGGREGATES_FULL: kb_status = 9;
 
 /// A required pointer (an object, an out-parameter) is NULL.
 pub const KB_NULL_POINTER: kb_status = 100;
@@ -121,6 +125,24 @@ pub const KB_SHARD_MAP_NOT_CONTIGUOUS: kb_status = 142;
 /// Shard map: the last range does not end at 2^128-1.
 pub const KB_SHARD_MAP_INCOMPLETE: kb_status = 143;
 
+/// Aggregation: `kb_aggregation.mode` is not one of the `KB_AGGREGATE_*` values.
+pub const KB_AGGREGATION_BAD_MODE: kb_status = 150;
+/// Aggregation: the limits have no partition keys (Firehose, or
+/// KB_LIMITS_NO_PARTITION_KEYS): aggregation is a Kinesis Data Streams format.
+pub const KB_AGGREGATION_NEEDS_KEYS: kb_status = 151;
+/// Aggregation: a `kb_aggregate`'s range is empty, reversed, past the end of the records,
+/// or more than one record for KB_LAYOUT_PLAIN.
+pub const KB_AGGREGATE_OUT_OF_RANGE: kb_status = 152;
+/// Aggregation: the output buffer is shorter than the aggregate's `data_len`.
+pub const KB_BUFFER_TOO_SMALL: kb_status = 153;
+/// Deaggregation: the record starts with the aggregation magic but its MD5 digest does
+/// not match (a damaged aggregate, or a plain record that starts with those bytes). The
+/// KCL hands such a record to the application as it is: treat its data as one record.
+pub const KB_AGGREGATE_DIGEST_MISMATCH: kb_status = 154;
+/// Deaggregation: the digest matches but the protobuf is not a valid aggregate
+/// (`bad_offset` says where).
+pub const KB_AGGREGATE_MALFORMED: kb_status = 155;
+
 /// A bug in this library panicked; the call was abandoned and its object must not be
 /// used again. (The shipped library aborts instead; this is for builds that unwind.)
 pub const KB_PANIC: kb_status = 199;
@@ -169,6 +191,7 @@ fn message(status: kb_status) -> &'static str {
         KB_SEND_FIRST => c_message!("send the batch first: the record starts the next one"),
         KB_REFUSED => c_message!("the record can never be sent"),
         KB_ONLY_REFUSALS => c_message!("no request, only refusals: report them and call again"),
+        KB_AGGREGATES_FULL => c_message!("the aggregate array is full: call again from next"),
         KB_NULL_POINTER => c_message!("a required pointer is NULL"),
         KB_NULL_ARRAY => c_message!("an array is NULL but its length is not 0"),
         KB_NULL_FIELD => {
@@ -222,6 +245,22 @@ fn message(status: kb_status) -> &'static str {
         ),
         KB_SHARD_MAP_INCOMPLETE => {
             c_message!("shard map: the last range does not end at 2^128-1")
+        }
+        KB_AGGREGATION_BAD_MODE => {
+            c_message!("aggregation: mode is not a KB_AGGREGATE_* value")
+        }
+        KB_AGGREGATION_NEEDS_KEYS => {
+            c_message!("aggregation needs limits with partition keys (Kinesis Data Streams)")
+        }
+        KB_AGGREGATE_OUT_OF_RANGE => {
+            c_message!("the aggregate's range is not within the records")
+        }
+        KB_BUFFER_TOO_SMALL => c_message!("the buffer is shorter than the aggregate's data_len"),
+        KB_AGGREGATE_DIGEST_MISMATCH => c_message!(
+            "the record starts with the aggregation magic but its MD5 digest does not match"
+        ),
+        KB_AGGREGATE_MALFORMED => {
+            c_message!("the aggregated record's protobuf is malformed or refers to a missing key")
         }
         KB_PANIC => c_message!("internal error: the library panicked"),
         _ => c_message!("unknown status"),
