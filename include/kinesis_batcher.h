@@ -202,9 +202,6 @@ typedef uint8_t kb_layout;
 #define KB_VERSION "0.1.0"
 
 
-// The length of the MD5 digest that ends every aggregated record.
-#define DIGEST_LEN 16
-
 // The library's major version.
 #define KB_VERSION_MAJOR 0
 
@@ -375,9 +372,6 @@ typedef uint8_t kb_layout;
 
 // `kb_error_kind_from_http_status`'s answer for a status that is not an error.
 #define KB_ERROR_KIND_NONE 255
-
-// The longest decimal hash key: 2^128-1 has 39 digits.
-#define MAX_HASH_KEY_DIGITS 39
 
 // Receives records one at a time (`kb_accumulator_push`) and says when a request is
 // complete. Records are numbered by push order from 0; `kb_accumulator_reset` starts
@@ -732,9 +726,6 @@ typedef struct kb_retry_stats {
   // Records refused by planning, indexed by the reason's value.
   uint64_t refused[5];
 } kb_retry_stats;
-
-// The four bytes every aggregated record starts with.
-#define MAGIC { 243, 137, 154, 194, }
 
 // Success: done, or the value asked for is written.
 #define KB_OK 0

@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     "suite.c",
     "suite_plan.c",
     "suite_lines.c",
     "suite_delivery.c",
     "suite_shards.c",
+    "suite_aggregate.c",
     "drivers.c",
     "threads.c",
 ];

@@ -73,6 +73,7 @@ void KB_SUITE(test_planner)(void);
 void KB_SUITE(test_lines)(void);
 void KB_SUITE(test_delivery)(void);
 void KB_SUITE(test_shards)(void);
+void KB_SUITE(test_aggregate)(void);
 
 /* ---- Entry points (called from Rust, and from main.c). ---- */
 

@@ -128,6 +128,7 @@ static const kb_status all_statuses[] = {
     KB_SEND_FIRST,
     KB_REFUSED,
     KB_ONLY_REFUSALS,
+    KB_AGGREGATES_FULL,
     KB_NULL_POINTER,
     KB_NULL_ARRAY,
     KB_NULL_FIELD,
@@ -160,6 +161,12 @@ static const kb_status all_statuses[] = {
     KB_SHARD_MAP_REVERSED,
     KB_SHARD_MAP_NOT_CONTIGUOUS,
     KB_SHARD_MAP_INCOMPLETE,
+    KB_AGGREGATION_BAD_MODE,
+    KB_AGGREGATION_NEEDS_KEYS,
+    KB_AGGREGATE_OUT_OF_RANGE,
+    KB_BUFFER_TOO_SMALL,
+    KB_AGGREGATE_DIGEST_MISMATCH,
+    KB_AGGREGATE_MALFORMED,
     KB_PANIC,
 };
 
@@ -176,7 +183,7 @@ static void test_version(void) {
 static void test_statuses(void) {
   size_t i, j;
   /* 5 was KB_IN_FLIGHT, retired: never reused. */
-  static const kb_status unknown[] = {5, 9, 50, 99, 115, 119, 133, 139, 144, 198, 200, 1000, UINT32_MAX};
+  static const kb_status unknown[] = {5, 10, 50, 99, 115, 119, 133, 139, 144, 149, 156, 198, 200, 1000, UINT32_MAX};
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
     const char *m = kb_status_message(s);
@@ -946,6 +953,7 @@ unsigned long KB_SUITE(suite_run)(void) {
   KB_SUITE(test_lines)();
   KB_SUITE(test_delivery)();
   KB_SUITE(test_shards)();
+  KB_SUITE(test_aggregate)();
   /* Every status was returned by some call, but the one no test can provoke. */
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
