@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use kinesis_batcher::aggregate::Aggregation;
 use kinesis_batcher::{KeyUnit, Limits, LimitsError, Measure, Record};
 use lexopt::prelude::*;
 
@@ -21,6 +22,8 @@ USAGE:
     kinesis-batcher plan [OPTIONS] [FILE...]
     kinesis-batcher emit --out DIR --stream NAME [OPTIONS] [FILE...]
     kinesis-batcher demo [OPTIONS]
+    kinesis-batcher deaggregate [--data-only] [--corrupt=error|plain] [FILE...]
+    kinesis-batcher deaggregate --raw [--partition-key KEY] [--data-only] [FILE...]
     kinesis-batcher --help | --version
 
     With no arguments at all and a terminal on stdin, runs the demo.
@@ -47,6 +50,25 @@ COMMANDS:
             none (nothing read, or every line refused) creates nothing.
     demo    Plan a built-in deterministic data set (about 20,000 NDJSON lines of mixed
             sizes, some bad ones) generated in memory, keyed by --key-field device.
+    deaggregate
+            Read received Kinesis records back into user records (the KPL format, as
+            the KCL reads it). FILEs (stdin when there is none, or for '-') are JSON
+            with a top-level \"Records\" array of {\"Data\": BASE64, \"PartitionKey\": KEY,
+            \"ExplicitHashKey\": HASH (optional)}: emit's request files, a PutRecords
+            request, `aws kinesis get-records` output. With --raw, each FILE is one
+            record's data bytes, with --partition-key KEY [default: empty]. Prints one
+            JSON line per user record, with the field names of a PutRecords entry:
+              {\"Data\":BASE64,\"PartitionKey\":KEY,\"ExplicitHashKey\":HASH}
+            (ExplicitHashKey only when it has one); a record that is not an aggregate
+            is printed as it is. --data-only: each user record's data bytes and a
+            newline instead, so that emit --aggregate, then deaggregate --data-only of
+            the request files, gives back the input lines.
+            A damaged aggregate (its MD5 digest does not match, or its protobuf is
+            malformed) is an error naming FILE, the record (Records[N]) and the
+            offset, and none of its user records is printed; --corrupt=plain prints
+            it as one plain record instead, as the KCL does. Exit codes: 0; 1 when a
+            record could not be read back (the others are printed); 2 usage; 3 an
+            unreadable FILE, one that is not a records file, or an unwritable stdout.
 
 OPTIONS (plan, emit, demo):
     --profile kds|kds-5mib|firehose
@@ -117,6 +139,37 @@ OPTIONS (plan, emit, demo):
     -h, --help          Print this help
     -V, --version       Print the version
 
+    --aggregate[=MODE]  Aggregate the records (the KPL format, which the KCL, Lambda
+                        with aws-kinesis-agg, and Firehose read back) before planning
+                        the requests: many user records in one Kinesis record, so that
+                        a shard's 1,000 records a second carry many more. MODE:
+                          shared-hash-key  [the default] each record keeps its key, all
+                                    point to the aggregate's ExplicitHashKey (its first
+                                    record's hash key): never dropped by the KCL, whatever
+                                    the resharding, best packing; a key's records may land
+                                    in different shards
+                          one-key   consecutive records with the same key share an
+                                    aggregate sent under that key: keeps key-to-shard
+                                    affinity, packs only runs of one key
+                          per-shard consecutive records of the same shard, by --shards:
+                                    keeps affinity while the map is current (list it
+                                    again after a reshard)
+                        A record alone, or too large to share, is sent as it is. Not
+                        with --profile firehose. The summary adds the user records,
+                        the Kinesis records and their ratio; emit's entries carry
+                        the aggregate as Data, with its PartitionKey and, when it has
+                        one, its ExplicitHashKey
+    --shards FILE       per-shard: the open shards, as printed by
+                          aws kinesis list-shards --stream-name NAME \\
+                              --shard-filter Type=AT_LATEST
+                        {\"Shards\":[{\"ShardId\",\"HashKeyRange\":{\"StartingHashKey\",
+                        \"EndingHashKey\"}},...]}, in any order; they must tile the hash
+                        keys 0 to 2^128-1 (a bad map is a usage error naming the problem)
+    --aggregate-max-bytes N[KiB|MiB]
+                        The largest aggregate, data and outer keys as the service counts
+                        them, 1 to the record cap (the KPL's default is 50KiB: smaller
+                        aggregates fill sooner) [default: the record cap]
+
 OPTIONS (emit):
     --out DIR           Directory for the request files
     --stream NAME       StreamName (DeliveryStreamName for firehose) in every request
@@ -149,6 +202,8 @@ pub enum Command {
     Emit,
     /// Plan the built-in demo data.
     Demo,
+    /// Read received records back into user records.
+    Deaggregate,
     /// Print the help.
     Help,
     /// Print the version.
@@ -204,6 +259,61 @@ pub enum SummaryFormat {
     Text,
     /// One JSON object, for programs.
     Json,
+}
+
+/// How `--aggregate` groups user records (the core's `aggregate::Mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateMode {
+    /// `shared-hash-key`: each record keeps its key, all point to the aggregate's hash key.
+    SharedHashKey,
+    /// `one-key`: consecutive records with the same partition key.
+    OneKey,
+    /// `per-shard`: consecutive records of the same shard, by `--shards`.
+    PerShard,
+}
+
+impl AggregateMode {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateMode::SharedHashKey => "shared-hash-key",
+            AggregateMode::OneKey => "one-key",
+            AggregateMode::PerShard => "per-shard",
+        }
+    }
+}
+
+/// `--aggregate[=MODE]`, `--shards FILE`, `--aggregate-max-bytes N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateOptions {
+    /// The mode.
+    pub mode: AggregateMode,
+    /// The `ListShards` output, with `per-shard` (read when the run starts).
+    pub shards: Option<PathBuf>,
+    /// The largest aggregate, as the service counts it (at most the record cap).
+    pub max_bytes: u32,
+}
+
+/// What `deaggregate` does with a record that claims to be an aggregate but is damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corrupt {
+    /// An error naming the file, the record and the offset.
+    Error,
+    /// Passed through as one plain record, as the KCL does.
+    Plain,
+}
+
+/// The options of `deaggregate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeaggregateOptions {
+    /// `--data-only`: each user record's data bytes and a newline.
+    pub data_only: bool,
+    /// `--raw`: each FILE is one record's data, not a JSON file of records.
+    pub raw: bool,
+    /// `--partition-key`, with `--raw`.
+    pub partition_key: String,
+    /// `--corrupt`.
+    pub corrupt: Corrupt,
 }
 
 /// The profile chosen, for the summary.
@@ -270,6 +380,10 @@ pub struct Options {
     pub stream: Option<String>,
     /// The inputs, in order.
     pub inputs: Vec<Input>,
+    /// `--aggregate`: aggregate the records before planning requests.
+    pub aggregate: Option<AggregateOptions>,
+    /// The options of `deaggregate`.
+    pub deaggregate: DeaggregateOptions,
 }
 
 /// A usage error: the message to print before exiting with code 2.
@@ -293,12 +407,17 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
         if stdin_is_terminal {
             return finish(Raw::new(Command::Demo));
         }
-        return usage("no command given: use plan, emit or demo (see --help)");
+        return usage("no command given: use plan, emit, demo or deaggregate (see --help)");
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut raw = Raw::new(Command::Plan);
     let mut command = None;
     while let Some(arg) = parser.next()? {
+        match &arg {
+            Long(name) => raw.note_option(name),
+            Short(letter) if *letter != 'h' && *letter != 'V' => raw.note_option("quiet"),
+            _ => {}
+        }
         match arg {
             Short('h') | Long("help") => raw.command = Command::Help,
             Short('V') | Long("version") => {
@@ -312,8 +431,11 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
                     "plan" => Command::Plan,
                     "emit" => Command::Emit,
                     "demo" => Command::Demo,
+                    "deaggregate" => Command::Deaggregate,
                     other => {
-                        return usage(format!("unknown command '{other}': use plan, emit or demo"));
+                        return usage(format!(
+                            "unknown command '{other}': use plan, emit, demo or deaggregate"
+                        ));
                     }
                 });
             }
@@ -341,6 +463,27 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Long("summary") => raw.summary = Some(parser.value()?.string()?),
             Long("out") => raw.out = Some(parser.value()?),
             Long("stream") => raw.stream = Some(parser.value()?.string()?),
+            Long("aggregate") => {
+                let mode = match parser.optional_value() {
+                    Some(mode) => mode.string()?,
+                    None => AggregateMode::SharedHashKey.name().to_owned(),
+                };
+                raw.aggregate = Some(mode);
+            }
+            Long("shards") => raw.shards = Some(parser.value()?),
+            Long("aggregate-max-bytes") => {
+                raw.aggregate_max_bytes = Some(parser.value()?.string()?);
+            }
+            Long("data-only") => raw.deagg_option("--data-only", |raw| raw.data_only = true),
+            Long("raw") => raw.deagg_option("--raw", |raw| raw.raw = true),
+            Long("partition-key") => {
+                let key = parser.value()?.string()?;
+                raw.deagg_option("--partition-key", |raw| raw.partition_key = Some(key));
+            }
+            Long("corrupt") => {
+                let how = parser.value()?.string()?;
+                raw.deagg_option("--corrupt", |raw| raw.corrupt = Some(how));
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -349,7 +492,15 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
     }
     match command {
         Some(command) => raw.command = command,
-        None => return usage("no command given: use plan, emit or demo (see --help)"),
+        None => {
+            return usage("no command given: use plan, emit, demo or deaggregate (see --help)");
+        }
+    }
+    if raw.command == Command::Deaggregate {
+        return finish_deaggregate(raw);
+    }
+    if let Some(option) = raw.deagg_only {
+        return usage(format!("{option} is an option of deaggregate"));
     }
     finish(raw)
 }
@@ -373,6 +524,17 @@ struct Raw {
     out: Option<OsString>,
     stream: Option<String>,
     files: Vec<OsString>,
+    aggregate: Option<String>,
+    shards: Option<OsString>,
+    aggregate_max_bytes: Option<String>,
+    data_only: bool,
+    raw: bool,
+    partition_key: Option<String>,
+    corrupt: Option<String>,
+    /// The first option of deaggregate only given, for the message.
+    deagg_only: Option<&'static str>,
+    /// The first option of plan, emit and demo only given, for the message.
+    plan_only: Option<String>,
 }
 
 impl Raw {
@@ -395,6 +557,36 @@ impl Raw {
             out: None,
             stream: None,
             files: Vec::new(),
+            aggregate: None,
+            shards: None,
+            aggregate_max_bytes: None,
+            data_only: false,
+            raw: false,
+            partition_key: None,
+            corrupt: None,
+            deagg_only: None,
+            plan_only: None,
+        }
+    }
+
+    /// Records an option of deaggregate only.
+    fn deagg_option(&mut self, option: &'static str, set: impl FnOnce(&mut Raw)) {
+        set(self);
+        self.deagg_only.get_or_insert(option);
+    }
+
+    /// Records a long option given, to tell deaggregate which of plan's it cannot take.
+    fn note_option(&mut self, name: &str) {
+        const SHARED: [&str; 6] = [
+            "help",
+            "version",
+            "data-only",
+            "raw",
+            "partition-key",
+            "corrupt",
+        ];
+        if !SHARED.contains(&name) && self.plan_only.is_none() {
+            self.plan_only = Some(format!("--{name}"));
         }
     }
 
@@ -555,6 +747,8 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
             .collect(),
     };
 
+    let aggregate = aggregate_options(&raw, &limits)?;
+
     let (out, stream) = match raw.command {
         Command::Emit => {
             let Some(out) = raw.out else {
@@ -613,6 +807,137 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         out,
         stream,
         inputs,
+        aggregate,
+        deaggregate: DeaggregateOptions::default(),
+    })
+}
+
+impl Default for DeaggregateOptions {
+    fn default() -> Self {
+        DeaggregateOptions {
+            data_only: false,
+            raw: false,
+            partition_key: String::new(),
+            corrupt: Corrupt::Error,
+        }
+    }
+}
+
+/// `--aggregate`, `--shards` and `--aggregate-max-bytes`, checked together and against
+/// the limits (the core says whether they can be aggregated at all).
+fn aggregate_options(raw: &Raw, limits: &Limits) -> Result<Option<AggregateOptions>, UsageError> {
+    let Some(mode) = &raw.aggregate else {
+        if raw.shards.is_some() {
+            return usage("--shards is for --aggregate=per-shard");
+        }
+        if raw.aggregate_max_bytes.is_some() {
+            return usage("--aggregate-max-bytes needs --aggregate");
+        }
+        return Ok(None);
+    };
+    let mode = match mode.as_str() {
+        "shared-hash-key" => AggregateMode::SharedHashKey,
+        "one-key" => AggregateMode::OneKey,
+        "per-shard" => AggregateMode::PerShard,
+        other => {
+            return usage(format!(
+                "--aggregate={other}: use shared-hash-key, one-key or per-shard"
+            ));
+        }
+    };
+    if let Err(error) = Aggregation::new(*limits) {
+        return usage(format!(
+            "--aggregate with --profile firehose: {error}; Firehose records have no partition key"
+        ));
+    }
+    let shards = match (mode, &raw.shards) {
+        (AggregateMode::PerShard, Some(path)) if path.is_empty() => {
+            return usage("--shards needs a file");
+        }
+        (AggregateMode::PerShard, Some(path)) => Some(PathBuf::from(path)),
+        (AggregateMode::PerShard, None) => {
+            return usage(
+                "--aggregate=per-shard needs --shards FILE: the output of \
+                 aws kinesis list-shards --stream-name NAME --shard-filter Type=AT_LATEST",
+            );
+        }
+        (_, Some(_)) => return usage("--shards is for --aggregate=per-shard"),
+        (_, None) => None,
+    };
+    let cap = limits.max_record_bytes();
+    let max_bytes = match &raw.aggregate_max_bytes {
+        None => cap,
+        Some(text) => {
+            let n = parse_size(text)
+                .map_err(|why| UsageError(format!("--aggregate-max-bytes {text}: {why}")))?;
+            if n == 0 {
+                return usage(format!("--aggregate-max-bytes {text}: must be at least 1"));
+            }
+            if n > cap {
+                return usage(format!(
+                    "--aggregate-max-bytes {text}: above the record cap ({n} > {cap} bytes)"
+                ));
+            }
+            n
+        }
+    };
+    Ok(Some(AggregateOptions {
+        mode,
+        shards,
+        max_bytes,
+    }))
+}
+
+/// The options of `deaggregate`, which takes none of plan's.
+fn finish_deaggregate(raw: Raw) -> Result<Options, UsageError> {
+    if let Some(option) = &raw.plan_only {
+        return usage(format!("{option} is not an option of deaggregate"));
+    }
+    if raw.partition_key.is_some() && !raw.raw {
+        return usage("--partition-key is for --raw input (JSON records carry their own keys)");
+    }
+    let corrupt = match raw.corrupt.as_deref() {
+        None | Some("error") => Corrupt::Error,
+        Some("plain") => Corrupt::Plain,
+        Some(other) => return usage(format!("--corrupt={other}: use error or plain")),
+    };
+    let inputs = if raw.files.is_empty() {
+        vec![Input::Stdin]
+    } else {
+        raw.files
+            .iter()
+            .map(|file| {
+                if file == "-" {
+                    Input::Stdin
+                } else {
+                    Input::Path(PathBuf::from(file))
+                }
+            })
+            .collect()
+    };
+    let limits = Profile::Kds.limits();
+    Ok(Options {
+        command: Command::Deaggregate,
+        profile: Profile::Kds,
+        limits,
+        key: KeySpec::Hash,
+        format: Format::Lines,
+        pack: false,
+        stop_on_refusal: false,
+        quiet: false,
+        batches: None,
+        refusals: None,
+        summary: SummaryFormat::Text,
+        out: None,
+        stream: None,
+        inputs,
+        aggregate: None,
+        deaggregate: DeaggregateOptions {
+            data_only: raw.data_only,
+            raw: raw.raw,
+            partition_key: raw.partition_key.unwrap_or_default(),
+            corrupt,
+        },
     })
 }
 

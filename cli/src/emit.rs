@@ -110,6 +110,11 @@ impl RequestWriter {
 
     /// Appends an accepted record to the open request.
     pub fn push(&mut self, data: &[u8], key: &[u8]) {
+        self.push_with_hash_key(data, key, None);
+    }
+
+    /// Appends an accepted record with its `ExplicitHashKey`, if it has one (`--aggregate`).
+    pub fn push_with_hash_key(&mut self, data: &[u8], key: &[u8], hash_key: Option<&[u8]>) {
         if self.records == 0 {
             self.body.clear();
             self.body.extend_from_slice(&self.head);
@@ -122,6 +127,10 @@ impl RequestWriter {
         if self.keys {
             self.body.extend_from_slice(b",\"PartitionKey\":");
             push_json_string(&mut self.body, key);
+        }
+        if let Some(hash_key) = hash_key {
+            self.body.extend_from_slice(b",\"ExplicitHashKey\":");
+            push_json_string(&mut self.body, hash_key);
         }
         self.body.push(b'}');
         self.records += 1;

@@ -11,11 +11,15 @@
 //! * [`run`]: the one pass from lines to the core's answers;
 //! * [`emit`]: request files, built as records are pushed;
 //! * [`report`]: refusals and the summary; [`progress`]: the progress line;
+//! * [`aggregate`]: `--aggregate`, the records aggregated by the core in a window;
+//! * [`deaggregate`]: the `deaggregate` command;
 //! * [`demo`]: the built-in demo data.
 
 #![forbid(unsafe_code)]
 
+mod aggregate;
 mod args;
+mod deaggregate;
 mod demo;
 mod emit;
 mod input;
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Plan | Command::Emit | Command::Demo => {
             return ExitCode::from(run::run(options));
         }
+        Command::Deaggregate => return ExitCode::from(deaggregate::run(&options)),
     };
     match io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,

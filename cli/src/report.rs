@@ -7,6 +7,7 @@ use std::path::Path;
 use kinesis_batcher::{KeyUnit, Limits, Reason, Stats};
 use serde_json::{Map, Value, json};
 
+use crate::aggregate::Counts;
 use crate::args::{KeySpec, Profile};
 
 /// How many refusals are described on stderr, one line each, before a count of the rest.
@@ -165,8 +166,11 @@ pub struct Summary<'a> {
     pub records: u64,
     /// Whether lines were packed.
     pub packed: bool,
-    /// The core's counters, after the last batch was flushed.
+    /// The core's counters, after the last batch was flushed (with `--aggregate`, of
+    /// Kinesis records: aggregates and plain records).
     pub stats: Stats,
+    /// With `--aggregate`: how, and what it made.
+    pub aggregation: Option<AggregationSummary>,
     /// Refusals by reason.
     pub refusals: &'a Refusals,
     /// Where `--stop-on-refusal` stopped.
@@ -175,6 +179,29 @@ pub struct Summary<'a> {
     pub written: Option<Written<'a>>,
     /// The exit code the run ends with.
     pub exit_code: u8,
+}
+
+/// What `--aggregate` made.
+pub struct AggregationSummary {
+    /// The mode's name.
+    pub mode: &'static str,
+    /// The largest aggregate, as the service counts it.
+    pub max_bytes: u32,
+    /// With `per-shard`: the shards, and the file they came from.
+    pub shards: Option<(usize, String)>,
+    /// User records, Kinesis records, aggregates.
+    pub counts: Counts,
+}
+
+impl AggregationSummary {
+    /// User records per Kinesis record (0 when there is none).
+    pub fn ratio(&self) -> f64 {
+        if self.counts.kinesis_records == 0 {
+            0.0
+        } else {
+            self.counts.user_records as f64 / self.counts.kinesis_records as f64
+        }
+    }
 }
 
 /// The request files `emit` wrote.
@@ -232,13 +259,41 @@ impl Summary<'_> {
             } else {
                 ""
             },
-            self.stats.records,
+            self.aggregation
+                .as_ref()
+                .map_or(self.stats.records, |agg| agg.counts.user_records),
         )?;
+        if let Some(agg) = &self.aggregation {
+            let shards = match &agg.shards {
+                Some((count, file)) => format!(" over {count} shards ({file})"),
+                None => String::new(),
+            };
+            writeln!(
+                out,
+                "aggregation  {}{shards}, aggregates up to {} bytes with their keys",
+                agg.mode, agg.max_bytes,
+            )?;
+            writeln!(
+                out,
+                "aggregated   {} user records in {} Kinesis records ({} aggregates, {} plain): \
+                 {:.2} user records per Kinesis record",
+                agg.counts.user_records,
+                agg.counts.kinesis_records,
+                agg.counts.aggregates,
+                agg.counts.kinesis_records - agg.counts.aggregates,
+                agg.ratio(),
+            )?;
+        }
         writeln!(out, "requests     {}", self.stats.batches)?;
         writeln!(
             out,
-            "accepted     {} {}, {} bytes ({}) of data{}",
+            "accepted     {} {}{}, {} bytes ({}) of data{}",
             self.stats.records,
+            if self.aggregation.is_some() {
+                "Kinesis "
+            } else {
+                ""
+            },
             if self.stats.records == 1 {
                 "record"
             } else {
@@ -382,6 +437,17 @@ impl Summary<'_> {
                 "bytes": self.stats.byte_fill(limits),
                 "records": self.stats.record_fill(limits),
             },
+            "aggregation": self.aggregation.as_ref().map(|agg| json!({
+                "mode": agg.mode,
+                "max_bytes": agg.max_bytes,
+                "shards": agg.shards.as_ref().map(|(count, _)| count),
+                "shards_file": agg.shards.as_ref().map(|(_, file)| file),
+                "user_records": agg.counts.user_records,
+                "kinesis_records": agg.counts.kinesis_records,
+                "aggregates": agg.counts.aggregates,
+                "plain": agg.counts.kinesis_records - agg.counts.aggregates,
+                "ratio": agg.ratio(),
+            })),
             "refused": self.refusals.total(),
             "refusals": refusals,
             "written": written,

@@ -6,17 +6,21 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 
+use kinesis_batcher::aggregate::{Aggregate, encode};
 use kinesis_batcher::cost::{key_units, record_size};
 use kinesis_batcher::limits::MAX_KEY_UNITS;
 use kinesis_batcher::lines::{Line, LinePacker, LineSource, LineStep, Lines};
+use kinesis_batcher::shards::MAX_HASH_KEY_DIGITS;
 use kinesis_batcher::{Accumulator, Batch, KeyUnit, Limits, Measure, Push, Reason, Record};
+
+use crate::aggregate::{Item, Shard, ShardsError, Window, load_shards};
 
 use crate::args::{Command, Input, KeySpec, Options, OutputTo, SummaryFormat};
 use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
 use crate::progress::Progress;
-use crate::report::{FileStats, Location, Refusals, Summary, Why, Written};
+use crate::report::{AggregationSummary, FileStats, Location, Refusals, Summary, Why, Written};
 
 /// The exit codes.
 pub mod exit {
@@ -46,6 +50,11 @@ struct Span {
     first: Location,
     last_input: usize,
     last_line: u64,
+    /// With `--aggregate`: user records in the request, and the refusals counted when
+    /// its first and its last user record were read.
+    users: u64,
+    refused_first: u64,
+    refused_last: u64,
 }
 
 /// What feeding bytes to a line source came to.
@@ -142,10 +151,40 @@ pub fn run(options: Options) -> u8 {
     run_with(&options, &mut input::open, None)
 }
 
+/// The shards of `--shards`, read before anything else; an error is printed and its
+/// exit code returned.
+fn read_shards(options: &Options) -> Result<Vec<Shard>, u8> {
+    let Some(path) = options
+        .aggregate
+        .as_ref()
+        .and_then(|agg| agg.shards.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    load_shards(path).map_err(|error| match error {
+        ShardsError::Io(error) => {
+            print_error(&format!(
+                "--shards {}: {}",
+                path.display(),
+                describe(&error)
+            ));
+            exit::IO
+        }
+        ShardsError::Bad(why) => {
+            print_error(&format!("--shards {}: {why}", path.display()));
+            exit::USAGE
+        }
+    })
+}
+
 /// [`run`], with the inputs opened by `open`, and the summary written to `summary` if
 /// given (else to stdout, or stderr when `--batches -` has stdout).
 fn run_with(options: &Options, open: Opener<'_>, summary: Option<&mut dyn Write>) -> u8 {
-    match Run::new(options).and_then(|run| run.go(options, open, summary)) {
+    let shards = match read_shards(options) {
+        Ok(shards) => shards,
+        Err(code) => return code,
+    };
+    match Run::new(options, &shards).and_then(|run| run.go(options, open, summary)) {
         Ok(code) => code,
         Err(Fatal(message)) => {
             if !message.is_empty() {
@@ -192,6 +231,10 @@ struct State {
     /// `--refusals`: one JSON line per refused line.
     refusal_log: Option<JsonLines>,
     emit: Option<RequestWriter>,
+    /// `--aggregate`: the records not yet aggregated.
+    window: Option<Window>,
+    /// An aggregate's data, encoded for `emit`.
+    encoded: Vec<u8>,
     progress: Progress,
     records: u64,
     lines: u64,
@@ -208,7 +251,7 @@ struct Run {
 }
 
 impl Run {
-    fn new(options: &Options) -> Result<Run, Fatal> {
+    fn new(options: &Options, shards: &[Shard]) -> Result<Run, Fatal> {
         let limits = options.limits;
         let batch_log = options
             .batches
@@ -245,6 +288,11 @@ impl Run {
                 batch_log,
                 refusal_log,
                 emit,
+                window: options
+                    .aggregate
+                    .as_ref()
+                    .map(|agg| Window::new(limits, agg, shards)),
+                encoded: Vec::new(),
                 progress: Progress::new(input::total_size(&options.inputs)),
                 records: 0,
                 lines: 0,
@@ -289,6 +337,7 @@ impl Run {
             }
         }
         let state = &mut self.state;
+        state.plan_window(true)?;
         if let Some(batch) = state.acc.flush() {
             let span = state.open.take();
             state.close(&batch, span)?;
@@ -306,9 +355,11 @@ impl Run {
         }
         let stats = *state.acc.stats();
         for reason in Reason::ALL {
-            debug_assert_eq!(
-                state.refusals.count(Why::Core(reason)),
-                stats.refused_for(reason)
+            // With --aggregate the core's refusals are the tool's measures, not the
+            // accumulator's (which sees aggregates).
+            debug_assert!(
+                state.window.is_some()
+                    || state.refusals.count(Why::Core(reason)) == stats.refused_for(reason)
             );
         }
         let not_shown = state.refusals.not_shown();
@@ -342,6 +393,16 @@ impl Run {
             records: state.records,
             packed: options.pack,
             stats,
+            aggregation: state.window.as_ref().map(|window| AggregationSummary {
+                mode: options.aggregate.as_ref().map_or("", |agg| agg.mode.name()),
+                max_bytes: window.max_bytes(),
+                shards: options
+                    .aggregate
+                    .as_ref()
+                    .and_then(|agg| agg.shards.as_ref())
+                    .map(|path| (window.shard_count(), path.display().to_string())),
+                counts: window.counts,
+            }),
             refusals: &state.refusals,
             stopped_at: state.stopped_at,
             written: state.emit.as_ref().map(|emit| {
@@ -488,6 +549,9 @@ impl State {
         stand_in: bool,
     ) -> Result<Flow, Fatal> {
         let at = (input, line.number);
+        if self.window.is_some() {
+            return self.push_user_record(input, line, key, stand_in);
+        }
         match self.acc.push(&Record::new(line.bytes, key)) {
             Push::Added => {
                 match &mut self.open {
@@ -515,6 +579,110 @@ impl State {
                 state.detail(reason, line, key, stand_in)
             }),
         }
+    }
+
+    /// `--aggregate`: measures the user record with the core, then refuses it or adds it
+    /// to the window, which is planned when it holds enough.
+    fn push_user_record(
+        &mut self,
+        input: usize,
+        line: &Line<'_>,
+        key: &[u8],
+        stand_in: bool,
+    ) -> Result<Flow, Fatal> {
+        let record = Record::new(line.bytes, key);
+        let measured = match record.measure(&self.limits) {
+            // A line cut short at the cap is too large, whatever the bytes seen.
+            Ok(_) if !line.is_whole() => Err(Reason::RecordTooLarge),
+            measured => measured,
+        };
+        if let Err(reason) = measured {
+            return self.refuse(input, line, Why::Core(reason), |state| {
+                state.detail(reason, line, key, stand_in)
+            });
+        }
+        let item = Window::item(
+            (input, line.number),
+            line.last_number,
+            self.refusals.total(),
+        );
+        let full = self
+            .window
+            .as_mut()
+            .is_some_and(|window| window.push(line.bytes, key, item));
+        if full {
+            self.plan_window(false)?;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Plans the window with the core and pushes its final aggregates (all of them when
+    /// `last`) into the requests.
+    fn plan_window(&mut self, last: bool) -> Result<(), Fatal> {
+        let Some(mut window) = self.window.take() else {
+            return Ok(());
+        };
+        let names = self.names.clone();
+        let planned = window.plan(
+            last,
+            |aggregate, records, items| self.push_aggregate(aggregate, records, items),
+            |item| {
+                Fatal(format!(
+                    "internal error: the core refused {}:{} after measuring it as one to send",
+                    names[item.at.0], item.at.1
+                ))
+            },
+        );
+        self.window = Some(window);
+        planned
+    }
+
+    /// One Kinesis record made by the aggregation: into the open request, or the next.
+    fn push_aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        records: &[Record<'_>],
+        items: &[Item],
+    ) -> Result<(), Fatal> {
+        let first = items[aggregate.start];
+        let last = items[aggregate.end - 1];
+        let users = aggregate.records() as u64;
+        match self.acc.push(aggregate) {
+            Push::Added => match &mut self.open {
+                Some(span) => {
+                    span.last_input = last.at.0;
+                    span.last_line = last.last_line;
+                    span.users += users;
+                    span.refused_last = last.refused_before;
+                }
+                None => self.open = Some(Span::of_aggregate(&first, &last, users)),
+            },
+            Push::SendFirst(batch) => {
+                let span = self.open.take();
+                self.close(&batch, span)?;
+                self.open = Some(Span::of_aggregate(&first, &last, users));
+            }
+            Push::Refused(reason) => {
+                return Err(Fatal(format!(
+                    "internal error: the planner refused an aggregate of {}:{} ({reason})",
+                    self.names[first.at.0], first.at.1
+                )));
+            }
+        }
+        if let Some(emit) = &mut self.emit {
+            self.encoded.clear();
+            self.encoded.resize(aggregate.data_len as usize, 0);
+            encode(records, aggregate, &mut self.encoded).map_err(|error| {
+                Fatal(format!(
+                    "internal error: the aggregate of {}:{} cannot be encoded: {error}",
+                    self.names[first.at.0], first.at.1
+                ))
+            })?;
+            let mut digits = [0; MAX_HASH_KEY_DIGITS];
+            let hash_key = aggregate.explicit_hash_key(records, &mut digits);
+            emit.push_with_hash_key(&self.encoded, aggregate.partition_key(records), hash_key);
+        }
+        Ok(())
     }
 
     /// Counts a refusal, logs it (`--refusals`), reports it, and stops if asked to.
@@ -631,13 +799,18 @@ impl State {
                 json.extend_from_slice(b",\"last_file\":");
                 push_json_string(&mut json, self.names[span.last_input].as_bytes());
             }
+            let (users, refused_inside) = if self.window.is_some() {
+                (
+                    format!(",\"user_records\":{}", span.users),
+                    span.refused_last - span.refused_first,
+                )
+            } else {
+                (String::new(), batch.refused() as u64)
+            };
             json.extend_from_slice(
                 format!(
-                    ",\"last_line\":{},\"records\":{},\"bytes\":{},\"refused_inside\":{}}}\n",
-                    span.last_line,
-                    batch.records,
-                    batch.bytes,
-                    batch.refused(),
+                    ",\"last_line\":{},\"records\":{}{users},\"bytes\":{},\"refused_inside\":{}}}\n",
+                    span.last_line, batch.records, batch.bytes, refused_inside,
                 )
                 .as_bytes(),
             );
@@ -686,6 +859,21 @@ impl Span {
             first,
             last_input: first.0,
             last_line,
+            users: 0,
+            refused_first: 0,
+            refused_last: 0,
+        }
+    }
+
+    /// The span of a request's first aggregate, of user records `first` to `last`.
+    fn of_aggregate(first: &Item, last: &Item, users: u64) -> Span {
+        Span {
+            first: first.at,
+            last_input: last.at.0,
+            last_line: last.last_line,
+            users,
+            refused_first: first.refused_before,
+            refused_last: last.refused_before,
         }
     }
 }
@@ -845,7 +1033,7 @@ mod tests {
         let line = ["plan", "--quiet", "--key-field", "d", "in.ndjson"];
         let options = args::parse(line.into_iter().map(OsString::from).collect(), false)
             .expect("valid options");
-        let Ok(mut run) = Run::new(&options) else {
+        let Ok(mut run) = Run::new(&options, &[]) else {
             panic!("a run");
         };
         let mut chunk = ChunkBuffer::new(input::CHUNK);
