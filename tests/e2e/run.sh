@@ -6,7 +6,10 @@
 # Builds the C library (make install into target/e2e/prefix), the C sample producer, the
 # Go sample producer and the CLI; keeps a venv with moto + boto3 in target/e2e/venv
 # (created once); starts moto_server on a free port (stopped at exit, whatever happens)
-# and runs tests/e2e/e2e.py. Outputs: target/e2e/. Exit status non-zero on any failure.
+# and runs tests/e2e/e2e.py, then tests/compat/kpl_compat.py (our aggregates against the
+# reference, aws-kinesis-agg, both ways) and tests/e2e/aggregate_e2e.py (emit --aggregate
+# against moto, read back and deaggregated). Outputs: target/e2e/. Exit status non-zero
+# on any failure.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,27 +19,37 @@ mkdir -p "$E2E"
 start=$(date +%s)
 say() { printf 'e2e: %s\n' "$*"; }
 
-# --- Python environment: moto 5.2.5 + flask + flask-cors + boto3, cached.
+# --- Python environment: moto 5.2.5 + flask + flask-cors + boto3, and the reference
+# aggregator aws-kinesis-agg 1.2.3 with protobuf 4.25.3 (3.20.3 works too) and six (which
+# it imports without declaring it), cached; a cached venv without them is made again.
 VENV=$E2E/venv
 want_moto=5.2.5
+want_agg=1.2.3
+want_protobuf=4.25.3
+want_six=1.17.0
 have_venv() {
-    [[ -x $VENV/bin/python ]] && "$VENV/bin/python" - "$want_moto" <<'EOF' 2>/dev/null
+    [[ -x $VENV/bin/python ]] && "$VENV/bin/python" - "$want_moto" "$want_agg" "$want_protobuf" "$want_six" <<'EOF' 2>/dev/null
 import sys
 from importlib.metadata import version
 assert version("moto") == sys.argv[1]
+assert version("aws-kinesis-agg") == sys.argv[2]
+assert version("protobuf") == sys.argv[3]
+assert version("six") == sys.argv[4]
+import aws_kinesis_agg.aggregator, aws_kinesis_agg.deaggregator
 for p in ("flask", "flask-cors", "boto3"):
     version(p)
 EOF
 }
 if ! have_venv; then
-    say "creating $VENV (moto $want_moto, flask, flask-cors, boto3)"
+    say "creating $VENV (moto $want_moto, flask, flask-cors, boto3, aws-kinesis-agg $want_agg)"
     rm -rf "$VENV"
     if ! python3 -m venv "$VENV" 2>/dev/null; then
         rm -rf "$VENV"
         apt-get install -y python3-venv >/dev/null
         python3 -m venv "$VENV"
     fi
-    "$VENV/bin/pip" install -q "moto==$want_moto" flask flask-cors boto3
+    "$VENV/bin/pip" install -q "moto==$want_moto" flask flask-cors boto3 \
+        "aws-kinesis-agg==$want_agg" "protobuf==$want_protobuf" "six==$want_six"
     have_venv || { say "venv install failed"; exit 1; }
 fi
 
@@ -87,5 +100,13 @@ status=0
     --c-producer "$E2E/bindings-c/kb-producer" --go-producer "$E2E/go-producer" \
     ${E2E_SEED:+--seed "$E2E_SEED"} ${E2E_RECORDS:+--records "$E2E_RECORDS"} \
     ${E2E_ONLY:+--only "$E2E_ONLY"} ${E2E_CLI_PROFILE:+--cli-profile "$E2E_CLI_PROFILE"} || status=$?
+t=$(date +%s)
+"$VENV/bin/python" "$ROOT/tests/compat/kpl_compat.py" --work "$WORK/compat" \
+    --cli "$ROOT/target/release/kinesis-batcher" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
+say "compatibility with aws-kinesis-agg in $(( $(date +%s) - t )) s"
+t=$(date +%s)
+"$VENV/bin/python" "$ROOT/tests/e2e/aggregate_e2e.py" --endpoint "$ENDPOINT" --work "$WORK/aggregate" \
+    --cli "$ROOT/target/release/kinesis-batcher" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
+say "aggregation against moto in $(( $(date +%s) - t )) s"
 say "finished in $(( $(date +%s) - start )) s, status $status"
 exit $status
