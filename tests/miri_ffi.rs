@@ -909,3 +909,272 @@ fn hash_keys_and_shard_maps_through_their_pointers() {
         );
     }
 }
+
+#[test]
+fn aggregation_through_its_pointers() {
+    let kl = limits(500, 1 << 20, 1 << 20);
+    let mut recs = vec![
+        rec(b"hi", b"pk1"),
+        rec(b"yo", b"pk2"),
+        rec(b"", b"pk1"),
+        rec(b"x", b""), // key empty: refused
+        rec(b"last", b"pk3"),
+    ];
+    let ranges = [
+        kb_shard_range {
+            start: kb_hash_key128::default(),
+            end: kb_hash_key128 {
+                high: (1 << 63) - 1,
+                low: u64::MAX,
+            },
+        },
+        kb_shard_range {
+            start: kb_hash_key128 {
+                high: 1 << 63,
+                low: 0,
+            },
+            end: kb_hash_key128 {
+                high: u64::MAX,
+                low: u64::MAX,
+            },
+        },
+    ];
+    for mode in [
+        KB_AGGREGATE_SHARED_HASH_KEY,
+        KB_AGGREGATE_ONE_KEY,
+        KB_AGGREGATE_PER_SHARD,
+    ] {
+        let how = kb_aggregation {
+            mode,
+            max_bytes: 0,
+            shards: ranges.as_ptr(),
+            n_shards: ranges.len(),
+        };
+        // One-entry, uninitialised arrays, resumed from *next.
+        let (mut from, mut planned, mut refused) = (0, Vec::new(), Vec::new());
+        for call in 0.. {
+            assert!(call < 20, "no progress");
+            let mut aggregate = MaybeUninit::<kb_aggregate>::uninit();
+            let mut refusal = MaybeUninit::<Refusal>::uninit();
+            let (mut na, mut nr, mut next, mut bad) = (9, 9, 9, 9);
+            // SAFETY: readable limits, settings and records; one writable entry each.
+            let st = unsafe {
+                kb_aggregate_plan(
+                    &kl,
+                    &how,
+                    recs.as_ptr(),
+                    recs.len(),
+                    from,
+                    aggregate.as_mut_ptr(),
+                    1,
+                    &mut na,
+                    refusal.as_mut_ptr(),
+                    1,
+                    &mut nr,
+                    &mut next,
+                    &mut bad,
+                )
+            };
+            if na == 1 {
+                // SAFETY: written by the call.
+                planned.push(unsafe { aggregate.assume_init() });
+            }
+            if nr == 1 {
+                // SAFETY: written by the call.
+                refused.push(unsafe { refusal.assume_init() }.index);
+            }
+            from = next;
+            match st {
+                KB_OK => break,
+                KB_AGGREGATES_FULL | KB_REFUSALS_FULL => {}
+                other => panic!("kb_aggregate_plan: {other}"),
+            }
+        }
+        assert_eq!(refused, [3]);
+        let mut users = Vec::new();
+        for aggregate in &planned {
+            let mut out = vec![0u8; aggregate.data_len as usize];
+            let (mut written, mut key, mut key_len, mut hk_len) = (0, null(), 0, 0);
+            let mut digits = [0u8; KB_HASH_KEY_DIGITS_MAX];
+            // SAFETY: readable records and aggregate, a buffer of data_len bytes, writable
+            // outputs.
+            unsafe {
+                assert_eq!(
+                    kb_aggregate_encode(
+                        recs.as_ptr(),
+                        recs.len(),
+                        aggregate,
+                        out.as_mut_ptr(),
+                        out.len(),
+                        &mut written
+                    ),
+                    KB_OK
+                );
+                assert_eq!(
+                    kb_aggregate_keys(
+                        recs.as_ptr(),
+                        recs.len(),
+                        aggregate,
+                        &mut key,
+                        &mut key_len,
+                        digits.as_mut_ptr(),
+                        &mut hk_len
+                    ),
+                    KB_OK
+                );
+            }
+            assert_eq!(written, out.len());
+            let hash_key = if hk_len == 0 { null() } else { digits.as_ptr() };
+            let mut it = kb_deaggregator::default();
+            let (mut count, mut offset) = (0, 0);
+            // SAFETY: the encoded bytes and keys, alive while `it` is used.
+            unsafe {
+                assert_eq!(
+                    kb_deaggregate(
+                        &mut it,
+                        out.as_ptr(),
+                        out.len(),
+                        key,
+                        key_len,
+                        hash_key,
+                        hk_len,
+                        &mut count,
+                        &mut offset
+                    ),
+                    KB_OK
+                );
+                assert_eq!(count, aggregate.end - aggregate.start);
+                let mut user = MaybeUninit::<kb_record>::uninit();
+                while kb_deaggregate_next(&mut it, user.as_mut_ptr()) == KB_OK {
+                    let user = user.assume_init();
+                    let data = std::slice::from_raw_parts(user.data, user.data_len).to_vec();
+                    let key = std::slice::from_raw_parts(user.key, user.key_len).to_vec();
+                    users.push((data, key));
+                }
+            }
+        }
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [0, 1, 2, 4]
+            .iter()
+            .map(|&i| {
+                let r = &recs[i];
+                // SAFETY: the records point to their bytes.
+                unsafe {
+                    (
+                        std::slice::from_raw_parts(r.data, r.data_len).to_vec(),
+                        std::slice::from_raw_parts(r.key, r.key_len).to_vec(),
+                    )
+                }
+            })
+            .collect();
+        assert_eq!(users, want, "mode {mode}");
+    }
+
+    // Bad records, pointers and lengths.
+    let how = kb_aggregation::default();
+    let mut aggregates = [kb_aggregate::default(); 2];
+    let mut refusals = [Refusal::default(); 2];
+    let (mut na, mut nr, mut next, mut bad) = (9, 9, 9, 9);
+    recs[1].data = null();
+    // SAFETY: readable inputs, writable outputs; record 1 NULL with a length.
+    unsafe {
+        let mut plan = |from| {
+            kb_aggregate_plan(
+                &kl,
+                &how,
+                recs.as_ptr(),
+                recs.len(),
+                from,
+                aggregates.as_mut_ptr(),
+                2,
+                &mut na,
+                refusals.as_mut_ptr(),
+                2,
+                &mut nr,
+                &mut next,
+                &mut bad,
+            )
+        };
+        assert_eq!(plan(0), KB_AGGREGATES_FULL);
+        assert_eq!(plan(1), KB_NULL_FIELD);
+        assert_eq!(plan(6), KB_INVALID_ARGUMENT);
+    }
+    assert_eq!((na, nr, next, bad), (0, 0, 0, 1));
+    let aggregate = kb_aggregate {
+        start: 0,
+        end: 2,
+        data_len: 40,
+        layout: KB_LAYOUT_OWN_KEYS,
+        ..kb_aggregate::default()
+    };
+    let mut out = [0u8; 64];
+    let mut written = 9;
+    // SAFETY: as above; the buffer holds 64 bytes.
+    unsafe {
+        assert_eq!(
+            kb_aggregate_encode(
+                recs.as_ptr(),
+                recs.len(),
+                &aggregate,
+                out.as_mut_ptr(),
+                out.len(),
+                &mut written
+            ),
+            KB_NULL_FIELD
+        );
+        assert_eq!(
+            kb_aggregate_encode(
+                recs.as_ptr(),
+                usize::MAX,
+                &aggregate,
+                out.as_mut_ptr(),
+                out.len(),
+                &mut written
+            ),
+            KB_LENGTH_OVERFLOW
+        );
+    }
+    assert_eq!(written, 0);
+    // A zeroed or tampered iterator: KB_END, never a read outside the data.
+    let mut it = kb_deaggregator::default();
+    let mut user = MaybeUninit::<kb_record>::uninit();
+    // SAFETY: a zeroed iterator and a writable record; then a damaged aggregate.
+    unsafe {
+        assert_eq!(kb_deaggregate_next(&mut it, user.as_mut_ptr()), KB_END);
+        let mut damaged = [0u8; 40];
+        damaged[..4].copy_from_slice(&[0xF3, 0x89, 0x9A, 0xC2]);
+        let mut count = 9;
+        assert_eq!(
+            kb_deaggregate(
+                &mut it,
+                damaged.as_ptr(),
+                damaged.len(),
+                b"a".as_ptr(),
+                1,
+                null(),
+                0,
+                &mut count,
+                null_mut()
+            ),
+            KB_AGGREGATE_DIGEST_MISMATCH
+        );
+        assert_eq!(count, 0);
+        assert_eq!(kb_deaggregate_next(&mut it, user.as_mut_ptr()), KB_END);
+        assert_eq!(
+            kb_deaggregate(
+                &mut it,
+                NonNull::dangling().as_ptr(),
+                0,
+                NonNull::dangling().as_ptr(),
+                0,
+                null(),
+                0,
+                &mut count,
+                null_mut()
+            ),
+            KB_OK
+        );
+        assert_eq!(count, 1);
+        assert_eq!(kb_deaggregate_next(&mut it, user.as_mut_ptr()), KB_OK);
+        assert_eq!(user.assume_init().data_len, 0);
+    }
+}

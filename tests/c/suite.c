@@ -78,9 +78,12 @@ static int passes_address_of(const char *call, const char *name) {
     while (*at == ' ') {
       at++;
     }
+    if (strncmp(at, name, len) != 0) {
+      continue;
+    }
+    /* Read only once the name matched: `at` may be closer than len to the end. */
     next = at[len];
-    if (strncmp(at, name, len) == 0 &&
-        !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+    if (!((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
           (next >= '0' && next <= '9') || next == '_')) {
       return 1;
     }
