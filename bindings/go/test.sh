@@ -52,6 +52,8 @@ GOGC=1 go test -count=1 ./kinesisbatcher
 # deadline as a failure (golang/go#75804, in Go 1.26). 100,000 runs take about 10 s here.
 step "fuzz FuzzPlan for 100,000 runs"
 go test -run '^$' -fuzz '^FuzzPlan$' -fuzztime 100000x ./kinesisbatcher
+step "fuzz FuzzDeaggregate for 100,000 runs"
+go test -run '^$' -fuzz '^FuzzDeaggregate$' -fuzztime 100000x ./kinesisbatcher
 step "benchmarks once"
 go test -run '^$' -bench . -benchtime 1x ./kinesisbatcher
 

@@ -2,7 +2,8 @@
 
 package kinesisbatcher
 
-// Every call into the C library goes through this file. Go memory handed to C holds no
+// Every call into the C library goes through this file (shard prediction through
+// capi_shards.go, aggregation through capi_aggregate.go). Go memory handed to C holds no
 // Go pointer: the arrays are of the mirror types below (fixed-size integers only), the
 // key bytes are plain bytes. Slices are passed with unsafe.SliceData (nil for an empty
 // slice, which the C ABI takes as the empty array) and kept alive to the end of the call.
@@ -184,6 +185,12 @@ func layoutErr() error {
 		{"kb_terminal.gave_up", unsafe.Offsetof(cTerminal{}.gaveUp), uintptr(C.kbgo_off_terminal_gave_up)},
 		{"kb_batch.records", unsafe.Offsetof(cBatch{}.records), uintptr(C.kbgo_off_batch_records)},
 		{"kb_record_size.flags", unsafe.Offsetof(cRecordSize{}.fl), uintptr(C.kbgo_off_size_flags)},
+	}
+	for _, c := range shardLayoutChecks() {
+		checks = append(checks, check{"kb_hash_key128/kb_shard_range", c[0], c[1]})
+	}
+	for name, c := range aggregateLayoutChecks() {
+		checks = append(checks, check{name, c[0], c[1]})
 	}
 	for _, c := range checks {
 		if c.goSize != c.cSize {
