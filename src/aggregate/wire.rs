@@ -109,6 +109,8 @@ pub(crate) const RECENT: usize = 8;
 /// they assign the same indices and agree on every byte.
 #[derive(Clone, Copy)]
 pub(crate) struct KeyTable<'r> {
+    /// A cheap fingerprint of each recent key, compared before its bytes are.
+    prints: [u64; RECENT],
     recent: [(&'r [u8], u32); RECENT],
     filled: usize,
     oldest: usize,
@@ -118,6 +120,7 @@ pub(crate) struct KeyTable<'r> {
 impl<'r> KeyTable<'r> {
     pub(crate) const fn new() -> KeyTable<'r> {
         KeyTable {
+            prints: [0; RECENT],
             recent: [(&[], 0); RECENT],
             filled: 0,
             oldest: 0,
@@ -135,9 +138,10 @@ impl<'r> KeyTable<'r> {
     /// [`KeyTable::commit`], so a record that does not fit leaves the table as it was.
     #[inline(always)]
     pub(crate) fn look_up(&self, key: &[u8]) -> (u32, bool) {
-        for &(known, index) in &self.recent[..self.filled] {
-            if known.len() == key.len() && known == key {
-                return (index, false);
+        let print = fingerprint(key);
+        for slot in 0..self.filled {
+            if self.prints[slot] == print && self.recent[slot].0 == key {
+                return (self.recent[slot].1, false);
             }
         }
         (self.entries, true)
@@ -157,7 +161,23 @@ impl<'r> KeyTable<'r> {
             self.oldest = (self.oldest + 1) % RECENT;
             slot
         };
+        self.prints[slot] = fingerprint(key);
         self.recent[slot] = (key, self.entries);
         self.entries += 1;
     }
+}
+
+/// The length and the first and last 8 bytes of `key` in one word: equal keys give equal
+/// fingerprints, and keys that differ there (most keys of one length: counters, ids)
+/// are told apart without a byte comparison.
+#[inline(always)]
+fn fingerprint(key: &[u8]) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut padded = [0u8; 8];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(padded)
+    };
+    let head = word(&key[..key.len().min(8)]);
+    let tail = word(&key[key.len().saturating_sub(8)..]);
+    head ^ tail.rotate_left(29) ^ (key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
