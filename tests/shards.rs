@@ -190,3 +190,16 @@ proptest! {
         prop_assert_eq!(parse_hash_key(format!("0{text}").as_bytes()), None);
     }
 }
+
+#[test]
+fn hash_key_digits_at_every_power_of_ten() {
+    use kinesis_batcher::shards::hash_key_digits;
+    assert_eq!(hash_key_digits(0), 1);
+    assert_eq!(hash_key_digits(u128::MAX), 39);
+    let mut power = 1u128;
+    for digits in 1..39 {
+        power *= 10; // 10^digits
+        assert_eq!(hash_key_digits(power - 1), digits, "10^{digits} - 1");
+        assert_eq!(hash_key_digits(power), digits + 1, "10^{digits}");
+    }
+}
