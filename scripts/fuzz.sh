@@ -33,7 +33,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 seconds="${FUZZ_SECONDS:-20}"
-targets="${FUZZ_TARGETS:-plan_bulk lines retry ffi_plan}"
+targets="${FUZZ_TARGETS:-plan_bulk lines retry ffi_plan deaggregate aggregate_roundtrip}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 scratch="$root/fuzz/target/fuzz-scratch"
 

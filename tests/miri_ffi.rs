@@ -913,7 +913,7 @@ fn hash_keys_and_shard_maps_through_their_pointers() {
 #[test]
 fn aggregation_through_its_pointers() {
     let kl = limits(500, 1 << 20, 1 << 20);
-    let mut recs = vec![
+    let mut recs = [
         rec(b"hi", b"pk1"),
         rec(b"yo", b"pk2"),
         rec(b"", b"pk1"),
