@@ -1002,7 +1002,7 @@ kb_status kb_aggregate_encode(const struct kb_record *records,
 // Requires: `records` is NULL or points to `n_records` records whose non-NULL fields
 // point to their lengths in bytes; `aggregate` is NULL or readable; `key`, `key_len` and
 // `hash_key_len` are NULL or writable; `hash_key` is NULL or holds
-// KB_HASH_KEY_DIGITS_MAX writable bytes.
+// KB_HASH_KEY_DIGITS_MAX writable bytes, overlapping no record.
 kb_status kb_aggregate_keys(const struct kb_record *records,
                             size_t n_records,
                             const struct kb_aggregate *aggregate,

@@ -527,7 +527,7 @@ pub unsafe extern "C" fn kb_aggregate_encode(
 /// Requires: `records` is NULL or points to `n_records` records whose non-NULL fields
 /// point to their lengths in bytes; `aggregate` is NULL or readable; `key`, `key_len` and
 /// `hash_key_len` are NULL or writable; `hash_key` is NULL or holds
-/// KB_HASH_KEY_DIGITS_MAX writable bytes.
+/// KB_HASH_KEY_DIGITS_MAX writable bytes, overlapping no record.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kb_aggregate_keys(
     records: *const kb_record,
@@ -569,7 +569,8 @@ pub unsafe extern "C" fn kb_aggregate_keys(
         let explicit = explicit.unwrap_or_default();
         // SAFETY: every pointer non-NULL and writable (the caller's promise); a valid hash
         // key has at most KB_HASH_KEY_DIGITS_MAX digits (checked just above), which
-        // `hash_key` holds, and the digits are in the record or on the stack, never in it.
+        // `hash_key` holds; the digits are in the record (which `hash_key` does not overlap,
+        // the caller's promise) or on the stack.
         unsafe {
             core::ptr::copy_nonoverlapping(explicit.as_ptr(), hash_key, explicit.len());
             set(hash_key_len, explicit.len());
