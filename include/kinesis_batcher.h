@@ -559,6 +559,14 @@ typedef struct kb_deaggregator {
   uint64_t hash_key_index;
   // Private.
   size_t hash_key_offset;
+  // Private.
+  uint8_t key_cached;
+  // Private.
+  uint8_t hash_key_cached;
+  // Private.
+  size_t key_ring[8];
+  // Private.
+  size_t hash_key_ring[8];
 } kb_deaggregator;
 
 // A record described by sizes alone, with no pointer in it: for callers that must not

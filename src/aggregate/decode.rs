@@ -159,32 +159,76 @@ fn sub_record(message: &[u8]) -> Result<Parsed<'_>, usize> {
     }
 }
 
-/// Where a scan of one key table stands: the entry `index` starts at `offset`.
+/// How many of a table's latest entries a cursor remembers the offsets of: the same
+/// window as the encoder's key tables, so every entry our own aggregates point back to
+/// is found without a scan.
+const REMEMBERED: usize = crate::aggregate::wire::RECENT;
+
+/// Where a scan of one key table stands: the furthest entry found, `index`, starts at
+/// `offset`, and the offsets of the `cached` entries up to it (`index + 1 - cached
+/// ..= index`) are in `ring`, entry `i` at `ring[i % REMEMBERED]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TableCursor {
     pub(crate) index: u64,
     pub(crate) offset: usize,
+    pub(crate) cached: u8,
+    pub(crate) ring: [usize; REMEMBERED],
 }
 
-/// Entry `index` of the table in field `number` of `message`, found from `cursor` (or
-/// from the start, for an entry before it). Encoders write each table in order, so
-/// looking entries up as sub-records name them mostly scans forward.
+impl TableCursor {
+    /// At the start of the message, remembering nothing.
+    pub(crate) const START: TableCursor = TableCursor {
+        index: 0,
+        offset: 0,
+        cached: 0,
+        ring: [0; REMEMBERED],
+    };
+}
+
+/// The bytes of the table entry (field `number`) at `at`, if one starts there.
+fn entry_at(message: &[u8], number: u64, at: usize) -> Option<&[u8]> {
+    field(message, at)
+        .filter(|f| f.number == number && f.wire_type == LEN)
+        .map(|f| f.bytes)
+}
+
+/// Entry `index` of the table in field `number` of `message`: from the cursor's
+/// remembered entries, else by scanning forward from its furthest entry, else (an entry
+/// before those, which other encoders' tables can ask for) from the start. Encoders
+/// write each table in order and name new entries in order, so lookups are O(1) apart
+/// from the scan over entries never seen before.
 fn table_entry<'a>(
     message: &'a [u8],
     number: u64,
     cursor: &mut TableCursor,
     index: u64,
 ) -> Option<&'a [u8]> {
-    let (mut seen, mut at) = if index >= cursor.index {
-        (cursor.index, cursor.offset)
-    } else {
-        (0, 0)
-    };
+    let behind = cursor.index.checked_sub(index);
+    if let Some(behind) = behind {
+        if behind < u64::from(cursor.cached) {
+            return entry_at(
+                message,
+                number,
+                cursor.ring[(index % REMEMBERED as u64) as usize],
+            );
+        }
+        if behind > 0 {
+            // Older than what is remembered: scan from the start, leaving the cursor.
+            let mut scan = TableCursor::START;
+            return table_entry(message, number, &mut scan, index);
+        }
+    }
+    let (lead, mut seen, mut at) = (cursor.index, cursor.index, cursor.offset);
     while at < message.len() {
         let f = field(message, at)?;
         if f.number == number && f.wire_type == LEN {
+            cursor.ring[(seen % REMEMBERED as u64) as usize] = at;
             if seen == index {
-                *cursor = TableCursor { index, offset: at };
+                // Every entry from the old furthest one to this one was just passed.
+                let known = u64::from(cursor.cached.max(1)) + (index - lead);
+                cursor.cached = known.min(REMEMBERED as u64) as u8;
+                cursor.index = index;
+                cursor.offset = at;
                 return Some(f.bytes);
             }
             seen += 1;
@@ -236,14 +280,8 @@ impl<'a> SubRecords<'a> {
             state: State {
                 at: 0,
                 remaining: 1,
-                keys: TableCursor {
-                    index: 0,
-                    offset: 0,
-                },
-                hash_keys: TableCursor {
-                    index: 0,
-                    offset: 0,
-                },
+                keys: TableCursor::START,
+                hash_keys: TableCursor::START,
             },
         }
     }

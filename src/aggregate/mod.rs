@@ -81,6 +81,8 @@ mod encode;
 pub mod wire;
 
 pub use decode::{DecodeError, SubRecord, SubRecords, deaggregate};
+#[cfg(feature = "ffi")]
+pub(crate) use decode::{State, TableCursor};
 pub use encode::{EncodeError, encode, encoded_len};
 
 use core::fmt;

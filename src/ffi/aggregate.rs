@@ -8,8 +8,8 @@ use super::shards::{kb_hash_key128, kb_shard_range, map_status};
 use super::status::*;
 use super::{check, guard, input, non_null, output, set};
 use crate::aggregate::{
-    Aggregate, Aggregation, DecodeError, EncodeError, Layout, Mode, Step, SubRecord, SubRecords,
-    deaggregate, encode, encoded_len,
+    Aggregate, Aggregation, DecodeError, EncodeError, Layout, Mode, State, Step, SubRecord,
+    SubRecords, TableCursor, deaggregate, encode, encoded_len,
 };
 use crate::plan::Refusal;
 use crate::shards::{self, MAX_HASH_KEY_DIGITS, ShardMap, ShardRange};
@@ -622,6 +622,14 @@ pub struct kb_deaggregator {
     hash_key_index: u64,
     /// Private.
     hash_key_offset: usize,
+    /// Private.
+    key_cached: u8,
+    /// Private.
+    hash_key_cached: u8,
+    /// Private.
+    key_ring: [usize; 8],
+    /// Private.
+    hash_key_ring: [usize; 8],
 }
 
 impl Default for kb_deaggregator {
@@ -641,6 +649,10 @@ impl Default for kb_deaggregator {
             key_offset: 0,
             hash_key_index: 0,
             hash_key_offset: 0,
+            key_cached: 0,
+            hash_key_cached: 0,
+            key_ring: [0; 8],
+            hash_key_ring: [0; 8],
         }
     }
 }
@@ -657,6 +669,30 @@ impl kb_deaggregator {
         self.key_offset = state.keys.offset;
         self.hash_key_index = state.hash_keys.index;
         self.hash_key_offset = state.hash_keys.offset;
+        self.key_cached = state.keys.cached;
+        self.hash_key_cached = state.hash_keys.cached;
+        self.key_ring = state.keys.ring;
+        self.hash_key_ring = state.hash_keys.ring;
+    }
+
+    /// Where the iteration stands, as `save` kept it.
+    fn state(&self) -> State {
+        State {
+            at: self.at,
+            remaining: self.remaining,
+            keys: TableCursor {
+                index: self.key_index,
+                offset: self.key_offset,
+                cached: self.key_cached,
+                ring: self.key_ring,
+            },
+            hash_keys: TableCursor {
+                index: self.hash_key_index,
+                offset: self.hash_key_offset,
+                cached: self.hash_key_cached,
+                ring: self.hash_key_ring,
+            },
+        }
     }
 }
 
@@ -809,14 +845,7 @@ pub unsafe extern "C" fn kb_deaggregate_next(
                         return KB_END;
                     }
                 };
-                let mut resumed = SubRecords::resume(&[], Default::default()).state();
-                resumed.at = state.at;
-                resumed.remaining = state.remaining;
-                resumed.keys.index = state.key_index;
-                resumed.keys.offset = state.key_offset;
-                resumed.hash_keys.index = state.hash_key_index;
-                resumed.hash_keys.offset = state.hash_key_offset;
-                let mut sub_records = SubRecords::resume(message, resumed);
+                let mut sub_records = SubRecords::resume(message, state.state());
                 let found = sub_records.next();
                 state.save(message, &sub_records);
                 match found {
