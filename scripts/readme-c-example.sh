@@ -22,6 +22,8 @@ request: records 2..3, 1 records, 14 bytes'
 'record 2 refused: the partition key is empty
 request of 3: 2 stored, 1 to retry
 request of 1: 1 stored, 0 to retry'
+'records 0..1000: one Kinesis record of 27076 bytes, key "a"
+read back: 1000 user records, 1000 as sent'
 )
 count=$(find "$out" -name 'example-*.c' | wc -l)
 if [ "$count" -ne "${#expected[@]}" ]; then
