@@ -7,6 +7,10 @@
 mod model;
 mod support;
 
+#[path = "support/ranges.rs"]
+mod ranges;
+use ranges::ranges_from;
+
 use kinesis_batcher::aggregate::{
     Aggregate, Aggregation, AggregationError, DecodeError, EncodeError, Layout, Mode, Step,
     deaggregate, encode, encoded_len,
@@ -336,26 +340,6 @@ fn arb_record() -> impl Strategy<Value = Rec> {
             key,
             hash_key,
         })
-}
-
-fn ranges_from(mut cuts: Vec<u128>) -> Vec<ShardRange> {
-    cuts.retain(|&c| c > 0);
-    cuts.sort_unstable();
-    cuts.dedup();
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    for cut in cuts {
-        ranges.push(ShardRange {
-            start,
-            end: cut - 1,
-        });
-        start = cut;
-    }
-    ranges.push(ShardRange {
-        start,
-        end: u128::MAX,
-    });
-    ranges
 }
 
 fn limits_for(cap: u32, count_hash_key: bool) -> Limits {

@@ -1,6 +1,10 @@
 //! Shard prediction against the plainest models there are: RFC 1321's MD5 test vectors,
 //! decimal strings printed by `u128::to_string`, and a linear scan for the shard.
 
+#[path = "support/ranges.rs"]
+mod ranges;
+use ranges::ranges_from;
+
 use kinesis_batcher::shards::{
     ShardMap, ShardMapError, ShardRange, hash_key_of, parse_hash_key, partition_key_hash,
 };
@@ -136,27 +140,6 @@ fn ranges_that_are_not_the_open_shards_are_refused() {
         ShardMap::new(&parent_and_children),
         Err(ShardMapError::NotContiguous { index: 1 })
     );
-}
-
-/// Sorted, distinct split points: the ranges they cut 0..=2^128-1 into.
-fn ranges_from(mut cuts: Vec<u128>) -> Vec<ShardRange> {
-    cuts.retain(|&c| c != 0);
-    cuts.sort_unstable();
-    cuts.dedup();
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    for cut in cuts {
-        ranges.push(ShardRange {
-            start,
-            end: cut - 1,
-        });
-        start = cut;
-    }
-    ranges.push(ShardRange {
-        start,
-        end: u128::MAX,
-    });
-    ranges
 }
 
 proptest! {
