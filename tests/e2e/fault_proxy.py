@@ -27,6 +27,12 @@ Faults, decided by a seeded random generator, one request at a time:
   --fail-rate: fail each entry with that probability, ProvisionedThroughputExceeded-
     Exception or InternalFailure, forward only the others, and merge moto's answers back
     in the original order with the right FailedRecordCount.
+
+Latency: --latency-ms N makes every request (PutRecords or not, faulty or not) wait N ms
+before it is forwarded or answered, as a network round trip would. Requests are handled
+concurrently (one thread per connection, ThreadingHTTPServer, listen backlog 128), so N
+requests in flight on N connections take about N ms together, not N x N: that is what
+the throughput tests of several requests in flight measure.
 """
 import argparse
 import base64
@@ -37,6 +43,7 @@ import random
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LINE_RE = re.compile(rb'^\{"n":(\d+)')
@@ -78,7 +85,13 @@ class Handler(BaseHTTPRequestHandler):
         conn.close()
         return out
 
+    def delay(self):
+        ms = self.server.opts.latency_ms
+        if ms > 0:
+            time.sleep(ms / 1000.0)
+
     def do_GET(self):
+        self.delay()
         self.passthrough("GET", b"")
 
     def passthrough(self, method, body):
@@ -89,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         srv, o = self.server, self.server.opts
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
+        self.delay()
         if self.headers.get("X-Amz-Target", "") != "Kinesis_20131202.PutRecords":
             return self.passthrough("POST", body)
         req = json.loads(body)
@@ -172,6 +186,12 @@ class Handler(BaseHTTPRequestHandler):
                                     "EncryptionType": "NONE"}).encode())
 
 
+class Server(ThreadingHTTPServer):
+    # Many connections may open at once (N requests in flight): the default backlog of 5
+    # would drop SYNs and cost the client a one-second retransmission.
+    request_queue_size = 128
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream-port", type=int, required=True)
@@ -181,8 +201,12 @@ def main():
     ap.add_argument("--fail-rate", type=float, default=0.0)
     ap.add_argument("--error-rate", type=float, default=0.0)
     ap.add_argument("--drop-rate", type=float, default=0.0)
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="wait this long before forwarding or answering each request")
     opts = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if opts.latency_ms < 0:
+        ap.error("--latency-ms must be >= 0")
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.opts, server.requests, server.rng = opts, 0, random.Random(opts.seed)
     server.lock = threading.Lock()
