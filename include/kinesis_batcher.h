@@ -302,9 +302,8 @@ typedef uint8_t kb_layout;
 // `kb_error_kind`: `ResourceNotFoundException`, no such stream. Terminal.
 #define KB_ERROR_KIND_RESOURCE_NOT_FOUND 9
 
-// `kb_error_kind`: `AccessDeniedException` and the credential errors
-// (`UnrecognizedClientException`, `ExpiredTokenException`,
-// `IncompleteSignatureException`, ...). Terminal.
+// `kb_error_kind`: `AccessDeniedException`, `NotAuthorized`: the credentials lack the
+// permission. Terminal.
 #define KB_ERROR_KIND_ACCESS_DENIED 10
 
 // `kb_error_kind`: `KMSDisabledException`, `KMSInvalidStateException`,
@@ -313,6 +312,13 @@ typedef uint8_t kb_layout;
 
 // `kb_error_kind`: any other HTTP 4xx. Terminal.
 #define KB_ERROR_KIND_CLIENT_ERROR 12
+
+// `kb_error_kind`: expired or invalid credentials, or a bad signature
+// (`ExpiredTokenException`, `UnrecognizedClientException`, `InvalidSignatureException`,
+// `SignatureDoesNotMatch`, `RequestExpired`: clock skew, ...). Refresh the credentials
+// before sending again. Terminal for `kb_delivery`; `kb_engine` keeps the records and
+// pauses until `kb_engine_resume`.
+#define KB_ERROR_KIND_CREDENTIALS 13
 
 // `kb_limits.profile`: Kinesis Data Streams today (500 records, 10 MiB per request,
 // 1 MiB per record by default and up to 10 MiB, partition keys required).

@@ -65,21 +65,30 @@ pub enum ErrorKind {
     InvalidArgument = 8,
     /// `ResourceNotFoundException`: no such stream.
     ResourceNotFound = 9,
-    /// `AccessDeniedException` and the credential errors (`UnrecognizedClientException`,
-    /// `ExpiredTokenException`, `IncompleteSignatureException`, ...).
+    /// `AccessDeniedException`, `NotAuthorized`: the credentials are valid but lack the
+    /// permission (a policy problem, not a credential one).
     AccessDenied = 10,
     /// `KMSDisabledException`, `KMSInvalidStateException`, `KMSAccessDeniedException`,
     /// `KMSNotFoundException`, `KMSOptInRequired`.
     Kms = 11,
     /// Any other HTTP 4xx.
     ClientError = 12,
+    /// The credentials are expired or invalid, or the request is not signed right:
+    /// `ExpiredTokenException`, `ExpiredToken`, `InvalidSignatureException`,
+    /// `SignatureDoesNotMatch`, `RequestExpired` (clock skew), `UnrecognizedClientException`,
+    /// `InvalidClientTokenId`, `MissingAuthenticationToken(Exception)`,
+    /// `IncompleteSignatureException`. Sending again with the same credentials fails the
+    /// same way: refresh them (or fix the clock) first. Terminal for [`Delivery`]; the
+    /// producer engine instead keeps the records waiting and pauses until the caller
+    /// resumes it.
+    Credentials = 13,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of their values.
     ///
     /// cbindgen:ignore
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::ThroughputExceeded,
         ErrorKind::InternalFailure,
         ErrorKind::Throttling,
@@ -93,6 +102,7 @@ impl ErrorKind {
         ErrorKind::AccessDenied,
         ErrorKind::Kms,
         ErrorKind::ClientError,
+        ErrorKind::Credentials,
     ];
 
     /// The kind of an error code: a per-entry `ErrorCode`, or a request's error type, with
@@ -133,17 +143,17 @@ impl ErrorKind {
             }
             b"InvalidArgumentException" => ErrorKind::InvalidArgument,
             b"ResourceNotFoundException" => ErrorKind::ResourceNotFound,
-            b"AccessDeniedException"
-            | b"UnrecognizedClientException"
-            | b"ExpiredTokenException"
-            | b"IncompleteSignatureException"
+            b"AccessDeniedException" | b"NotAuthorized" => ErrorKind::AccessDenied,
+            b"ExpiredTokenException"
+            | b"ExpiredToken"
             | b"InvalidSignatureException"
-            | b"MissingAuthenticationTokenException"
-            | b"MissingAuthenticationToken"
             | b"SignatureDoesNotMatch"
+            | b"RequestExpired"
+            | b"UnrecognizedClientException"
             | b"InvalidClientTokenId"
-            | b"NotAuthorized"
-            | b"RequestExpired" => ErrorKind::AccessDenied,
+            | b"MissingAuthenticationToken"
+            | b"MissingAuthenticationTokenException"
+            | b"IncompleteSignatureException" => ErrorKind::Credentials,
             b"KMSDisabledException"
             | b"KMSInvalidStateException"
             | b"KMSAccessDeniedException"
@@ -166,8 +176,15 @@ impl ErrorKind {
     }
 
     /// Whether sending again can succeed. Terminal kinds (validation, invalid argument,
-    /// resource not found, access denied, KMS, other 4xx) are returned to the caller.
+    /// resource not found, access denied, KMS, other 4xx, credentials) are returned to the
+    /// caller.
+    ///
+    /// `Credentials` is not retryable: sending again cannot succeed until the caller has
+    /// refreshed its credentials, so [`Delivery`] (one request at a time, no pause)
+    /// reports it as terminal. The producer engine treats it as "wait and resume": the
+    /// records stay buffered, no attempt counted, while the caller refreshes.
     pub const fn is_retryable(self) -> bool {
+        // The retryable kinds are exactly the values up to `Unknown`.
         (self as u8) <= (ErrorKind::Unknown as u8)
     }
 
@@ -187,6 +204,7 @@ impl ErrorKind {
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::Kms => "kms",
             ErrorKind::ClientError => "client_error",
+            ErrorKind::Credentials => "credentials",
         }
     }
 }

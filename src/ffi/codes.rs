@@ -62,15 +62,20 @@ pub const KB_ERROR_KIND_VALIDATION: u8 = 7;
 pub const KB_ERROR_KIND_INVALID_ARGUMENT: u8 = 8;
 /// `kb_error_kind`: `ResourceNotFoundException`, no such stream. Terminal.
 pub const KB_ERROR_KIND_RESOURCE_NOT_FOUND: u8 = 9;
-/// `kb_error_kind`: `AccessDeniedException` and the credential errors
-/// (`UnrecognizedClientException`, `ExpiredTokenException`,
-/// `IncompleteSignatureException`, ...). Terminal.
+/// `kb_error_kind`: `AccessDeniedException`, `NotAuthorized`: the credentials lack the
+/// permission. Terminal.
 pub const KB_ERROR_KIND_ACCESS_DENIED: u8 = 10;
 /// `kb_error_kind`: `KMSDisabledException`, `KMSInvalidStateException`,
 /// `KMSAccessDeniedException`, `KMSNotFoundException`, `KMSOptInRequired`. Terminal.
 pub const KB_ERROR_KIND_KMS: u8 = 11;
 /// `kb_error_kind`: any other HTTP 4xx. Terminal.
 pub const KB_ERROR_KIND_CLIENT_ERROR: u8 = 12;
+/// `kb_error_kind`: expired or invalid credentials, or a bad signature
+/// (`ExpiredTokenException`, `UnrecognizedClientException`, `InvalidSignatureException`,
+/// `SignatureDoesNotMatch`, `RequestExpired`: clock skew, ...). Refresh the credentials
+/// before sending again. Terminal for `kb_delivery`; `kb_engine` keeps the records and
+/// pauses until `kb_engine_resume`.
+pub const KB_ERROR_KIND_CREDENTIALS: u8 = 13;
 
 /// Every `KB_REASON_*` value with its reason, in value order.
 const REASONS: [(kb_reason, Reason); Reason::COUNT] = [
@@ -102,6 +107,7 @@ const ERROR_KINDS: [(kb_error_kind, ErrorKind); ErrorKind::ALL.len()] = [
     (KB_ERROR_KIND_ACCESS_DENIED, ErrorKind::AccessDenied),
     (KB_ERROR_KIND_KMS, ErrorKind::Kms),
     (KB_ERROR_KIND_CLIENT_ERROR, ErrorKind::ClientError),
+    (KB_ERROR_KIND_CREDENTIALS, ErrorKind::Credentials),
 ];
 
 /// Each constant is its enum's discriminant, and the tables list every variant once, in

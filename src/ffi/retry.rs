@@ -182,6 +182,7 @@ pub extern "C" fn kb_error_kind_name(kind: u32) -> *const c_char {
             Some(ErrorKind::AccessDenied) => c_message!("access_denied"),
             Some(ErrorKind::Kms) => c_message!("kms"),
             Some(ErrorKind::ClientError) => c_message!("client_error"),
+            Some(ErrorKind::Credentials) => c_message!("credentials"),
         };
         name.as_ptr().cast()
     })
