@@ -167,6 +167,7 @@ const TERMINAL_ENTRY: &[ErrorKind] = &[
     ErrorKind::AccessDenied,
     ErrorKind::Kms,
     ErrorKind::InvalidArgument,
+    ErrorKind::Credentials,
 ];
 const WHOLE_REQUEST: &[ErrorKind] = &[
     ErrorKind::ServerError,
@@ -914,17 +915,23 @@ const CODES: &[(&str, ErrorKind)] = &[
     ("SerializationException", ErrorKind::Validation),
     ("InvalidArgumentException", ErrorKind::InvalidArgument),
     ("ResourceNotFoundException", ErrorKind::ResourceNotFound),
+    // A permission problem: the credentials are good, the policy says no.
     ("AccessDeniedException", ErrorKind::AccessDenied),
-    ("UnrecognizedClientException", ErrorKind::AccessDenied),
-    ("ExpiredTokenException", ErrorKind::AccessDenied),
-    ("IncompleteSignatureException", ErrorKind::AccessDenied),
-    ("InvalidSignatureException", ErrorKind::AccessDenied),
+    ("NotAuthorized", ErrorKind::AccessDenied),
+    // A credential problem: refresh them (or fix the clock), then send again.
+    ("ExpiredTokenException", ErrorKind::Credentials),
+    ("ExpiredToken", ErrorKind::Credentials),
+    ("InvalidSignatureException", ErrorKind::Credentials),
+    ("SignatureDoesNotMatch", ErrorKind::Credentials),
+    ("RequestExpired", ErrorKind::Credentials),
+    ("UnrecognizedClientException", ErrorKind::Credentials),
+    ("InvalidClientTokenId", ErrorKind::Credentials),
+    ("MissingAuthenticationToken", ErrorKind::Credentials),
     (
         "MissingAuthenticationTokenException",
-        ErrorKind::AccessDenied,
+        ErrorKind::Credentials,
     ),
-    ("MissingAuthenticationToken", ErrorKind::AccessDenied),
-    ("SignatureDoesNotMatch", ErrorKind::AccessDenied),
+    ("IncompleteSignatureException", ErrorKind::Credentials),
     ("KMSDisabledException", ErrorKind::Kms),
     ("KMSInvalidStateException", ErrorKind::Kms),
     ("KMSAccessDeniedException", ErrorKind::Kms),
@@ -1031,7 +1038,9 @@ fn retryable_kinds() {
         (AccessDenied, false),
         (Kms, false),
         (ClientError, false),
+        (Credentials, false),
     ];
+    assert_eq!(ErrorKind::ALL.len(), 14);
     assert_eq!(ErrorKind::ALL.len(), expected.len());
     for (i, (kind, retryable)) in expected.into_iter().enumerate() {
         assert_eq!(ErrorKind::ALL[i], kind);
@@ -1044,6 +1053,97 @@ fn retryable_kinds() {
         names.len(),
         ErrorKind::ALL.len(),
         "as_str values are distinct"
+    );
+    assert_eq!(ErrorKind::Credentials.as_str(), "credentials");
+    assert_eq!(ErrorKind::AccessDenied.as_str(), "access_denied");
+    // Every name leads back to its kind.
+    for kind in ErrorKind::ALL {
+        let back = ErrorKind::ALL.iter().find(|k| k.as_str() == kind.as_str());
+        assert_eq!(back, Some(&kind));
+    }
+}
+
+/// `Delivery` has one request at a time and no pause, so expired or invalid credentials
+/// end the records at once, reported as `credentials` (not `access_denied`, and not a
+/// retryable kind that ran out of attempts).
+#[test]
+fn delivery_reports_credentials_as_terminal() {
+    let records = [
+        Record::new(b"x", b"a"),
+        Record::new(b"y", b"b"),
+        Record::new(b"z", b"c"),
+    ];
+    let mut request = [Pending::default(); 3];
+    let mut refusals = [Refusal::default(); 1];
+    let mut terminal = [Terminal::default(); 3];
+    let policy = RetryPolicy {
+        max_attempts: 1000,
+        ..RetryPolicy::default()
+    };
+
+    // Per entry, from the codes a response carries.
+    let mut delivery = Delivery::new(Limits::KDS, policy);
+    let next = delivery
+        .next_request(&records, &mut request, &mut refusals, 0)
+        .unwrap();
+    assert_eq!(next.entries, 3);
+    let outcomes = [
+        Outcome::Failed(ErrorKind::from_code(b"ExpiredTokenException")),
+        Outcome::Accepted,
+        Outcome::Failed(ErrorKind::from_code(b"AccessDeniedException")),
+    ];
+    let settled = delivery
+        .settle(&request[..3], &outcomes, 0, &mut terminal)
+        .unwrap();
+    assert_eq!(
+        (settled.accepted, settled.retrying, settled.terminal),
+        (1, 0, 2)
+    );
+    assert_eq!(
+        terminal[..2],
+        [
+            Terminal {
+                index: 0,
+                kind: ErrorKind::Credentials,
+                gave_up: false
+            },
+            Terminal {
+                index: 2,
+                kind: ErrorKind::AccessDenied,
+                gave_up: false
+            },
+        ]
+    );
+    assert_eq!(terminal[0].kind.to_string(), "credentials");
+    let next = delivery
+        .next_request(&records, &mut request, &mut refusals, 0)
+        .unwrap();
+    assert_eq!(next.status, NextStatus::Done, "nothing sent again");
+
+    // For a request that failed as a whole.
+    let mut delivery = Delivery::new(Limits::KDS, policy);
+    let next = delivery
+        .next_request(&records, &mut request, &mut refusals, 0)
+        .unwrap();
+    let kind = ErrorKind::from_code(b"com.amazonaws.kinesis.v20131202#RequestExpired");
+    let settled = delivery
+        .settle_all(&request[..next.entries], kind, 0, &mut terminal)
+        .unwrap();
+    assert_eq!((settled.retrying, settled.terminal), (0, 3));
+    for (i, t) in terminal.iter().enumerate() {
+        assert_eq!(
+            *t,
+            Terminal {
+                index: i,
+                kind: ErrorKind::Credentials,
+                gave_up: false
+            }
+        );
+    }
+    assert_eq!(
+        delivery.backoff_ms(u64::MAX),
+        100,
+        "a failed request backs off"
     );
 }
 
