@@ -9,21 +9,23 @@ static void test_error_kinds(void) {
       "throughput_exceeded", "internal_failure", "throttling", "server_error",
       "transport",           "bad_response",     "unknown",    "validation",
       "invalid_argument",    "resource_not_found", "access_denied", "kms",
-      "client_error"};
+      "client_error",        "credentials"};
   kb_error_kind kind;
   kb_error_kind k8;
   uint32_t i;
-  for (i = 0; i < 13; i++) {
+  CHECK_EQ(sizeof names / sizeof names[0], 14);
+  for (i = 0; i < 14; i++) {
     CHECK_STR(kb_error_kind_name(i), names[i]);
     CHECK_EQ(kb_error_kind_is_retryable(i), i <= KB_ERROR_KIND_UNKNOWN);
   }
-  CHECK_STR(kb_error_kind_name(13), "unknown");
+  CHECK_STR(kb_error_kind_name(14), "unknown");
   CHECK_STR(kb_error_kind_name(KB_ERROR_KIND_NONE), "unknown");
   CHECK_STR(kb_error_kind_name(UINT32_MAX), "unknown");
-  CHECK(!kb_error_kind_is_retryable(13));
+  CHECK(!kb_error_kind_is_retryable(14));
   CHECK(!kb_error_kind_is_retryable(KB_OUTCOME_ACCEPTED));
   CHECK(!kb_error_kind_is_retryable(UINT32_MAX));
   CHECK_EQ(KB_ERROR_KIND_CLIENT_ERROR, 12);
+  CHECK_EQ(KB_ERROR_KIND_CREDENTIALS, 13);
 
 #define KIND(code, want)                                                          \
   CHECK_ST(kb_error_kind_from_code(U8(code), U8LEN(code), &kind), KB_OK); \
@@ -37,6 +39,19 @@ static void test_error_kinds(void) {
   KIND("ValidationException:http://internal.amazon.com/coral/", KB_ERROR_KIND_VALIDATION);
   KIND("InvalidArgumentException", KB_ERROR_KIND_INVALID_ARGUMENT);
   KIND("AccessDeniedException", KB_ERROR_KIND_ACCESS_DENIED);
+  KIND("NotAuthorized", KB_ERROR_KIND_ACCESS_DENIED);
+  /* Expired or invalid credentials, bad signatures, clock skew: a class of their own. */
+  KIND("ExpiredTokenException", KB_ERROR_KIND_CREDENTIALS);
+  KIND("ExpiredToken", KB_ERROR_KIND_CREDENTIALS);
+  KIND("InvalidSignatureException", KB_ERROR_KIND_CREDENTIALS);
+  KIND("SignatureDoesNotMatch", KB_ERROR_KIND_CREDENTIALS);
+  KIND("RequestExpired", KB_ERROR_KIND_CREDENTIALS);
+  KIND("com.amazonaws.kinesis.v20131202#UnrecognizedClientException",
+       KB_ERROR_KIND_CREDENTIALS);
+  KIND("InvalidClientTokenId", KB_ERROR_KIND_CREDENTIALS);
+  KIND("MissingAuthenticationToken", KB_ERROR_KIND_CREDENTIALS);
+  KIND("MissingAuthenticationTokenException", KB_ERROR_KIND_CREDENTIALS);
+  KIND("IncompleteSignatureException", KB_ERROR_KIND_CREDENTIALS);
   KIND("KMSDisabledException", KB_ERROR_KIND_KMS);
   KIND("SomethingNew", KB_ERROR_KIND_UNKNOWN);
 #undef KIND
@@ -190,7 +205,7 @@ static void test_delivery_flow(void) {
                       KB_NULL_ARRAY);
   EXPECT_SETTLE_ERROR(kb_delivery_settle(d, req, 4, out, 4, 1100, NULL, 8, &st, NULL),
                       KB_NULL_ARRAY);
-  EXPECT_SETTLE_ERROR(kb_delivery_settle_all(d, req, 4, 13, 1100, term, 8, &st),
+  EXPECT_SETTLE_ERROR(kb_delivery_settle_all(d, req, 4, 14, 1100, term, 8, &st),
                       KB_INVALID_ARGUMENT);
   EXPECT_SETTLE_ERROR(kb_delivery_settle_all(d, req, 4, KB_OUTCOME_ACCEPTED, 1100, term, 8,
                                              &st),
@@ -210,7 +225,7 @@ static void test_delivery_flow(void) {
   EXPECT_SETTLE_ERROR(kb_delivery_settle_all(d, NULL, 4, KB_ERROR_KIND_TRANSPORT, 1100, term,
                                              8, &st),
                       KB_NULL_ARRAY);
-  out[2] = 13; /* neither accepted nor a kind */
+  out[2] = 14; /* neither accepted nor a kind */
   FILL(bad);
   EXPECT_SETTLE_ERROR(kb_delivery_settle(d, req, 4, out, 4, 1100, term, 8, &st, &bad),
                       KB_INVALID_ARGUMENT);
@@ -825,6 +840,57 @@ static void test_delivery_zero_policy(void) {
   kb_delivery_free(d);
 }
 
+/* kb_delivery has no pause: expired credentials end the records at once, reported as
+   KB_ERROR_KIND_CREDENTIALS (not access denied, not a retryable kind that gave up). */
+static void test_delivery_credentials_are_terminal(void) {
+  kb_limits l = kb_custom(KB_PROFILE_KDS, 4, 10000, 1000);
+  kb_retry_policy pol;
+  kb_delivery *d;
+  kb_record r[3];
+  kb_pending req[4];
+  kb_refusal f[1];
+  kb_terminal term[4];
+  kb_settled st;
+  size_t ne, nf, i;
+  uint32_t bytes;
+  uint8_t out[3] = {KB_ERROR_KIND_CREDENTIALS, KB_OUTCOME_ACCEPTED, KB_ERROR_KIND_ACCESS_DENIED};
+
+  r[0] = kb_rec(U8("x"), 1, U8("a"), 1);
+  r[1] = kb_rec(U8("y"), 1, U8("b"), 1);
+  r[2] = kb_rec(U8("z"), 1, U8("c"), 1);
+  kb_retry_policy_default(&pol);
+  pol.max_attempts = 1000;
+  CHECK_ST(kb_delivery_new(&l, &pol, &d), KB_OK);
+  CHECK_ST(kb_delivery_next_request(d, r, 3, req, 4, &ne, &bytes, f, 1, &nf, 0, NULL), KB_OK);
+  CHECK_EQ(ne, 3);
+  CHECK_ST(kb_delivery_settle(d, req, 3, out, 3, 0, term, 4, &st, NULL), KB_OK);
+  CHECK_EQ(st.accepted, 1);
+  CHECK_EQ(st.retrying, 0);
+  CHECK_EQ(st.terminal, 2);
+  CHECK_EQ(term[0].index, 0);
+  CHECK_EQ(term[0].kind, KB_ERROR_KIND_CREDENTIALS);
+  CHECK(!term[0].gave_up);
+  CHECK_STR(kb_error_kind_name(term[0].kind), "credentials");
+  CHECK_EQ(term[1].index, 2);
+  CHECK_EQ(term[1].kind, KB_ERROR_KIND_ACCESS_DENIED);
+  CHECK_ST(kb_delivery_next_request(d, r, 3, req, 4, &ne, &bytes, f, 1, &nf, 0, NULL),
+           KB_END);
+
+  /* A request that failed as a whole. */
+  CHECK_ST(kb_delivery_reset(d), KB_OK);
+  CHECK_ST(kb_delivery_next_request(d, r, 3, req, 4, &ne, &bytes, f, 1, &nf, 0, NULL), KB_OK);
+  CHECK_EQ(ne, 3);
+  CHECK_ST(kb_delivery_settle_all(d, req, 3, KB_ERROR_KIND_CREDENTIALS, 0, term, 4, &st), KB_OK);
+  CHECK_EQ(st.retrying, 0);
+  CHECK_EQ(st.terminal, 3);
+  for (i = 0; i < 3; i++) {
+    CHECK_EQ(term[i].index, i);
+    CHECK_EQ(term[i].kind, KB_ERROR_KIND_CREDENTIALS);
+    CHECK(!term[i].gave_up);
+  }
+  kb_delivery_free(d);
+}
+
 /* kb_delivery_settle(_all) compares `sent` with the request in flight entry by entry. */
 static void test_delivery_settle_checks_entries(void) {
   kb_limits l = kb_custom(KB_PROFILE_KDS, 4, 10000, 1000);
@@ -993,5 +1059,6 @@ void KB_SUITE(test_delivery)(void) {
   test_delivery_loops();
   test_delivery_zero_policy();
   test_delivery_settle_checks_entries();
+  test_delivery_credentials_are_terminal();
   test_delivery_input_changed();
 }
