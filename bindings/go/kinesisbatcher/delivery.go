@@ -25,9 +25,14 @@ const (
 	Validation         ErrorKind = 7  // ValidationException
 	InvalidArgument    ErrorKind = 8  // InvalidArgumentException
 	ResourceNotFound   ErrorKind = 9  // ResourceNotFoundException
-	AccessDenied       ErrorKind = 10 // AccessDeniedException and the credential errors
+	AccessDenied       ErrorKind = 10 // AccessDeniedException, NotAuthorized: a permission problem
 	KMS                ErrorKind = 11 // the KMS errors
 	ClientError        ErrorKind = 12 // any other HTTP 4xx
+	// Credentials: expired or invalid credentials or a bad signature (ExpiredTokenException,
+	// UnrecognizedClientException, InvalidSignatureException, SignatureDoesNotMatch,
+	// RequestExpired for clock skew, ...). Refresh the credentials before sending again.
+	// Terminal for a Delivery, which reports it as "credentials".
+	Credentials ErrorKind = 13
 )
 
 // String is the kind's short stable identifier, such as "throttling".

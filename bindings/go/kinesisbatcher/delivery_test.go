@@ -149,3 +149,78 @@ func TestDeliveryErrors(t *testing.T) {
 		t.Fatal("backoff")
 	}
 }
+
+// Every kind with its C ABI value, name and retryability; the value after the last is
+// not a kind.
+func TestErrorKinds(t *testing.T) {
+	kinds := []struct {
+		kind      ErrorKind
+		name      string
+		retryable bool
+	}{
+		{ThroughputExceeded, "throughput_exceeded", true},
+		{InternalFailure, "internal_failure", true},
+		{Throttling, "throttling", true},
+		{ServerError, "server_error", true},
+		{Transport, "transport", true},
+		{BadResponse, "bad_response", true},
+		{UnknownError, "unknown", true},
+		{Validation, "validation", false},
+		{InvalidArgument, "invalid_argument", false},
+		{ResourceNotFound, "resource_not_found", false},
+		{AccessDenied, "access_denied", false},
+		{KMS, "kms", false},
+		{ClientError, "client_error", false},
+		{Credentials, "credentials", false},
+	}
+	for i, k := range kinds {
+		if int(k.kind) != i || k.kind.String() != k.name || k.kind.Retryable() != k.retryable {
+			t.Errorf("kind %d: value %d, %q, retryable %v; want %q, %v", i, k.kind, k.kind, k.kind.Retryable(), k.name, k.retryable)
+		}
+	}
+	past := ErrorKind(len(kinds))
+	if past.String() != "unknown" || past.Retryable() {
+		t.Errorf("ErrorKind(%d) is a kind: %q", past, past)
+	}
+	codes := map[string]ErrorKind{
+		"AccessDeniedException":               AccessDenied,
+		"NotAuthorized":                       AccessDenied,
+		"ExpiredTokenException":               Credentials,
+		"ExpiredToken":                        Credentials,
+		"InvalidSignatureException":           Credentials,
+		"SignatureDoesNotMatch":               Credentials,
+		"RequestExpired":                      Credentials,
+		"UnrecognizedClientException":         Credentials,
+		"InvalidClientTokenId":                Credentials,
+		"MissingAuthenticationToken":          Credentials,
+		"MissingAuthenticationTokenException": Credentials,
+		"IncompleteSignatureException":        Credentials,
+	}
+	for code, want := range codes {
+		if got := ErrorKindFromCode("com.amazonaws.kinesis.v20131202#" + code); got != want {
+			t.Errorf("%s: %v, want %v", code, got, want)
+		}
+	}
+}
+
+// A Delivery has no pause: expired credentials end the record at once, reported as
+// Credentials, not retried until the attempts run out.
+func TestDeliveryCredentialsAreTerminal(t *testing.T) {
+	recs := []Record{{Data: []byte("a"), PartitionKey: "a"}, {Data: []byte("b"), PartitionKey: "b"}}
+	d, err := NewDelivery(recs, KDS(), RetryPolicy{MaxAttempts: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	req, done, err := d.Next(timeZero)
+	if err != nil || done || len(req.Entries) != 2 {
+		t.Fatal(req, done, err)
+	}
+	st, err := d.Settle([]string{"ExpiredTokenException", ""}, timeZero)
+	if err != nil || len(st.Terminal) != 1 || st.Terminal[0].Kind != Credentials || st.Terminal[0].GaveUp || st.Terminal[0].Kind.String() != "credentials" {
+		t.Fatal(st, err)
+	}
+	if _, done, _ := d.Next(timeZero); !done {
+		t.Fatal("the record with expired credentials was sent again")
+	}
+}
