@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Response {
-    /// Per-entry outcomes: 0xFF.. accepted, else `ErrorKind::ALL[b % 13]`.
+    /// Per-entry outcomes: 0xC0.. accepted, else `ErrorKind::ALL[b % ErrorKind::ALL.len()]`.
     Entries(Vec<u8>),
     /// A response whose entry count is off.
     WrongCount(u8),
@@ -170,7 +170,9 @@ fuzz_target!(|input: Input| {
                 .map(|i| match codes.get(i) {
                     None => Outcome::Accepted,
                     Some(&c) if c >= 0xC0 => Outcome::Accepted,
-                    Some(&c) => Outcome::Failed(ErrorKind::ALL[usize::from(c) % 13]),
+                    Some(&c) => {
+                        Outcome::Failed(ErrorKind::ALL[usize::from(c) % ErrorKind::ALL.len()])
+                    }
                 })
                 .collect(),
             Response::WrongCount(k) => {
@@ -182,7 +184,7 @@ fuzz_target!(|input: Input| {
         };
         let settled = match response {
             Response::All(k) => {
-                let kind = ErrorKind::ALL[usize::from(*k) % 13];
+                let kind = ErrorKind::ALL[usize::from(*k) % ErrorKind::ALL.len()];
                 delivery.settle_all(sent, kind, now, &mut term).unwrap()
             }
             _ => delivery.settle(sent, &outcomes, now, &mut term).unwrap(),
@@ -191,7 +193,10 @@ fuzz_target!(|input: Input| {
             Response::Entries(_) => outcomes,
             Response::WrongCount(_) => vec![Outcome::Failed(ErrorKind::BadResponse); sent.len()],
             Response::All(k) => {
-                vec![Outcome::Failed(ErrorKind::ALL[usize::from(*k) % 13]); sent.len()]
+                vec![
+                    Outcome::Failed(ErrorKind::ALL[usize::from(*k) % ErrorKind::ALL.len()]);
+                    sent.len()
+                ]
             }
         };
         assert_eq!(
