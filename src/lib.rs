@@ -13,6 +13,8 @@
 //! * [`shards`]: partition key to hash key to shard, over the caller's shard ranges;
 //! * [`aggregate`]: many user records in one Kinesis record (the KPL's format), planned,
 //!   encoded into the caller's buffer and decoded, safe from the KCL's drops;
+//! * [`engine`]: a sans-IO producer over time: linger, many requests in flight, per-shard
+//!   rate limits, credentials pauses; the caller owns the clock, sockets and memory;
 //! * `ffi` (feature `ffi`): the C ABI, `include/kinesis_batcher.h`.
 //!
 //! ```
@@ -42,6 +44,7 @@ extern crate std;
 
 pub mod aggregate;
 pub mod cost;
+pub mod engine;
 #[cfg(feature = "ffi")]
 pub mod ffi;
 pub mod limits;
