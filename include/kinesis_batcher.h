@@ -33,6 +33,13 @@
  *                    kb_delivery_next_request, kb_delivery_settle,
  *                    kb_delivery_settle_all, kb_delivery_backoff_ms,
  *                    kb_delivery_waiting, kb_delivery_position, kb_delivery_stats
+ *   kb_engine        the producer: records pushed as they come, requests handed out
+ *                    when full, lingered or flushed, many in flight, settled in any
+ *                    order, shards kept under their rates, a pause on credentials.
+ *                    kb_engine_new, kb_engine_free, kb_engine_reset, kb_engine_push,
+ *                    kb_engine_next_request, kb_engine_settle, kb_engine_settle_all,
+ *                    kb_engine_flush, kb_engine_resume, kb_engine_is_paused,
+ *                    kb_engine_stats, kb_engine_shard_throttled, kb_engine_capacity
  * Records are kb_record (pointers and lengths) or kb_record_size (lengths only, for
  * callers that cannot hand over pointers): each call above that reads records has a
  * _sizes (or _size) twin taking kb_record_size. Without an object:
@@ -60,7 +67,8 @@
  *   0        KB_OK.
  *   1 to 99  how the call ended, not an error: KB_BATCHES_FULL, KB_REFUSALS_FULL,
  *            KB_NEED_MORE, KB_END, KB_SEND_FIRST, KB_REFUSED, KB_ONLY_REFUSALS,
- *            KB_AGGREGATES_FULL.
+ *            KB_AGGREGATES_FULL, and the engine's KB_FULL, KB_WAIT, KB_BUSY,
+ *            KB_PAUSED.
  *   100 up   an error (kb_status_is_error): nothing was written, except that every
  *            count out-parameter (n_batches, n_refusals, n_entries, bytes, consumed,
  *            settled) is set to 0 and the optional bad_index (key_reason for
@@ -120,6 +128,25 @@
  *           sleep_ms(ms);
  *       }
  *   }
+ * Engine: records as they come, several requests in flight. The engine keeps sizes
+ * and keys, never payloads: keep each record under its handle until it is settled.
+ *   st = kb_engine_push(e, &rec, now(), &h, &why);
+ *   if (st == KB_OK) keep(h, rec);            // until accepted or terminal
+ *   else if (st == KB_REFUSED) report(rec, why);
+ *   else if (st == KB_FULL) wait_for_a_response();   // then push it again
+ *   while ((st = kb_engine_next_request(e, now(), &id, hs, 500, &n, &bytes,
+ *                                       &until)) == KB_OK)
+ *       send_async(id, hs, n);                // the records kept under hs[0..n)
+ *   // KB_WAIT: none due before until; KB_BUSY: wait for a response; KB_PAUSED:
+ *   // refresh the credentials, kb_engine_resume; KB_END: nothing buffered
+ *   on a response (out[i]: KB_OUTCOME_ACCEPTED or a kind, in request order):
+ *       kb_engine_settle(e, id, out, n, now(), random64(), t, 500, &nt);
+ *   on no response:
+ *       kb_engine_settle_all(e, id, KB_ERROR_KIND_TRANSPORT, now(), random64(), t,
+ *                            500, &nt);
+ *   then: for (i = 0; i < nt; i++) give_up(t[i].handle, t[i].kind);
+ *   at the end: kb_engine_flush, then next_request and settle until KB_END with
+ *   nothing in flight (kb_engine_stats: in_flight_requests == 0).
  * Aggregation: many small records in one Kinesis record. Plan, encode each aggregate
  * into a kb_record of your own, then plan those records into requests as above.
  *   kb_aggregation how;                    // zeroed: KB_AGGREGATE_SHARED_HASH_KEY
@@ -186,8 +213,10 @@ typedef uint8_t kb_reason;
 
 // What went wrong with an entry or a request, sorted from the service's error codes
 // and HTTP statuses: a KB_ERROR_KIND_* value, one byte in C and C++ alike
-// (kb_terminal.kind, the outcomes kb_delivery_settle takes). Kinds 0 to 6 are retried
-// within the policy's limits, the others are terminal (kb_error_kind_is_retryable);
+// (kb_terminal.kind, kb_terminal_entry.kind, the outcomes kb_delivery_settle and
+// kb_engine_settle take). Kinds 0 to 6 are retried within the policy's limits, the
+// others are terminal (kb_error_kind_is_retryable), but for KB_ERROR_KIND_CREDENTIALS
+// in a kb_engine, which keeps the records and pauses until kb_engine_resume;
 // kb_error_kind_name spells one out. The functions that take a kind or a reason take
 // it as a uint32_t, so that a value out of range is caught (KB_INVALID_ARGUMENT, false
 // or "unknown") rather than cut to a byte.
@@ -201,6 +230,9 @@ typedef uint8_t kb_layout;
 // The library's version, as kb_version() returns it.
 #define KB_VERSION "0.1.0"
 
+
+// The most requests in flight a config may ask for.
+#define EngineConfig_MAX_IN_FLIGHT 1024
 
 // The library's major version.
 #define KB_VERSION_MAJOR 0
@@ -358,6 +390,14 @@ typedef uint8_t kb_layout;
 // so every batch is exactly `records[start..end)`: send that as it is.
 #define KB_LIMITS_SPAN_REFUSALS 4
 
+// `kb_engine_config.flags`: records of one key may overtake each other (several in
+// flight at once). Without it (the default), each key's records (its explicit hash key
+// if it has one, else its partition key) are stored in the order they were pushed.
+#define KB_ENGINE_ALLOW_REORDERING 1
+
+// The most requests in flight a `kb_engine_config` may ask for.
+#define KB_ENGINE_MAX_IN_FLIGHT 1024
+
 // Options: each record packs as many consecutive lines (joined by their `\n`) as fit
 // the record cap with the key, instead of one record per line.
 #define KB_LINES_PACK 1
@@ -392,6 +432,14 @@ typedef struct kb_accumulator kb_accumulator;
 // apart, so call `kb_delivery_reset` before delivering another. State is fixed-size
 // (about 33 KiB), allocated by `kb_delivery_new`.
 typedef struct kb_delivery kb_delivery;
+
+// A producer engine: records pushed as they come (kb_engine_push), requests handed out
+// when full, lingered or flushed (kb_engine_next_request), several in flight, settled
+// in any order (kb_engine_settle). It never reads, copies or keeps a payload: keep each
+// record under its kb_handle until it is settled. All its memory is allocated by
+// kb_engine_new, sized by the capacity; nothing allocates after that. One thread at a
+// time: one engine per thread, or a lock around every call.
+typedef struct kb_engine kb_engine;
 
 // Splits (or packs) lines and plans them in one pass, every record with one partition
 // key. Batches are written once they close, which can be after the bytes of their
@@ -610,6 +658,96 @@ typedef struct kb_stats {
   uint64_t refused[5];
 } kb_stats;
 
+// How long to keep trying a record. `kb_retry_policy_default` fills the defaults.
+//
+// Every field that is 0 means its default, never "off" or "give up": a policy zeroed
+// with memset and given only `max_attempts` still backs off from 100 ms and retries for
+// up to 5 minutes. To retry as little as possible, set `max_attempts` to 1.
+typedef struct kb_retry_policy {
+  // Backoff: the delay ceiling after the first failure, in milliseconds (0: 100).
+  uint64_t backoff_base_ms;
+  // Backoff: the highest delay ceiling, in milliseconds (0: 10,000).
+  uint64_t backoff_cap_ms;
+  // Milliseconds from a record's first send after which it is no longer retried
+  // (0: 300,000, 5 minutes).
+  uint64_t max_age_ms;
+  // Sends of one record at most, the first included (0: 10).
+  uint32_t max_attempts;
+  // Non-zero: a request never holds two records with the same key, so each key's
+  // records are stored in input order.
+  uint32_t per_key_order;
+} kb_retry_policy;
+
+// How the engine batches over time. Zeroed (or a NULL pointer) is the default, and every
+// field that is 0 means its default: 100 ms linger, one request in flight, 64 MiB
+// buffered, each key's records in order, and the service's shard rates.
+typedef struct kb_engine_config {
+  // How long a record may wait for others to share its request, in milliseconds (the
+  // KPL's RecordMaxBufferedTime). 0: 100.
+  uint64_t linger_ms;
+  // Bytes buffered at most (record sizes as the service counts them, requests in
+  // flight included): a push beyond answers KB_FULL. 0: 64 MiB.
+  uint64_t max_buffered_bytes;
+  // Requests in flight at once, 1 to KB_ENGINE_MAX_IN_FLIGHT (1024; above:
+  // KB_INVALID_ARGUMENT). 0: 1.
+  uint32_t max_in_flight;
+  // KB_ENGINE_* bits (0: each key's records in order). Other bits are
+  // KB_INVALID_ARGUMENT.
+  uint32_t flags;
+  // With a shard map: records sent to one shard in any one second, at most. 0: the
+  // service's 1,000.
+  uint32_t shard_records_per_sec;
+  // With a shard map: bytes sent to one shard in any one second, at most. 0: the
+  // service's 1 MiB.
+  uint32_t shard_bytes_per_sec;
+} kb_engine_config;
+
+// A buffered record: the slot the engine keeps it in, `0` to `capacity - 1`. Keep the
+// record's payload under this index until the record is settled for good (accepted, or
+// reported in a `kb_terminal_entry`); a handle is reused only after that.
+typedef uint32_t kb_handle;
+
+// A record the engine will not send again, from kb_engine_settle or
+// kb_engine_settle_all: its handle (free for reuse from now on), its last error, and
+// whether it gave up on a retryable error (out of the policy's attempts or time).
+typedef struct kb_terminal_entry {
+  // The record.
+  kb_handle handle;
+  // Its last error, a KB_ERROR_KIND_* value.
+  kb_error_kind kind;
+  // 1: the error is retryable, but the record is out of attempts or time; 0: the error
+  // is terminal.
+  uint8_t gave_up;
+} kb_terminal_entry;
+
+// The engine's counters (kb_engine_stats).
+typedef struct kb_engine_counters {
+  // Records pushed and not yet accepted or terminal (in flight included).
+  uint64_t buffered_records;
+  // Their size, as the service counts it.
+  uint64_t buffered_bytes;
+  // Requests handed out and not yet settled.
+  uint64_t in_flight_requests;
+  // Records in them.
+  uint64_t in_flight_records;
+  // Requests handed out in all.
+  uint64_t requests;
+  // Records stored by the service.
+  uint64_t accepted_records;
+  // Their size.
+  uint64_t accepted_bytes;
+  // Entries that failed and were buffered again, to be sent again.
+  uint64_t retried;
+  // Entries that failed on throughput or throttling.
+  uint64_t throttled;
+  // Settles that paused the engine on credentials.
+  uint64_t credential_failures;
+  // Records reported terminal.
+  uint64_t terminal;
+  // Records refused by kb_engine_push, indexed by their kb_reason.
+  uint64_t refused[5];
+} kb_engine_counters;
+
 // One line, or a packed run of lines, found by `kb_lines_next`.
 typedef struct kb_line {
   // The line without its terminator, pointing into the caller's input. For a line
@@ -676,26 +814,6 @@ typedef struct kb_line_refusal {
   uint64_t offset;
 } kb_line_refusal;
 
-// How long to keep trying a record. `kb_retry_policy_default` fills the defaults.
-//
-// Every field that is 0 means its default, never "off" or "give up": a policy zeroed
-// with memset and given only `max_attempts` still backs off from 100 ms and retries for
-// up to 5 minutes. To retry as little as possible, set `max_attempts` to 1.
-typedef struct kb_retry_policy {
-  // Backoff: the delay ceiling after the first failure, in milliseconds (0: 100).
-  uint64_t backoff_base_ms;
-  // Backoff: the highest delay ceiling, in milliseconds (0: 10,000).
-  uint64_t backoff_cap_ms;
-  // Milliseconds from a record's first send after which it is no longer retried
-  // (0: 300,000, 5 minutes).
-  uint64_t max_age_ms;
-  // Sends of one record at most, the first included (0: 10).
-  uint32_t max_attempts;
-  // Non-zero: a request never holds two records with the same key, so each key's
-  // records are stored in input order.
-  uint32_t per_key_order;
-} kb_retry_policy;
-
 // A record in a request or waiting to be sent again.
 typedef struct kb_pending {
   // Its index in the input.
@@ -741,6 +859,8 @@ typedef struct kb_retry_stats {
   uint64_t refused[5];
 } kb_retry_stats;
 
+
+
 // Success: done, or the value asked for is written.
 #define KB_OK 0
 
@@ -757,8 +877,8 @@ typedef struct kb_retry_stats {
 #define KB_NEED_MORE 3
 
 // Nothing more, and nothing was written with it: the plan is complete, there is no
-// line left, nothing is pending, or (kb_delivery_next_request) every record is settled.
-// The only status that says "stop": a loop may run `while (status != KB_END)`, with a
+// line left, nothing is pending, (kb_delivery_next_request) every record is settled, or
+// (kb_engine_next_request) nothing is buffered that was not sent. The only status that says "stop": a loop may run `while (status != KB_END)`, with a
 // kb_status_is_error check inside.
 #define KB_END 4
 
@@ -766,7 +886,8 @@ typedef struct kb_retry_stats {
 // the next batch.
 #define KB_SEND_FIRST 6
 
-// The record can never be sent; its reason is written.
+// The record can never be sent; its reason is written (kb_engine_push: it was not
+// taken).
 #define KB_REFUSED 7
 
 // kb_delivery_next_request wrote no request, only refusals (`*n_refusals > 0`; the
@@ -778,6 +899,23 @@ typedef struct kb_retry_stats {
 // again from `*next`. Also returned when planning stopped before a record it cannot
 // read, after writing what came before; the next call reports that record.
 #define KB_AGGREGATES_FULL 9
+
+// kb_engine_push: the engine's buffer is at its capacity in records or bytes, and
+// nothing was taken. Settle a request, then push the record again (backpressure: nothing
+// is dropped to make room).
+#define KB_FULL 10
+
+// kb_engine_next_request: records are buffered but none is due yet: call again at
+// `*until_ms`, or sooner after a push, a settle or kb_engine_flush.
+#define KB_WAIT 11
+
+// kb_engine_next_request: the most requests are in flight (or every buffered record
+// waits on one in flight): settle one first.
+#define KB_BUSY 12
+
+// kb_engine_next_request: a request failed on credentials and the engine is paused:
+// refresh the credentials, then call kb_engine_resume. The records wait, nothing is lost.
+#define KB_PAUSED 13
 
 // A required pointer (an object, an out-parameter) is NULL.
 #define KB_NULL_POINTER 100
@@ -798,7 +936,8 @@ typedef struct kb_retry_stats {
 #define KB_ZERO_CAPACITY 104
 
 // An integer code is out of range: a key unit, option bits, an error kind or an
-// outcome (`bad_index` names the entry, for outcomes).
+// outcome (`bad_index` names the entry, for outcomes), a kb_engine_config field, or
+// (kb_engine_settle) an outcome count that is not the request's.
 #define KB_INVALID_ARGUMENT 105
 
 // The bytes are not valid UTF-8.
@@ -811,10 +950,13 @@ typedef struct kb_retry_stats {
 #define KB_NOTHING_IN_FLIGHT 108
 
 // Settling with `sent` that is not the request in flight: its length, or any entry
-// (index, attempts, first send time), differs from what kb_delivery_next_request wrote.
+// (index, attempts, first send time), differs from what kb_delivery_next_request wrote;
+// or (kb_engine_settle) a request id that is not in flight: settled already, or never
+// handed out.
 #define KB_NOT_THE_REQUEST_IN_FLIGHT 109
 
-// Settling with a terminal array shorter than `sent`.
+// Settling with a terminal array shorter than `sent` (kb_engine_settle: than the
+// request).
 #define KB_TERMINAL_ARRAY_TOO_SMALL 110
 
 // An object could not be allocated.
@@ -832,6 +974,10 @@ typedef struct kb_retry_stats {
 
 // Not a hash key: a hash key is a decimal integer in 0 to 2^128-1 without leading zeros.
 #define KB_NOT_A_HASH_KEY 114
+
+// kb_engine_next_request: the handle array holds fewer entries than the limits'
+// max_records (a request can hold that many); nothing was taken.
+#define KB_HANDLE_ARRAY_TOO_SMALL 115
 
 // Limits: `profile` is not one of the `KB_PROFILE_*` values.
 #define KB_LIMITS_BAD_PROFILE 120
@@ -1189,6 +1335,183 @@ kb_status kb_stats_fill(const struct kb_stats *stats,
                         const struct kb_limits *limits,
                         double *byte_fill,
                         double *record_fill);
+
+// Creates an engine for at most `capacity` records buffered at once (their handles are
+// 0 to `capacity - 1`). All its memory is allocated here: about 100 to 140 bytes per
+// record of capacity (about 70 with KB_ENGINE_ALLOW_REORDERING), 2 KiB per request in
+// flight (at 500 records a request) and 250 bytes per shard. NULL `limits` is the Kinesis Data Streams
+// profile (kb_limits_profile(KB_PROFILE_KDS)), NULL `policy` the default policy, NULL
+// `config` the default config; zero fields of `policy` and `config` are their defaults
+// (the policy's per_key_order is not used: see KB_ENGINE_ALLOW_REORDERING). With
+// `shards[0..n_shards)`, the open shards of the stream (checked as kb_shard_map_check
+// does; the engine keeps a copy), each shard is kept under the config's rates; `n_shards`
+// 0 means no shard map.
+//
+// Errors: the limits' KB_LIMITS_* statuses; KB_INVALID_ARGUMENT (unknown config flags,
+// `max_in_flight` above 1024); KB_ZERO_CAPACITY; KB_LENGTH_OVERFLOW (a capacity of
+// 2^32 - 1 records or more, or storage larger than memory can address); the
+// KB_SHARD_MAP_* statuses, the bad range in `*bad_index` (which may be NULL);
+// KB_OUT_OF_MEMORY.
+//
+// Requires: `limits`, `policy` and `config` are NULL or readable; `shards` is NULL or
+// holds `n_shards` ranges; `out` is NULL or writable; `bad_index` is NULL or writable.
+kb_status kb_engine_new(const struct kb_limits *limits,
+                        const struct kb_retry_policy *policy,
+                        const struct kb_engine_config *config,
+                        size_t capacity,
+                        const struct kb_shard_range *shards,
+                        size_t n_shards,
+                        struct kb_engine **out,
+                        size_t *bad_index);
+
+// Releases an engine and all its memory. NULL is ignored. Records still buffered or in
+// flight are forgotten: settle them first if they matter.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new` and is not used again.
+void kb_engine_free(struct kb_engine *engine);
+
+// Starts an engine over, as fresh from `kb_engine_new` with the same arguments: every
+// buffered record and request in flight is forgotten (their handles are free), the
+// counters are zeroed, a pause ends. No allocation. `KB_NULL_POINTER` when `engine` is
+// NULL.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`.
+kb_status kb_engine_reset(struct kb_engine *engine);
+
+// The most records buffered at once: handles are 0 to this minus 1. 0 for NULL.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`.
+size_t kb_engine_capacity(const struct kb_engine *engine);
+
+// Buffers one record, measured now (its size, key and shard; the engine keeps no
+// pointer into it). Returns:
+//
+// * `KB_OK`: taken, its handle in `*handle`. Keep its payload (and what you need to
+//   send it) under that handle until it is accepted or reported terminal.
+// * `KB_FULL`: the buffer is at its capacity in records or bytes; nothing was taken.
+//   Settle a request (or wait for one to finish), then push it again: backpressure,
+//   nothing is dropped to make room.
+// * `KB_REFUSED`: the record can never be sent (its kb_reason in `*reason`); it is
+//   counted in the stats' `refused`, not kept.
+//
+// A record with a NULL field and a length is KB_NULL_FIELD, one whose lengths cannot be
+// summed KB_LENGTH_OVERFLOW. `now_ms` is your monotonic clock in milliseconds, the same
+// clock for every call.
+//
+// Requires: `engine` came from `kb_engine_new`; `record` is NULL or readable, its
+// non-NULL fields pointing to their lengths in bytes; `handle` and `reason` are NULL or
+// writable.
+kb_status kb_engine_push(struct kb_engine *engine,
+                         const struct kb_record *record,
+                         uint64_t now_ms,
+                         kb_handle *handle,
+                         kb_reason *reason);
+
+// The next request to send, if one is due. Returns one of these, or an error:
+//
+// * `KB_OK`: send it now. Its id is in `*id`, its `*n` records' handles in
+//   `handles[0..*n)` (in request order: the order of the PutRecords entries and of the
+//   outcomes to settle it with), their size as the service counts it in `*bytes`.
+//   Settle it with that id, in any order with the other requests in flight.
+// * `KB_WAIT`: records are buffered but none is due before `*until_ms`: call again then,
+//   or sooner after a push, a settle or kb_engine_flush.
+// * `KB_BUSY`: the most requests are in flight (or every buffered record waits on one
+//   in flight): settle one first.
+// * `KB_PAUSED`: a request failed on credentials: refresh them, then kb_engine_resume.
+// * `KB_END`: nothing is buffered that was not sent (requests may still be in flight:
+//   see kb_engine_stats).
+//
+// `*n` and `*bytes` are 0 for any status but KB_OK; `*id` is written only with KB_OK,
+// `*until_ms` only with KB_WAIT. `handles` must hold the limits' max_records (500 for
+// the Kinesis profiles), else KB_HANDLE_ARRAY_TOO_SMALL and nothing is taken. `bytes`
+// and `until_ms` may be NULL.
+//
+// Requires: `engine` came from `kb_engine_new`; `handles` is NULL or holds
+// `handles_cap` entries; `id`, `n`, `bytes` and `until_ms` are NULL or writable;
+// nothing overlaps.
+kb_status kb_engine_next_request(struct kb_engine *engine,
+                                 uint64_t now_ms,
+                                 uint64_t *id,
+                                 kb_handle *handles,
+                                 size_t handles_cap,
+                                 size_t *n,
+                                 uint32_t *bytes,
+                                 uint64_t *until_ms);
+
+// Settles request `id` with its response: `outcomes[i]` is the outcome of the request's
+// entry `i` (the record under `handles[i]` of kb_engine_next_request):
+// KB_OUTCOME_ACCEPTED for an entry with a SequenceNumber, else the kb_error_kind of its
+// ErrorCode (kb_error_kind_from_code). Accepted records are done (their handles are
+// free). Retryable failures are buffered again and go first after their backoff, drawn
+// with `random` (any uniformly random 64-bit number). KB_ERROR_KIND_CREDENTIALS keeps
+// the records too, without counting an attempt, and pauses the engine until
+// kb_engine_resume. The others, and records out of attempts or time, are written to
+// `terminal[0..*n_terminal)` (their handles are free); `terminal` must hold as many
+// entries as the request.
+//
+// Errors, after which nothing changed: KB_NOTHING_IN_FLIGHT (no request is in flight),
+// KB_NOT_THE_REQUEST_IN_FLIGHT (`id` is not one of them: settled already, or never
+// handed out), KB_INVALID_ARGUMENT (`n` is not the request's entry count, or an outcome
+// is neither a kind nor KB_OUTCOME_ACCEPTED), KB_TERMINAL_ARRAY_TOO_SMALL.
+//
+// Requires: `engine` came from `kb_engine_new`; `outcomes` is NULL or holds `n` bytes;
+// `terminal` is NULL or holds `terminal_cap` entries; `n_terminal` is NULL or writable.
+kb_status kb_engine_settle(struct kb_engine *engine,
+                           uint64_t id,
+                           const uint8_t *outcomes,
+                           size_t n,
+                           uint64_t now_ms,
+                           uint64_t random,
+                           struct kb_terminal_entry *terminal,
+                           size_t terminal_cap,
+                           size_t *n_terminal);
+
+// Settles request `id` when it got no usable response: every entry failed with `kind`
+// (a kb_error_kind; KB_INVALID_ARGUMENT otherwise), such as KB_ERROR_KIND_TRANSPORT for
+// a lost connection, KB_ERROR_KIND_BAD_RESPONSE for a response whose entry count is
+// wrong, or the kind of the whole request's error (kb_error_kind_from_code,
+// kb_error_kind_from_http_status). As kb_engine_settle otherwise.
+//
+// Requires: as for `kb_engine_settle`.
+kb_status kb_engine_settle_all(struct kb_engine *engine,
+                               uint64_t id,
+                               uint8_t kind,
+                               uint64_t now_ms,
+                               uint64_t random,
+                               struct kb_terminal_entry *terminal,
+                               size_t terminal_cap,
+                               size_t *n_terminal);
+
+// Makes everything buffered now due at once, without waiting for linger (records
+// pushed later linger as usual). At the end of the input: flush, then call
+// kb_engine_next_request and settle until it returns KB_END with no request in flight.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`.
+kb_status kb_engine_flush(struct kb_engine *engine);
+
+// Ends the pause that a credentials failure started (KB_PAUSED): call it once the
+// credentials are refreshed. The records that failed are sent again first. Harmless
+// when not paused.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`.
+kb_status kb_engine_resume(struct kb_engine *engine);
+
+// `*paused` is 1 while a credentials failure has paused the engine (until
+// kb_engine_resume), else 0.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`; `paused` is NULL or writable.
+kb_status kb_engine_is_paused(const struct kb_engine *engine, int *paused);
+
+// The engine's counters so far.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`; `out` is NULL or writable.
+kb_status kb_engine_stats(const struct kb_engine *engine, struct kb_engine_counters *out);
+
+// How many responses throttled shard `shard` (an index into the map given to
+// kb_engine_new) in `*out`: 0 without a map, or for an index out of range.
+//
+// Requires: `engine` is NULL or came from `kb_engine_new`; `out` is NULL or writable.
+kb_status kb_engine_shard_throttled(const struct kb_engine *engine, size_t shard, uint64_t *out);
 
 // Creates a line splitter for records under `limits`; with `KB_LINES_PACK`, packed
 // records leave room for a key of `key_len` bytes. `options`: `KB_LINES_*`.

@@ -20,10 +20,10 @@
 //!   `kb_retry_policy` is its default.
 //! * `(NULL, 0)` is an empty array; NULL with a non-zero length is `KB_NULL_ARRAY`.
 //! * Objects (`kb_planner`, `kb_accumulator`, `kb_lines`, `kb_line_planner`,
-//!   `kb_delivery`) are created by `*_new`, which is the only place this library
-//!   allocates, started over by `*_reset` and released by `*_free`. An object may be used
-//!   by one thread at a time; different objects, and every function that takes no object,
-//!   on any thread at once. There is no global state.
+//!   `kb_delivery`, `kb_engine`) are created by `*_new`, which is the only place this
+//!   library allocates, started over by `*_reset` and released by `*_free`. An object may
+//!   be used by one thread at a time; different objects, and every function that takes no
+//!   object, on any thread at once. There is no global state.
 //! * The caller owns every array; the library never keeps a pointer into one past a call.
 //!
 //! Doc comments on exported items become the header's comments, read by C programmers:
@@ -38,6 +38,7 @@
 mod aggregate;
 mod codes;
 mod cost;
+mod engine;
 mod lines;
 mod plan;
 mod records;
@@ -48,6 +49,7 @@ mod status;
 pub use aggregate::*;
 pub use codes::*;
 pub use cost::*;
+pub use engine::*;
 pub use lines::*;
 pub use plan::*;
 pub use records::*;

@@ -26,15 +26,16 @@ pub const KB_REFUSALS_FULL: kb_status = 2;
 /// (with `eof` set when there is no more).
 pub const KB_NEED_MORE: kb_status = 3;
 /// Nothing more, and nothing was written with it: the plan is complete, there is no
-/// line left, nothing is pending, or (kb_delivery_next_request) every record is settled.
-/// The only status that says "stop": a loop may run `while (status != KB_END)`, with a
+/// line left, nothing is pending, (kb_delivery_next_request) every record is settled, or
+/// (kb_engine_next_request) nothing is buffered that was not sent. The only status that says "stop": a loop may run `while (status != KB_END)`, with a
 /// kb_status_is_error check inside.
 pub const KB_END: kb_status = 4;
 // 5 was KB_IN_FLIGHT, a non-error status: now the error KB_REQUEST_IN_FLIGHT.
 /// The pushed record did not fit: send the batch written first. The record now starts
 /// the next batch.
 pub const KB_SEND_FIRST: kb_status = 6;
-/// The record can never be sent; its reason is written.
+/// The record can never be sent; its reason is written (kb_engine_push: it was not
+/// taken).
 pub const KB_REFUSED: kb_status = 7;
 /// kb_delivery_next_request wrote no request, only refusals (`*n_refusals > 0`; the
 /// refusal array filled, or the rest of the input is refused): report them, then call
@@ -44,6 +45,19 @@ pub const KB_ONLY_REFUSALS: kb_status = 8;
 /// again from `*next`. Also returned when planning stopped before a record it cannot
 /// read, after writing what came before; the next call reports that record.
 pub const KB_AGGREGATES_FULL: kb_status = 9;
+/// kb_engine_push: the engine's buffer is at its capacity in records or bytes, and
+/// nothing was taken. Settle a request, then push the record again (backpressure: nothing
+/// is dropped to make room).
+pub const KB_FULL: kb_status = 10;
+/// kb_engine_next_request: records are buffered but none is due yet: call again at
+/// `*until_ms`, or sooner after a push, a settle or kb_engine_flush.
+pub const KB_WAIT: kb_status = 11;
+/// kb_engine_next_request: the most requests are in flight (or every buffered record
+/// waits on one in flight): settle one first.
+pub const KB_BUSY: kb_status = 12;
+/// kb_engine_next_request: a request failed on credentials and the engine is paused:
+/// refresh the credentials, then call kb_engine_resume. The records wait, nothing is lost.
+pub const KB_PAUSED: kb_status = 13;
 
 /// A required pointer (an object, an out-parameter) is NULL.
 pub const KB_NULL_POINTER: kb_status = 100;
@@ -59,7 +73,8 @@ pub const KB_LENGTH_OVERFLOW: kb_status = 103;
 /// An output capacity is 0: the call could never make progress.
 pub const KB_ZERO_CAPACITY: kb_status = 104;
 /// An integer code is out of range: a key unit, option bits, an error kind or an
-/// outcome (`bad_index` names the entry, for outcomes).
+/// outcome (`bad_index` names the entry, for outcomes), a kb_engine_config field, or
+/// (kb_engine_settle) an outcome count that is not the request's.
 pub const KB_INVALID_ARGUMENT: kb_status = 105;
 /// The bytes are not valid UTF-8.
 pub const KB_NOT_UTF8: kb_status = 106;
@@ -68,9 +83,12 @@ pub const KB_KEY_REFUSED: kb_status = 107;
 /// Settling, but no request is in flight.
 pub const KB_NOTHING_IN_FLIGHT: kb_status = 108;
 /// Settling with `sent` that is not the request in flight: its length, or any entry
-/// (index, attempts, first send time), differs from what kb_delivery_next_request wrote.
+/// (index, attempts, first send time), differs from what kb_delivery_next_request wrote;
+/// or (kb_engine_settle) a request id that is not in flight: settled already, or never
+/// handed out.
 pub const KB_NOT_THE_REQUEST_IN_FLIGHT: kb_status = 109;
-/// Settling with a terminal array shorter than `sent`.
+/// Settling with a terminal array shorter than `sent` (kb_engine_settle: than the
+/// request).
 pub const KB_TERMINAL_ARRAY_TOO_SMALL: kb_status = 110;
 /// An object could not be allocated.
 pub const KB_OUT_OF_MEMORY: kb_status = 111;
@@ -84,6 +102,9 @@ pub const KB_REQUEST_IN_FLIGHT: kb_status = 112;
 pub const KB_INPUT_CHANGED: kb_status = 113;
 /// Not a hash key: a hash key is a decimal integer in 0 to 2^128-1 without leading zeros.
 pub const KB_NOT_A_HASH_KEY: kb_status = 114;
+/// kb_engine_next_request: the handle array holds fewer entries than the limits'
+/// max_records (a request can hold that many); nothing was taken.
+pub const KB_HANDLE_ARRAY_TOO_SMALL: kb_status = 115;
 
 /// Limits: `profile` is not one of the `KB_PROFILE_*` values.
 pub const KB_LIMITS_BAD_PROFILE: kb_status = 120;
@@ -192,6 +213,10 @@ fn message(status: kb_status) -> &'static str {
         KB_REFUSED => c_message!("the record can never be sent"),
         KB_ONLY_REFUSALS => c_message!("no request, only refusals: report them and call again"),
         KB_AGGREGATES_FULL => c_message!("the aggregate array is full: call again from next"),
+        KB_FULL => c_message!("the engine's buffer is full: settle a request, then push again"),
+        KB_WAIT => c_message!("no request is due yet: call again at until_ms"),
+        KB_BUSY => c_message!("the most requests are in flight: settle one first"),
+        KB_PAUSED => c_message!("paused on a credentials failure: refresh them, then resume"),
         KB_NULL_POINTER => c_message!("a required pointer is NULL"),
         KB_NULL_ARRAY => c_message!("an array is NULL but its length is not 0"),
         KB_NULL_FIELD => {
@@ -234,6 +259,9 @@ fn message(status: kb_status) -> &'static str {
         }
         KB_LIMITS_REQUEST_BYTES_ABOVE_PROFILE => {
             c_message!("limits: max_request_bytes is above the profile's maximum")
+        }
+        KB_HANDLE_ARRAY_TOO_SMALL => {
+            c_message!("the handle array holds fewer entries than the limits' max_records")
         }
         KB_NOT_A_HASH_KEY => {
             c_message!("not a hash key: a decimal integer in 0 to 2^128-1 without leading zeros")
