@@ -26,7 +26,7 @@ lib=$out/libkinesis_batcher.a
 test -f "$lib"
 
 sources=(tests/c/main.c tests/c/suite.c tests/c/suite_plan.c tests/c/suite_lines.c
-  tests/c/suite_delivery.c tests/c/suite_shards.c tests/c/suite_aggregate.c tests/c/drivers.c tests/c/threads.c)
+  tests/c/suite_delivery.c tests/c/suite_shards.c tests/c/suite_aggregate.c tests/c/suite_engine.c tests/c/drivers.c tests/c/threads.c)
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -Iinclude -Itests/c -DKB_SUITE_PREFIX=c_
   -pthread)
 libs=("$lib" -lpthread -ldl -lm -lrt)

@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-const SOURCES: [&str; 8] = [
+const SOURCES: [&str; 9] = [
     "suite.c",
     "suite_plan.c",
     "suite_lines.c",
     "suite_delivery.c",
     "suite_shards.c",
     "suite_aggregate.c",
+    "suite_engine.c",
     "drivers.c",
     "threads.c",
 ];

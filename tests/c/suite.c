@@ -132,6 +132,10 @@ static const kb_status all_statuses[] = {
     KB_REFUSED,
     KB_ONLY_REFUSALS,
     KB_AGGREGATES_FULL,
+    KB_FULL,
+    KB_WAIT,
+    KB_BUSY,
+    KB_PAUSED,
     KB_NULL_POINTER,
     KB_NULL_ARRAY,
     KB_NULL_FIELD,
@@ -147,6 +151,7 @@ static const kb_status all_statuses[] = {
     KB_REQUEST_IN_FLIGHT,
     KB_INPUT_CHANGED,
     KB_NOT_A_HASH_KEY,
+    KB_HANDLE_ARRAY_TOO_SMALL,
     KB_LIMITS_BAD_PROFILE,
     KB_LIMITS_BAD_KEY_UNIT,
     KB_LIMITS_BAD_OPTIONS,
@@ -186,7 +191,7 @@ static void test_version(void) {
 static void test_statuses(void) {
   size_t i, j;
   /* 5 was KB_IN_FLIGHT, retired: never reused. */
-  static const kb_status unknown[] = {5, 10, 50, 99, 115, 119, 133, 139, 144, 149, 156, 198, 200, 1000, UINT32_MAX};
+  static const kb_status unknown[] = {5, 14, 50, 99, 116, 119, 133, 139, 144, 149, 156, 198, 200, 1000, UINT32_MAX};
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
     const char *m = kb_status_message(s);
@@ -948,6 +953,9 @@ void KB_SUITE(test_basics)(void) {
   test_sizes_fill();
 }
 
+/* The engine's tests (suite_engine.c). */
+void KB_SUITE(test_engine)(void);
+
 unsigned long KB_SUITE(suite_run)(void) {
   size_t i;
   memset(&KB_SUITE(state), 0, sizeof KB_SUITE(state));
@@ -957,6 +965,7 @@ unsigned long KB_SUITE(suite_run)(void) {
   KB_SUITE(test_delivery)();
   KB_SUITE(test_shards)();
   KB_SUITE(test_aggregate)();
+  KB_SUITE(test_engine)();
   /* Every status was returned by some call, but the one no test can provoke. */
   for (i = 0; i < ARRAY_LEN(all_statuses); i++) {
     kb_status s = all_statuses[i];
