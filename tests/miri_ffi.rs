@@ -1,7 +1,8 @@
 //! The C ABI's unsafe code on tiny inputs, for Miri (`scripts/miri.sh`): every exported
 //! entry point that dereferences a caller's pointer, with resume, NULL fields, huge
 //! lengths, zero capacities and uninitialised output arrays. It also runs as an ordinary
-//! test; the fuzz target `ffi_plan` covers the same calls at volume.
+//! test; the fuzz target `ffi_plan` covers the same calls at volume. The engine's tests also
+//! check the storage a `kb_engine` allocates and lends to its core engine.
 #![cfg(feature = "ffi")]
 
 use std::mem::MaybeUninit;
@@ -1176,5 +1177,470 @@ fn aggregation_through_its_pointers() {
         assert_eq!(count, 1);
         assert_eq!(kb_deaggregate_next(&mut it, user.as_mut_ptr()), KB_OK);
         assert_eq!(user.assume_init().data_len, 0);
+    }
+}
+
+fn two_shards() -> [kb_shard_range; 2] {
+    [
+        kb_shard_range {
+            start: kb_hash_key128::default(),
+            end: kb_hash_key128 {
+                high: (1 << 63) - 1,
+                low: u64::MAX,
+            },
+        },
+        kb_shard_range {
+            start: kb_hash_key128 {
+                high: 1 << 63,
+                low: 0,
+            },
+            end: kb_hash_key128 {
+                high: u64::MAX,
+                low: u64::MAX,
+            },
+        },
+    ]
+}
+
+fn engine_stats(e: *const kb_engine) -> kb_engine_counters {
+    let mut s = MaybeUninit::<kb_engine_counters>::uninit();
+    // SAFETY: a live engine and a writable (uninitialised) output.
+    assert_eq!(unsafe { kb_engine_stats(e, s.as_mut_ptr()) }, KB_OK);
+    // SAFETY: written by the OK call.
+    unsafe { s.assume_init() }
+}
+
+/// An engine over heap storage it owns (with a shard map it copied), driven through
+/// every entry point with uninitialised output arrays until every record is stored or
+/// terminal; then reset, reused and freed. Miri checks the self-borrowing storage, the
+/// copies into C's arrays and that everything is freed.
+#[test]
+fn engine_runs_over_the_storage_it_owns() {
+    let l = limits(3, 100, 50);
+    let mut policy = MaybeUninit::<kb_retry_policy>::uninit();
+    // SAFETY: a writable (uninitialised) policy, filled by the call.
+    let mut policy = unsafe {
+        assert_eq!(kb_retry_policy_default(policy.as_mut_ptr()), KB_OK);
+        policy.assume_init()
+    };
+    policy.max_attempts = 2;
+    let config = kb_engine_config {
+        linger_ms: 5,
+        max_in_flight: 2,
+        ..kb_engine_config::default()
+    };
+    // On the heap, and freed after kb_engine_new: the engine must have copied it.
+    let ranges = two_shards().to_vec();
+    let keys: [&[u8]; 3] = [b"a", b"b", b"c"];
+    let mut e = null_mut();
+    // SAFETY: every pointer is to live memory of the stated length; the ranges are
+    // copied, so they may go away after the call.
+    unsafe {
+        assert_eq!(
+            kb_engine_new(
+                &l,
+                &policy,
+                &config,
+                4,
+                ranges.as_ptr(),
+                2,
+                &mut e,
+                null_mut()
+            ),
+            KB_OK
+        );
+        assert_eq!(kb_engine_capacity(e), 4);
+    }
+    drop(ranges);
+
+    let (mut pushed, mut accepted, mut terminal, mut refused) = (0usize, 0usize, 0usize, 0usize);
+    let mut in_flight: Vec<(u64, usize)> = Vec::new();
+    let mut now = 0u64;
+    let mut credentials_done = false;
+    for round in 0u32..400 {
+        // SAFETY: a live engine, records over live bytes, writable outputs.
+        unsafe {
+            while pushed < 12 {
+                let data = &DATA[..1 + pushed % 9];
+                let record = if pushed == 5 {
+                    rec(data, b"") // refused: key empty
+                } else {
+                    rec(data, keys[pushed % 3])
+                };
+                let (mut h, mut why) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+                match kb_engine_push(e, &record, now, h.as_mut_ptr(), why.as_mut_ptr()) {
+                    KB_OK => assert!(h.assume_init() < 4),
+                    KB_REFUSED => {
+                        assert_eq!(why.assume_init(), KB_REASON_KEY_EMPTY);
+                        refused += 1;
+                    }
+                    KB_FULL => break,
+                    other => panic!("push: {other}"),
+                }
+                pushed += 1;
+            }
+            if pushed == 12 {
+                assert_eq!(kb_engine_flush(e), KB_OK);
+            }
+            let mut handles = [MaybeUninit::<kb_handle>::uninit(); 3];
+            let (mut id, mut n, mut bytes, mut until) = (0u64, 0usize, 0u32, 0u64);
+            let st = kb_engine_next_request(
+                e,
+                now,
+                &mut id,
+                handles.as_mut_ptr().cast(),
+                3,
+                &mut n,
+                &mut bytes,
+                &mut until,
+            );
+            match st {
+                KB_OK => {
+                    assert!((1..=3).contains(&n));
+                    for h in &handles[..n] {
+                        assert!(h.assume_init() < 4);
+                    }
+                    in_flight.push((id, n));
+                    continue;
+                }
+                KB_WAIT => assert!(until > now),
+                KB_PAUSED => {
+                    let mut p = MaybeUninit::<core::ffi::c_int>::uninit();
+                    assert_eq!(kb_engine_is_paused(e, p.as_mut_ptr()), KB_OK);
+                    assert_eq!(p.assume_init(), 1);
+                    if in_flight.is_empty() {
+                        assert_eq!(kb_engine_resume(e), KB_OK);
+                        continue;
+                    }
+                }
+                KB_BUSY => assert!(!in_flight.is_empty()),
+                KB_END => {
+                    if in_flight.is_empty() && pushed == 12 {
+                        break;
+                    }
+                }
+                other => panic!("next_request: {other}"),
+            }
+            let Some((id, n)) = in_flight.pop() else {
+                now = now.max(until);
+                continue;
+            };
+            now += 1;
+            let mut term = [MaybeUninit::<kb_terminal_entry>::uninit(); 3];
+            let mut nt = usize::MAX;
+            if !credentials_done {
+                credentials_done = true;
+                let st = kb_engine_settle_all(
+                    e,
+                    id,
+                    KB_ERROR_KIND_CREDENTIALS,
+                    now,
+                    u64::from(round),
+                    term.as_mut_ptr().cast(),
+                    3,
+                    &mut nt,
+                );
+                assert_eq!((st, nt), (KB_OK, 0));
+                continue;
+            }
+            // The first entry fails (throttled, then validation), the rest are stored.
+            let first = if round % 2 == 0 {
+                KB_ERROR_KIND_THROUGHPUT_EXCEEDED
+            } else {
+                KB_ERROR_KIND_VALIDATION
+            };
+            let outcomes: Vec<u8> = (0..n)
+                .map(|i| if i == 0 { first } else { KB_OUTCOME_ACCEPTED })
+                .collect();
+            let st = kb_engine_settle(
+                e,
+                id,
+                outcomes.as_ptr(),
+                n,
+                now,
+                u64::from(round) * 0x9E37_79B9,
+                term.as_mut_ptr().cast(),
+                3,
+                &mut nt,
+            );
+            assert_eq!(st, KB_OK);
+            assert!(nt <= 1);
+            for t in &term[..nt] {
+                let t = t.assume_init();
+                assert!(t.handle < 4);
+                assert_eq!(
+                    u32::from(t.gave_up),
+                    u32::from(t.kind == KB_ERROR_KIND_THROUGHPUT_EXCEEDED)
+                );
+            }
+            terminal += nt;
+            accepted += n - 1;
+        }
+    }
+    let s = engine_stats(e);
+    assert_eq!(pushed, 12);
+    assert_eq!(refused, 1);
+    assert_eq!(s.accepted_records as usize, accepted);
+    assert_eq!(s.terminal as usize, terminal);
+    assert_eq!(accepted + terminal, 11);
+    assert_eq!((s.buffered_records, s.in_flight_requests), (0, 0));
+    assert_eq!(s.credential_failures, 1);
+    let mut throttled = [0u64; 3];
+    // SAFETY: a live engine and writable outputs; index 2 is past the map.
+    unsafe {
+        for (i, out) in throttled.iter_mut().enumerate() {
+            assert_eq!(kb_engine_shard_throttled(e, i, out), KB_OK);
+        }
+    }
+    assert_eq!(throttled[2], 0);
+    // A shard counts a throttling response once, whatever its entries.
+    assert!(throttled[0] + throttled[1] <= s.throttled);
+
+    // Reset and go again over the same storage, then free with a request in flight.
+    // SAFETY: a live engine, a record over live bytes, writable outputs.
+    unsafe {
+        assert_eq!(kb_engine_reset(e), KB_OK);
+        assert_eq!(engine_stats(e), kb_engine_counters::default());
+        let (mut h, mut why) = (0, 0);
+        assert_eq!(
+            kb_engine_push(e, &rec(&DATA[..3], b"z"), 0, &mut h, &mut why),
+            KB_OK
+        );
+        assert_eq!(h, 0);
+        assert_eq!(kb_engine_flush(e), KB_OK);
+        let mut handles = [MaybeUninit::<kb_handle>::uninit(); 3];
+        let (mut id, mut n) = (0, 0);
+        assert_eq!(
+            kb_engine_next_request(
+                e,
+                0,
+                &mut id,
+                handles.as_mut_ptr().cast(),
+                3,
+                &mut n,
+                null_mut(),
+                null_mut()
+            ),
+            KB_OK
+        );
+        assert_eq!(n, 1);
+        kb_engine_free(e);
+    }
+}
+
+/// The engine's checks of what C passes: nothing is read or written through a bad
+/// pointer or past a length, and failed creations leak nothing.
+#[test]
+fn engine_checks_what_it_is_given() {
+    let l = limits(2, 100, 50);
+    let ranges = two_shards();
+    let dangling = NonNull::<u8>::dangling().as_ptr();
+    // SAFETY: NULLs, dangling pointers with lengths 0, and lengths that are refused
+    // before any read; otherwise live memory.
+    unsafe {
+        let mut e = null_mut();
+        let mut bad = usize::MAX;
+        for capacity in [0, usize::MAX, u32::MAX as usize] {
+            let st = kb_engine_new(&l, null(), null(), capacity, null(), 0, &mut e, &mut bad);
+            assert_ne!(st, KB_OK);
+            assert!(e.is_null());
+        }
+        assert_eq!(
+            kb_engine_new(&l, null(), null(), 4, null(), 2, &mut e, &mut bad),
+            KB_NULL_ARRAY
+        );
+        assert_eq!(
+            kb_engine_new(
+                &l,
+                null(),
+                null(),
+                4,
+                ranges.as_ptr(),
+                usize::MAX,
+                &mut e,
+                &mut bad
+            ),
+            KB_LENGTH_OVERFLOW
+        );
+        assert_eq!(
+            kb_engine_new(&l, null(), null(), 4, ranges.as_ptr(), 1, &mut e, &mut bad),
+            KB_SHARD_MAP_INCOMPLETE
+        );
+        assert_eq!(bad, 0);
+        assert!(e.is_null());
+        // A dangling range pointer with length 0 is no map.
+        assert_eq!(
+            kb_engine_new(
+                &l,
+                null(),
+                null(),
+                4,
+                NonNull::dangling().as_ptr(),
+                0,
+                &mut e,
+                null_mut()
+            ),
+            KB_OK
+        );
+        let e2 = e;
+        // NULL limits: the KDS profile (500 records a request).
+        let mut e = null_mut();
+        assert_eq!(
+            kb_engine_new(null(), null(), null(), 2, null(), 0, &mut e, null_mut()),
+            KB_OK
+        );
+        assert_eq!(kb_engine_capacity(e), 2);
+
+        let (mut h, mut why) = (u32::MAX, u8::MAX);
+        let mut r = rec(&[], b"k");
+        r.data = dangling; // length 0: never read
+        assert_eq!(kb_engine_push(e, &r, 0, &mut h, &mut why), KB_OK);
+        r.data_len = usize::MAX;
+        assert_eq!(
+            kb_engine_push(e, &r, 0, &mut h, &mut why),
+            KB_LENGTH_OVERFLOW
+        );
+        r.data = null();
+        r.data_len = 1;
+        assert_eq!(kb_engine_push(e, &r, 0, &mut h, &mut why), KB_NULL_FIELD);
+
+        let mut handles = [MaybeUninit::<kb_handle>::uninit(); 500];
+        let (mut id, mut n, mut bytes) = (0u64, 7usize, 7u32);
+        // Too small for 500: nothing taken, counts zeroed.
+        assert_eq!(
+            kb_engine_next_request(
+                e,
+                0,
+                &mut id,
+                handles.as_mut_ptr().cast(),
+                499,
+                &mut n,
+                &mut bytes,
+                null_mut()
+            ),
+            KB_HANDLE_ARRAY_TOO_SMALL
+        );
+        assert_eq!((n, bytes), (0, 0));
+        assert_eq!(
+            kb_engine_next_request(
+                e,
+                0,
+                &mut id,
+                dangling.cast(),
+                usize::MAX,
+                &mut n,
+                &mut bytes,
+                null_mut()
+            ),
+            KB_LENGTH_OVERFLOW
+        );
+        assert_eq!(kb_engine_flush(e), KB_OK);
+        assert_eq!(
+            kb_engine_next_request(
+                e,
+                0,
+                &mut id,
+                handles.as_mut_ptr().cast(),
+                500,
+                &mut n,
+                &mut bytes,
+                null_mut()
+            ),
+            KB_OK
+        );
+        assert_eq!((n, handles[0].assume_init()), (1, 0));
+
+        let mut term = [MaybeUninit::<kb_terminal_entry>::uninit(); 1];
+        let mut nt = 9usize;
+        let accepted = [KB_OUTCOME_ACCEPTED];
+        assert_eq!(
+            kb_engine_settle(
+                e,
+                id,
+                dangling,
+                usize::MAX,
+                1,
+                0,
+                term.as_mut_ptr().cast(),
+                1,
+                &mut nt
+            ),
+            KB_LENGTH_OVERFLOW
+        );
+        assert_eq!(nt, 0);
+        assert_eq!(
+            kb_engine_settle(
+                e,
+                id,
+                accepted.as_ptr(),
+                1,
+                1,
+                0,
+                dangling.cast(),
+                usize::MAX,
+                &mut nt
+            ),
+            KB_LENGTH_OVERFLOW
+        );
+        assert_eq!(
+            kb_engine_settle(e, id, accepted.as_ptr(), 1, 1, 0, null_mut(), 0, &mut nt),
+            KB_TERMINAL_ARRAY_TOO_SMALL
+        );
+        assert_eq!(
+            kb_engine_settle(
+                e,
+                id + 1,
+                accepted.as_ptr(),
+                1,
+                1,
+                0,
+                term.as_mut_ptr().cast(),
+                1,
+                &mut nt
+            ),
+            KB_NOT_THE_REQUEST_IN_FLIGHT
+        );
+        assert_eq!(
+            kb_engine_settle_all(e, id, 200, 1, 0, term.as_mut_ptr().cast(), 1, &mut nt),
+            KB_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            kb_engine_settle(
+                e,
+                id,
+                accepted.as_ptr(),
+                1,
+                1,
+                0,
+                term.as_mut_ptr().cast(),
+                1,
+                &mut nt
+            ),
+            KB_OK
+        );
+        assert_eq!(nt, 0);
+        assert_eq!(
+            kb_engine_settle(
+                e,
+                id,
+                accepted.as_ptr(),
+                1,
+                1,
+                0,
+                term.as_mut_ptr().cast(),
+                1,
+                &mut nt
+            ),
+            KB_NOTHING_IN_FLIGHT
+        );
+
+        // NULL objects.
+        assert_eq!(kb_engine_capacity(null()), 0);
+        assert_eq!(kb_engine_reset(null_mut()), KB_NULL_POINTER);
+        assert_eq!(kb_engine_stats(null(), null_mut()), KB_NULL_POINTER);
+        kb_engine_free(null_mut());
+        // Freed in the other order than made.
+        kb_engine_free(e);
+        kb_engine_free(e2);
     }
 }
