@@ -1260,3 +1260,10 @@ fn a_push_shortens_a_wait_it_can_end_sooner() {
     engine.push(&Record::new(b"x", b"b"), 100).unwrap();
     assert_eq!(engine.next_request(100), Poll::Wait { until_ms: 150 });
 }
+
+#[test]
+fn storage_element_sizes_are_what_the_readme_says() {
+    assert_eq!(std::mem::size_of::<Slot>(), 72);
+    assert_eq!(std::mem::size_of::<KeyEntry>(), 16);
+    assert_eq!(std::mem::size_of::<Handle>(), 4);
+}
