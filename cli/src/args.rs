@@ -21,6 +21,8 @@ can never be sent and why.
 USAGE:
     kinesis-batcher plan [OPTIONS] [FILE...]
     kinesis-batcher emit --out DIR --stream NAME [OPTIONS] [FILE...]
+    kinesis-batcher send --stream NAME [--endpoint-url URL] [--region R] [--in-flight N]
+                         [--linger-ms MS] [OPTIONS] [FILE...]
     kinesis-batcher demo [OPTIONS]
     kinesis-batcher deaggregate [--data-only] [--corrupt=error|plain] [FILE...]
     kinesis-batcher deaggregate --raw [--partition-key KEY] [--data-only] [FILE...]
@@ -48,6 +50,22 @@ COMMANDS:
             Refused records are not written. DIR must not already hold request-*.json
             files; it is created with the first request file, so a run that writes
             none (nothing read, or every line refused) creates nothing.
+    send    Read FILEs (stdin when there is none, or for '-') as they arrive, and send
+            the records to a Kinesis data stream with PutRecords (the AWS SDK for
+            Rust), so that `tail -F app.log | kinesis-batcher send --stream s` works.
+            The library's producer engine decides every request: a request leaves
+            when it is full or its oldest record has waited --linger-ms, up to
+            --in-flight requests are out at once, failed entries are sent again after
+            a backoff (at most 10 attempts over 5 minutes), and each key's records
+            are stored in input order. Reading stops while the buffer is full
+            (--buffer), so memory stays bounded on an endless input. Refusals are
+            reported as by emit; a record that could not be stored (a non-retryable
+            error such as ResourceNotFoundException, or retries exhausted) is
+            reported as FILE:LINE: not stored: KIND, and the run exits with 4.
+            Credentials come from the usual chain (see OPTIONS (send)); expired or
+            invalid ones pause sending (records wait, none is dropped) while they
+            are loaded again. The summary goes to stderr (not with --quiet), or
+            with --summary json to stdout; a progress line is drawn on a terminal.
     demo    Plan a built-in deterministic data set (about 20,000 NDJSON lines of mixed
             sizes, some bad ones) generated in memory, keyed by --key-field device.
     deaggregate
@@ -107,7 +125,7 @@ OPTIONS (plan, emit, demo):
                         --profile firehose, and --format lines
     --stop-on-refusal   Stop at the first refused record, naming its FILE:LINE (exit 1),
                         or at the first unreadable FILE (exit 3); the requests before it
-                        are still planned (and written by emit)
+                        are still planned (and written by emit, sent by send)
     -q, --quiet         No per-refusal messages on stderr (the summary still counts them)
     --batches PATH      Write every request as a JSON line to PATH ('-': stdout, and the
                         summary goes to stderr), created when the first input is read:
@@ -174,6 +192,33 @@ OPTIONS (emit):
     --out DIR           Directory for the request files
     --stream NAME       StreamName (DeliveryStreamName for firehose) in every request
 
+OPTIONS (send): also --profile kds|kds-5mib (not firehose), the caps, the key options,
+--format, --pack, --aggregate (it groups the lines of one read: what one read of the
+input returned, at most 1 MiB), --stop-on-refusal, --quiet, --refusals, --summary.
+    --stream NAME       The stream's name, or its ARN (arn:...)
+    --endpoint-url URL  Another endpoint than the region's, e.g. http://127.0.0.1:4567
+                        [default: the SDK's, AWS_ENDPOINT_URL_KINESIS or AWS_ENDPOINT_URL
+                        if set]
+    --region R          The region [default: AWS_REGION, or the profile's region]
+    --in-flight N       Requests sent at once, 1 to 1024 [default: 4]. Throughput grows
+                        with N while latency, not the stream, is the limit; each key's
+                        order is kept whatever N
+    --linger-ms MS      How long a record may wait for others to fill its request
+                        [default: 100, the KPL's RecordMaxBufferedTime]
+    --buffer N[KiB|MiB] Bytes buffered at most (records read and not yet stored, as the
+                        service counts them), at least the record cap [default: 16MiB].
+                        Reading waits while it is full; memory stays within about
+                        three times this
+    --allow-reordering  Let a key's records be sent in several requests at once (more
+                        throughput with few keys; a retry may then store a record after
+                        a later one of the same key) [default: each key's records are
+                        stored in input order]
+    Credentials: the SDK's default chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    AWS_SESSION_TOKEN, the shared files (~/.aws/credentials, ~/.aws/config, AWS_PROFILE,
+    credential_process), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS container
+    and EC2 instance (IMDS) providers. SSO profiles are not read: use
+    `aws configure export-credentials --format env` or a credential_process.
+
 Refusal reasons: record_too_large (a line longer than the record cap is refused whatever
 its content, without being parsed), key_empty, key_too_long, key_not_utf8 (from the
 library), invalid_json and key_field_missing (from the JSON options). Each refusal is
@@ -183,11 +228,15 @@ stdin is named <stdin> and the demo data <demo>.
 EXIT CODES:
     0   finished (refusals, if any, are in the summary)
     1   stopped by --stop-on-refusal
-    2   usage error: bad option or value, invalid limits
+    2   usage error: bad option or value, invalid limits; send: no region, no
+        credentials found
     3   input or output error: an unreadable FILE (the other files are still read
         unless --stop-on-refusal, and the summary of what was read is printed; when
         nothing could be read, there is no summary and no output is created), or an
         unwritable --out, --batches, --refusals or stdout (the run stops there)
+    4   send: some records could not be stored (terminal failures: each is reported,
+        the summary counts them by kind); every other record was sent
+    When several apply, the highest code is the exit code.
 
 Every error message starts with 'kinesis-batcher: '; refusal messages (FILE:LINE: ...)
 do not, being about the input.
@@ -202,6 +251,8 @@ pub enum Command {
     Emit,
     /// Plan the built-in demo data.
     Demo,
+    /// Send the records to a stream with the AWS SDK.
+    Send,
     /// Read received records back into user records.
     Deaggregate,
     /// Print the help.
@@ -294,6 +345,39 @@ pub struct AggregateOptions {
     pub max_bytes: u32,
 }
 
+/// The options of `send`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendOptions {
+    /// `--stream`: a name, or an ARN.
+    pub stream: String,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--in-flight`: requests out at once.
+    pub in_flight: u32,
+    /// `--linger-ms`.
+    pub linger_ms: u64,
+    /// `--buffer`: bytes buffered at most, as the service counts them.
+    pub buffer_bytes: u64,
+    /// `--allow-reordering`.
+    pub allow_reordering: bool,
+}
+
+impl SendOptions {
+    /// `--in-flight` when not given: several requests out hide the latency, and four
+    /// keeps a small stream's shards and the memory (four requests) modest.
+    pub const DEFAULT_IN_FLIGHT: u32 = 4;
+    /// `--linger-ms` when not given: the KPL's `RecordMaxBufferedTime`.
+    pub const DEFAULT_LINGER_MS: u64 = 100;
+    /// `--buffer` when not given: 16 MiB, sixteen seconds of a shard's 1 MiB/s. Memory
+    /// peaks at about three times the buffer (the records, the SDK's copies of those in
+    /// flight, their base64 JSON bodies).
+    pub const DEFAULT_BUFFER_BYTES: u64 = 16 << 20;
+    /// The most requests in flight the engine takes.
+    pub const MAX_IN_FLIGHT: u32 = 1024;
+}
+
 /// What `deaggregate` does with a record that claims to be an aggregate but is damaged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Corrupt {
@@ -382,6 +466,8 @@ pub struct Options {
     pub inputs: Vec<Input>,
     /// `--aggregate`: aggregate the records before planning requests.
     pub aggregate: Option<AggregateOptions>,
+    /// The options of `send`.
+    pub send: Option<SendOptions>,
     /// The options of `deaggregate`.
     pub deaggregate: DeaggregateOptions,
 }
@@ -407,7 +493,7 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
         if stdin_is_terminal {
             return finish(Raw::new(Command::Demo));
         }
-        return usage("no command given: use plan, emit, demo or deaggregate (see --help)");
+        return usage("no command given: use plan, emit, send, demo or deaggregate (see --help)");
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut raw = Raw::new(Command::Plan);
@@ -430,11 +516,12 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
                 command = Some(match name.as_str() {
                     "plan" => Command::Plan,
                     "emit" => Command::Emit,
+                    "send" => Command::Send,
                     "demo" => Command::Demo,
                     "deaggregate" => Command::Deaggregate,
                     other => {
                         return usage(format!(
-                            "unknown command '{other}': use plan, emit, demo or deaggregate"
+                            "unknown command '{other}': use plan, emit, send, demo or deaggregate"
                         ));
                     }
                 });
@@ -463,6 +550,12 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
             Long("summary") => raw.summary = Some(parser.value()?.string()?),
             Long("out") => raw.out = Some(parser.value()?),
             Long("stream") => raw.stream = Some(parser.value()?.string()?),
+            Long("endpoint-url") => raw.endpoint_url = Some(parser.value()?.string()?),
+            Long("region") => raw.region = Some(parser.value()?.string()?),
+            Long("in-flight") => raw.in_flight = Some(parser.value()?.string()?),
+            Long("linger-ms") => raw.linger_ms = Some(parser.value()?.string()?),
+            Long("buffer") => raw.buffer = Some(parser.value()?.string()?),
+            Long("allow-reordering") => raw.allow_reordering = true,
             Long("aggregate") => {
                 let mode = match parser.optional_value() {
                     Some(mode) => mode.string()?,
@@ -493,7 +586,9 @@ pub fn parse(args: Vec<OsString>, stdin_is_terminal: bool) -> Result<Options, Us
     match command {
         Some(command) => raw.command = command,
         None => {
-            return usage("no command given: use plan, emit, demo or deaggregate (see --help)");
+            return usage(
+                "no command given: use plan, emit, send, demo or deaggregate (see --help)",
+            );
         }
     }
     if raw.command == Command::Deaggregate {
@@ -523,6 +618,12 @@ struct Raw {
     summary: Option<String>,
     out: Option<OsString>,
     stream: Option<String>,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    in_flight: Option<String>,
+    linger_ms: Option<String>,
+    buffer: Option<String>,
+    allow_reordering: bool,
     files: Vec<OsString>,
     aggregate: Option<String>,
     shards: Option<OsString>,
@@ -556,6 +657,12 @@ impl Raw {
             summary: None,
             out: None,
             stream: None,
+            endpoint_url: None,
+            region: None,
+            in_flight: None,
+            linger_ms: None,
+            buffer: None,
+            allow_reordering: false,
             files: Vec::new(),
             aggregate: None,
             shards: None,
@@ -591,10 +698,10 @@ impl Raw {
     }
 
     fn set_key(&mut self, key: KeySpec, option: &'static str) -> Result<(), UsageError> {
-        if let Some((_, previous)) = &self.key {
-            if *previous != option {
-                return usage(format!("{previous} and {option} cannot be used together"));
-            }
+        if let Some((_, previous)) = &self.key
+            && *previous != option
+        {
+            return usage(format!("{previous} and {option} cannot be used together"));
         }
         self.key = Some((key, option));
         Ok(())
@@ -691,10 +798,10 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
             return usage(format!("--key {text:?}: {}", reason.message()));
         }
     }
-    if let KeySpec::Field(name) = &key {
-        if name.is_empty() {
-            return usage("--key-field needs a field name");
-        }
+    if let KeySpec::Field(name) = &key
+        && name.is_empty()
+    {
+        return usage("--key-field needs a field name");
     }
 
     let format = match raw.format.as_deref() {
@@ -749,7 +856,20 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
 
     let aggregate = aggregate_options(&raw, &limits)?;
 
+    let send = send_options(&raw, &limits)?;
+    if send.is_some() && raw.batches.is_some() {
+        return usage(
+            "--batches is an option of plan and emit: send's requests are decided as the \
+             records arrive (see the summary)",
+        );
+    }
     let (out, stream) = match raw.command {
+        Command::Send => {
+            if raw.out.is_some() {
+                return usage("--out is an option of emit: send writes no request file");
+            }
+            (None, None)
+        }
         Command::Emit => {
             let Some(out) = raw.out else {
                 return usage("emit needs --out DIR");
@@ -767,7 +887,7 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
                 return usage("--out is an option of emit");
             }
             if raw.stream.is_some() {
-                return usage("--stream is an option of emit");
+                return usage("--stream is an option of emit and send");
             }
             (None, None)
         }
@@ -808,8 +928,91 @@ fn finish(raw: Raw) -> Result<Options, UsageError> {
         stream,
         inputs,
         aggregate,
+        send,
         deaggregate: DeaggregateOptions::default(),
     })
+}
+
+/// The options of `send`, checked; `None` for the other commands, which take none of
+/// them.
+fn send_options(raw: &Raw, limits: &Limits) -> Result<Option<SendOptions>, UsageError> {
+    if raw.command != Command::Send {
+        let given = [
+            ("--endpoint-url", raw.endpoint_url.is_some()),
+            ("--region", raw.region.is_some()),
+            ("--in-flight", raw.in_flight.is_some()),
+            ("--linger-ms", raw.linger_ms.is_some()),
+            ("--buffer", raw.buffer.is_some()),
+            ("--allow-reordering", raw.allow_reordering),
+        ];
+        if let Some((option, _)) = given.iter().find(|(_, given)| *given) {
+            return usage(format!("{option} is an option of send"));
+        }
+        return Ok(None);
+    }
+    if !limits.partition_keys() {
+        return usage(
+            "send writes to a Kinesis data stream: --profile firehose cannot be used with it",
+        );
+    }
+    let Some(stream) = raw.stream.clone() else {
+        return usage("send needs --stream NAME");
+    };
+    if stream.is_empty() {
+        return usage("--stream needs a stream name");
+    }
+    let in_flight = match &raw.in_flight {
+        None => SendOptions::DEFAULT_IN_FLIGHT,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if (1..=SendOptions::MAX_IN_FLIGHT).contains(&n) => n,
+            _ => {
+                return usage(format!(
+                    "--in-flight {text}: expected a number of requests from 1 to {}",
+                    SendOptions::MAX_IN_FLIGHT
+                ));
+            }
+        },
+    };
+    let linger_ms = match &raw.linger_ms {
+        None => SendOptions::DEFAULT_LINGER_MS,
+        // 0 is the engine's "default" (100 ms): the smallest wait given is 1 ms.
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(ms) if (1..=3_600_000).contains(&ms) => ms,
+            _ => {
+                return usage(format!(
+                    "--linger-ms {text}: expected milliseconds from 1 to 3600000 (an hour)"
+                ));
+            }
+        },
+    };
+    let buffer_bytes = match &raw.buffer {
+        None => SendOptions::DEFAULT_BUFFER_BYTES.max(u64::from(limits.max_record_bytes())),
+        Some(text) => {
+            let n =
+                parse_size(text).map_err(|why| UsageError(format!("--buffer {text}: {why}")))?;
+            let cap = limits.max_record_bytes();
+            if n < cap {
+                return usage(format!(
+                    "--buffer {text}: below the record cap ({n} < {cap} bytes): a record \
+                     that large could never be buffered"
+                ));
+            }
+            u64::from(n)
+        }
+    };
+    let text = |value: &Option<String>, option: &str| match value {
+        Some(text) if text.is_empty() => usage(format!("{option} needs a value")),
+        value => Ok(value.clone()),
+    };
+    Ok(Some(SendOptions {
+        stream,
+        endpoint_url: text(&raw.endpoint_url, "--endpoint-url")?,
+        region: text(&raw.region, "--region")?,
+        in_flight,
+        linger_ms,
+        buffer_bytes,
+        allow_reordering: raw.allow_reordering,
+    }))
 }
 
 impl Default for DeaggregateOptions {
@@ -932,6 +1135,7 @@ fn finish_deaggregate(raw: Raw) -> Result<Options, UsageError> {
         stream: None,
         inputs,
         aggregate: None,
+        send: None,
         deaggregate: DeaggregateOptions {
             data_only: raw.data_only,
             raw: raw.raw,

@@ -12,6 +12,10 @@
 //!
 //! A read that fails after it got some bytes returns those bytes first, and the error on
 //! the next [`ChunkBuffer::refill`]: the whole lines read before an error are planned.
+//!
+//! `send` reads [`ChunkBuffer::eager`]ly: a refill returns after the first read that gave
+//! bytes, so that a line from a slow pipe (`tail -F`) is handled when it arrives, not
+//! when a megabyte has.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -29,6 +33,8 @@ pub struct ChunkBuffer {
     end: usize,
     max: usize,
     eof: bool,
+    /// Return from a refill after the first read that gives bytes.
+    eager: bool,
     /// A read error met after some bytes were read in the same refill, for the next.
     error: Option<io::Error>,
 }
@@ -43,7 +49,16 @@ impl ChunkBuffer {
             end: 0,
             max,
             eof: false,
+            eager: false,
             error: None,
+        }
+    }
+
+    /// The same buffer, whose refills return as soon as one read gave bytes.
+    pub fn eager(self) -> ChunkBuffer {
+        ChunkBuffer {
+            eager: true,
+            ..self
         }
     }
 
@@ -77,7 +92,8 @@ impl ChunkBuffer {
     }
 
     /// Moves the unconsumed bytes to the front, grows the buffer if they fill it, and
-    /// reads until it is full or the input ends. Returns the bytes read.
+    /// reads until it is full or the input ends (an eager buffer: until one read gave
+    /// bytes, or the input ends). Returns the bytes read.
     ///
     /// A read error is returned at once if nothing was read in this call. If some bytes
     /// were, they are returned (`Ok`) and the error is kept for the next call, which
@@ -113,6 +129,9 @@ impl ChunkBuffer {
                 Ok(n) => {
                     self.end += n;
                     read += n;
+                    if self.eager {
+                        break;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if read == 0 => return Err(error),
@@ -178,6 +197,39 @@ mod tests {
             buffer.consume(buffer.data().len());
         }
         assert!(reader.is_empty());
+    }
+
+    /// Yields its parts one read at a time, then the end of the input.
+    struct Parts(Vec<&'static [u8]>);
+
+    impl Read for Parts {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let part = self.0.remove(0);
+            buf[..part.len()].copy_from_slice(part);
+            Ok(part.len())
+        }
+    }
+
+    #[test]
+    fn an_eager_buffer_returns_after_one_read() {
+        let mut reader = Parts(vec![b"a\n", b"b\n"]);
+        let mut buffer = ChunkBuffer::new(CHUNK).eager();
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(2));
+        assert_eq!(buffer.data(), b"a\n");
+        assert!(!buffer.eof());
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(2));
+        assert_eq!(buffer.data(), b"a\nb\n");
+        // The end: nothing read, and eof.
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(0));
+        assert!(buffer.eof());
+        // Not eager: both reads and the end in one refill.
+        let mut reader = Parts(vec![b"a\n", b"b\n"]);
+        let mut buffer = ChunkBuffer::new(CHUNK);
+        assert_eq!(buffer.refill(&mut reader).ok(), Some(4));
+        assert!(buffer.eof());
     }
 
     /// Yields its parts one read at a time, then fails on every read.

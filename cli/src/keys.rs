@@ -94,10 +94,10 @@ impl KeyMaker {
                 ))),
             },
             spec => {
-                if self.ndjson {
-                    if let Err(error) = serde_json::from_slice::<IgnoredAny>(line) {
-                        return Err(invalid_json(&error));
-                    }
+                if self.ndjson
+                    && let Err(error) = serde_json::from_slice::<IgnoredAny>(line)
+                {
+                    return Err(invalid_json(&error));
                 }
                 Ok(match spec {
                     KeySpec::Hash => hash_key(&mut self.hex, line),

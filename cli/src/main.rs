@@ -12,6 +12,7 @@
 //! * [`emit`]: request files, built as records are pushed;
 //! * [`report`]: refusals and the summary; [`progress`]: the progress line;
 //! * [`aggregate`]: `--aggregate`, the records aggregated by the core in a window;
+//! * [`send`]: the `send` command, on the core's producer engine and the AWS SDK;
 //! * [`deaggregate`]: the `deaggregate` command;
 //! * [`demo`]: the built-in demo data.
 
@@ -27,6 +28,7 @@ mod keys;
 mod progress;
 mod report;
 mod run;
+mod send;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Plan | Command::Emit | Command::Demo => {
             return ExitCode::from(run::run(options));
         }
+        Command::Send => return ExitCode::from(send::run(&options)),
         Command::Deaggregate => return ExitCode::from(deaggregate::run(&options)),
     };
     match io::stdout().lock().write_all(text.as_bytes()) {

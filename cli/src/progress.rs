@@ -1,7 +1,12 @@
 //! A one-line progress indicator on stderr, only when stderr is a terminal and the run
 //! lasts long enough to need one. Erased before any other message and at the end.
+//!
+//! `send` reads on one thread and sends on another: both hold a clone of one indicator,
+//! and every message goes through [`Progress::eprint`], which erases the line and
+//! prints under one lock, so that a message never lands in the middle of the line.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::report::human;
@@ -13,12 +18,18 @@ const DELAY: Duration = Duration::from_millis(300);
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The indicator's state.
-pub struct Progress {
-    enabled: bool,
+struct State {
     started: Instant,
     last: Option<Instant>,
     shown: bool,
+}
+
+/// A handle on the indicator; clones share it.
+#[derive(Clone)]
+pub struct Progress {
+    enabled: bool,
     total: Option<u64>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Progress {
@@ -27,28 +38,58 @@ impl Progress {
     pub fn new(total: Option<u64>) -> Progress {
         Progress {
             enabled: io::stderr().is_terminal(),
-            started: Instant::now(),
-            last: None,
-            shown: false,
             total,
+            state: Arc::new(Mutex::new(State {
+                started: Instant::now(),
+                last: None,
+                shown: false,
+            })),
         }
     }
 
-    /// Redraws the line, if enough time has passed since the last time.
-    pub fn tick(&mut self, bytes: u64, records: u64, requests: u64) {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while drawing leaves nothing inconsistent here.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Redraws the line for plan and emit, if enough time has passed.
+    pub fn tick(&self, bytes: u64, records: u64, requests: u64) {
         if !self.enabled {
             return;
         }
+        self.draw(|| {
+            format!(
+                "{} read, {records} records, {requests} requests",
+                self.read(bytes)
+            )
+        });
+    }
+
+    /// Redraws the line with `text()`, if enough time has passed since the last time.
+    pub fn draw(&self, text: impl FnOnce() -> String) {
+        if !self.enabled {
+            return;
+        }
+        let mut state = self.lock();
         let now = Instant::now();
-        if now.duration_since(self.started) < DELAY
-            || self
+        if now.duration_since(state.started) < DELAY
+            || state
                 .last
                 .is_some_and(|last| now.duration_since(last) < INTERVAL)
         {
             return;
         }
-        self.last = Some(now);
-        let read = match self.total {
+        state.last = Some(now);
+        let mut err = io::stderr().lock();
+        // A progress line that cannot be drawn is no reason to stop.
+        let _ = write!(err, "\r\x1b[2K{}", text());
+        let _ = err.flush();
+        state.shown = true;
+    }
+
+    /// "12.0 MiB / 100.0 MiB (12%)" when the total is known, else "12.0 MiB".
+    pub fn read(&self, bytes: u64) -> String {
+        match self.total {
             Some(total) if total > 0 => format!(
                 "{} / {} ({:.0}%)",
                 human(bytes),
@@ -56,24 +97,28 @@ impl Progress {
                 100.0 * bytes as f64 / total as f64
             ),
             _ => human(bytes),
-        };
-        let mut err = io::stderr().lock();
-        // A progress line that cannot be drawn is no reason to stop.
-        let _ = write!(
-            err,
-            "\r\x1b[2K{read} read, {records} records, {requests} requests"
-        );
-        let _ = err.flush();
-        self.shown = true;
+        }
+    }
+
+    fn erase(state: &mut State, err: &mut io::StderrLock<'_>) {
+        if state.shown {
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            state.shown = false;
+        }
     }
 
     /// Erases the line, if one is drawn.
-    pub fn clear(&mut self) {
-        if self.shown {
-            let mut err = io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-            self.shown = false;
-        }
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        Self::erase(&mut state, &mut io::stderr().lock());
+    }
+
+    /// Erases the line and prints `line` and a newline on stderr, under the lock.
+    pub fn eprint(&self, line: &str) {
+        let mut state = self.lock();
+        let mut err = io::stderr().lock();
+        Self::erase(&mut state, &mut err);
+        let _ = writeln!(err, "{line}");
     }
 }

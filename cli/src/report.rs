@@ -3,12 +3,15 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::Duration;
 
+use kinesis_batcher::engine::EngineStats;
+use kinesis_batcher::retry::ErrorKind;
 use kinesis_batcher::{KeyUnit, Limits, Reason, Stats};
 use serde_json::{Map, Value, json};
 
 use crate::aggregate::Counts;
-use crate::args::{KeySpec, Profile};
+use crate::args::{KeySpec, Profile, SendOptions};
 
 /// How many refusals are described on stderr, one line each, before a count of the rest.
 pub const MESSAGES_SHOWN: u64 = 50;
@@ -177,8 +180,240 @@ pub struct Summary<'a> {
     pub stopped_at: Option<Location>,
     /// With emit: what was written where.
     pub written: Option<Written<'a>>,
+    /// With send: what was sent, stored, not stored.
+    pub send: Option<&'a SendSummary>,
     /// The exit code the run ends with.
     pub exit_code: u8,
+}
+
+/// What `send` did.
+#[derive(Clone, Debug)]
+pub struct SendSummary {
+    /// `--stream`.
+    pub stream: String,
+    /// The region in force.
+    pub region: String,
+    /// `--endpoint-url`, if given.
+    pub endpoint: Option<String>,
+    /// `--in-flight`.
+    pub in_flight: u32,
+    /// `--linger-ms`.
+    pub linger_ms: u64,
+    /// `--buffer`.
+    pub buffer_bytes: u64,
+    /// `--allow-reordering`.
+    pub allow_reordering: bool,
+    /// The engine's counters at the end.
+    pub engine: EngineStats,
+    /// User records stored (with `--aggregate`, those inside the aggregates stored).
+    pub stored_users: u64,
+    /// Kinesis records not stored, by error kind (`kind as usize`).
+    pub not_stored: [u64; ErrorKind::ALL.len()],
+    /// User records in them.
+    pub not_stored_users: u64,
+    /// The first few of each kind.
+    pub not_stored_examples: [Vec<Location>; ErrorKind::ALL.len()],
+    /// Times the engine paused on credentials and they were loaded again.
+    pub credential_pauses: u64,
+    /// The most requests that were in flight at once.
+    pub peak_in_flight: u64,
+    /// From the start of sending to the last answer.
+    pub seconds: f64,
+    /// Records the engine refused after the reader's measure accepted them (a bug if
+    /// ever non-empty): counted with the refusals.
+    pub late_refusals: Vec<(Reason, Location)>,
+}
+
+impl SendSummary {
+    /// Nothing sent yet, to `send`'s stream in `region`.
+    pub fn new(send: &SendOptions, region: &str) -> SendSummary {
+        SendSummary {
+            stream: send.stream.clone(),
+            region: region.to_owned(),
+            endpoint: send.endpoint_url.clone(),
+            in_flight: send.in_flight,
+            linger_ms: send.linger_ms,
+            buffer_bytes: send.buffer_bytes,
+            allow_reordering: send.allow_reordering,
+            engine: EngineStats::default(),
+            stored_users: 0,
+            not_stored: [0; ErrorKind::ALL.len()],
+            not_stored_users: 0,
+            not_stored_examples: Default::default(),
+            credential_pauses: 0,
+            peak_in_flight: 0,
+            seconds: 0.0,
+            late_refusals: Vec::new(),
+        }
+    }
+
+    /// Counts a Kinesis record of `users` user records, read at `at`, not stored.
+    pub fn add_not_stored(&mut self, kind: ErrorKind, at: Location, users: u64) {
+        let i = kind as usize;
+        self.not_stored[i] += 1;
+        self.not_stored_users += users;
+        if self.not_stored_examples[i].len() < EXAMPLES_PER_REASON {
+            self.not_stored_examples[i].push(at);
+        }
+    }
+
+    /// The end: the engine's last counters and the time taken.
+    pub fn finish(&mut self, engine: &EngineStats, elapsed: Duration) {
+        self.engine = *engine;
+        self.seconds = elapsed.as_secs_f64();
+    }
+
+    /// Kinesis records not stored.
+    pub fn not_stored(&self) -> u64 {
+        self.not_stored.iter().sum()
+    }
+
+    /// The lowest exit code the sending alone calls for.
+    pub fn exit_floor(&self) -> u8 {
+        if self.not_stored() > 0 { 4 } else { 0 }
+    }
+
+    /// The engine's counters as the planner's, for the lines both commands share:
+    /// requests (retries included) and records and bytes stored.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            batches: self.engine.requests,
+            records: self.engine.accepted_records,
+            bytes: self.engine.accepted_bytes,
+            refused: [0; Reason::COUNT],
+        }
+    }
+
+    fn per_second(&self, n: u64) -> f64 {
+        if self.seconds > 0.0 {
+            n as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn write(&self, out: &mut dyn Write, names: &[String]) -> io::Result<()> {
+        let at = |(input, line): Location| format!("{}:{line}", names[input]);
+        let e = &self.engine;
+        writeln!(
+            out,
+            "stream       {} (region {}, {})",
+            self.stream,
+            self.region,
+            match &self.endpoint {
+                Some(url) => format!("endpoint {url}"),
+                None => "the SDK's endpoint".into(),
+            }
+        )?;
+        writeln!(
+            out,
+            "sent         {} requests, at most {} in flight (--in-flight {}), linger {} ms{}",
+            e.requests,
+            self.peak_in_flight,
+            self.in_flight,
+            self.linger_ms,
+            if self.allow_reordering {
+                ", keys may be reordered"
+            } else {
+                ", each key in order"
+            },
+        )?;
+        writeln!(
+            out,
+            "stored       {} Kinesis records, {} bytes ({}) of data + keys, in {:.2} s: \
+             {:.0} records/s, {}/s",
+            e.accepted_records,
+            e.accepted_bytes,
+            human(e.accepted_bytes),
+            self.seconds,
+            self.per_second(e.accepted_records),
+            human(self.per_second(e.accepted_bytes) as u64),
+        )?;
+        writeln!(
+            out,
+            "retried      {} entries ({} throttled)",
+            e.retried, e.throttled
+        )?;
+        writeln!(
+            out,
+            "not stored   {} Kinesis records ({} user records)",
+            self.not_stored(),
+            self.not_stored_users
+        )?;
+        for kind in ErrorKind::ALL {
+            let count = self.not_stored[kind as usize];
+            if count == 0 {
+                continue;
+            }
+            let examples = &self.not_stored_examples[kind as usize];
+            let mut places: Vec<String> = examples.iter().map(|&place| at(place)).collect();
+            let more = count - examples.len() as u64;
+            if more > 0 {
+                places.push(format!("and {more} more"));
+            }
+            writeln!(
+                out,
+                "  {:<18} {count:>8}  {}",
+                kind.as_str(),
+                places.join(", ")
+            )?;
+        }
+        if self.credential_pauses > 0 {
+            writeln!(
+                out,
+                "credentials  paused {} times, loaded again each time",
+                self.credential_pauses
+            )?;
+        }
+        Ok(())
+    }
+
+    fn json(&self, names: &[String]) -> Value {
+        let place = |(input, line): Location| json!({"file": names[input], "line": line});
+        let e = &self.engine;
+        let by_kind: Map<String, Value> = ErrorKind::ALL
+            .into_iter()
+            .map(|kind| {
+                (
+                    kind.as_str().to_owned(),
+                    self.not_stored[kind as usize].into(),
+                )
+            })
+            .collect();
+        let examples: Map<String, Value> = ErrorKind::ALL
+            .into_iter()
+            .filter(|kind| self.not_stored[*kind as usize] > 0)
+            .map(|kind| {
+                let list: Vec<Value> = self.not_stored_examples[kind as usize]
+                    .iter()
+                    .map(|&at| place(at))
+                    .collect();
+                (kind.as_str().to_owned(), list.into())
+            })
+            .collect();
+        json!({
+            "stream": self.stream,
+            "region": self.region,
+            "endpoint": self.endpoint,
+            "in_flight": self.in_flight,
+            "linger_ms": self.linger_ms,
+            "buffer_bytes": self.buffer_bytes,
+            "allow_reordering": self.allow_reordering,
+            "requests": e.requests,
+            "peak_in_flight": self.peak_in_flight,
+            "stored": {"records": e.accepted_records, "bytes": e.accepted_bytes,
+                       "user_records": self.stored_users},
+            "retried": e.retried,
+            "throttled": e.throttled,
+            "not_stored": self.not_stored(),
+            "not_stored_user_records": self.not_stored_users,
+            "not_stored_by_kind": by_kind,
+            "not_stored_examples": examples,
+            "credential_pauses": self.credential_pauses,
+            "seconds": self.seconds,
+            "records_per_second": self.per_second(e.accepted_records),
+        })
+    }
 }
 
 /// What `--aggregate` made.
@@ -250,19 +485,34 @@ impl Summary<'_> {
         }
         writeln!(out)?;
         let refused = self.refusals.total();
-        writeln!(
-            out,
-            "records      {}{}: {} accepted, {refused} refused",
-            self.records,
-            if self.packed {
-                " (lines packed up to the record cap)"
-            } else {
-                ""
-            },
-            self.aggregation
-                .as_ref()
-                .map_or(self.stats.records, |agg| agg.counts.user_records),
-        )?;
+        if let Some(send) = self.send {
+            writeln!(
+                out,
+                "records      {}{}: {} stored, {} not stored, {refused} refused",
+                self.records,
+                if self.packed {
+                    " (lines packed up to the record cap)"
+                } else {
+                    ""
+                },
+                send.stored_users,
+                send.not_stored_users,
+            )?;
+        } else {
+            writeln!(
+                out,
+                "records      {}{}: {} accepted, {refused} refused",
+                self.records,
+                if self.packed {
+                    " (lines packed up to the record cap)"
+                } else {
+                    ""
+                },
+                self.aggregation
+                    .as_ref()
+                    .map_or(self.stats.records, |agg| agg.counts.user_records),
+            )?;
+        }
         if let Some(agg) = &self.aggregation {
             let shards = match &agg.shards {
                 Some((count, file)) => format!(" over {count} shards ({file})"),
@@ -284,6 +534,21 @@ impl Summary<'_> {
                 agg.ratio(),
             )?;
         }
+        if let Some(send) = self.send {
+            send.write(out, self.names)?;
+        } else {
+            self.write_plan(out)?;
+        }
+        self.write_refusals(out)?;
+        if let Some(place) = self.stopped_at {
+            writeln!(out, "stopped      at {} (--stop-on-refusal)", at(place))?;
+        }
+        out.flush()
+    }
+
+    /// The lines of plan and emit: requests, accepted records, fill, files written.
+    fn write_plan(&self, out: &mut dyn Write) -> io::Result<()> {
+        let limits = &self.limits;
         writeln!(out, "requests     {}", self.stats.batches)?;
         writeln!(
             out,
@@ -315,20 +580,6 @@ impl Summary<'_> {
             100.0 * self.stats.record_fill(limits),
             limits.max_records(),
         )?;
-        writeln!(out, "refused      {refused}")?;
-        for why in Why::all() {
-            let count = self.refusals.count(why);
-            if count == 0 {
-                continue;
-            }
-            let examples = &self.refusals.examples[why.index()];
-            let mut places: Vec<String> = examples.iter().map(|&place| at(place)).collect();
-            let more = count - examples.len() as u64;
-            if more > 0 {
-                places.push(format!("and {more} more"));
-            }
-            writeln!(out, "  {:<18} {count:>8}  {}", why.id(), places.join(", "))?;
-        }
         if let Some(Written {
             dir,
             dir_exists,
@@ -361,10 +612,28 @@ impl Summary<'_> {
                 )?;
             }
         }
-        if let Some(place) = self.stopped_at {
-            writeln!(out, "stopped      at {} (--stop-on-refusal)", at(place))?;
+        Ok(())
+    }
+
+    /// The refusals by reason, with their first places.
+    fn write_refusals(&self, out: &mut dyn Write) -> io::Result<()> {
+        let at = |(input, line): Location| format!("{}:{line}", self.names[input]);
+        let refused = self.refusals.total();
+        writeln!(out, "refused      {refused}")?;
+        for why in Why::all() {
+            let count = self.refusals.count(why);
+            if count == 0 {
+                continue;
+            }
+            let examples = &self.refusals.examples[why.index()];
+            let mut places: Vec<String> = examples.iter().map(|&place| at(place)).collect();
+            let more = count - examples.len() as u64;
+            if more > 0 {
+                places.push(format!("and {more} more"));
+            }
+            writeln!(out, "  {:<18} {count:>8}  {}", why.id(), places.join(", "))?;
         }
-        out.flush()
+        Ok(())
     }
 }
 
@@ -451,6 +720,7 @@ impl Summary<'_> {
             "refused": self.refusals.total(),
             "refusals": refusals,
             "written": written,
+            "send": self.send.map(|send| send.json(self.names)),
             "stopped_at": self.stopped_at.map(place),
             "exit_code": self.exit_code,
         });

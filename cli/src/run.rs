@@ -2,6 +2,10 @@
 //! each line, push it into one `Accumulator`, and act on what the core answers: a request
 //! is complete (log it, write it), a record is refused (report it), or it joined the
 //! open request. The tool decides no size, limit or boundary itself.
+//!
+//! `send` reads the same way on its reader thread, but each record the core measures as
+//! sendable goes to the sender (a [`SendSink`]) instead of the accumulator, one read's
+//! records at a time; the producer engine decides the requests there.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -20,7 +24,10 @@ use crate::emit::{RequestWriter, push_json_string};
 use crate::input::{self, ChunkBuffer};
 use crate::keys::{KeyError, KeyMaker};
 use crate::progress::Progress;
-use crate::report::{AggregationSummary, FileStats, Location, Refusals, Summary, Why, Written};
+use crate::report::{
+    AggregationSummary, FileStats, Location, Refusals, SendSummary, Summary, Why, Written,
+};
+use crate::send::SendSink;
 
 /// The exit codes.
 pub mod exit {
@@ -32,10 +39,12 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Input or output error.
     pub const IO: u8 = 3;
+    /// `send`: some records could not be stored.
+    pub const NOT_STORED: u8 = 4;
 }
 
 /// An error that ends the run at once: an output that cannot be written.
-struct Fatal(String);
+pub struct Fatal(pub String);
 
 /// Whether to go on reading.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,7 +103,7 @@ struct JsonLines {
     /// The option, for messages.
     option: &'static str,
     to: OutputTo,
-    out: Option<BufWriter<Box<dyn Write>>>,
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
 }
 
 impl JsonLines {
@@ -117,7 +126,7 @@ impl JsonLines {
     /// Creates the file, if not done yet.
     fn open(&mut self) -> Result<(), Fatal> {
         if self.out.is_none() {
-            let out: Box<dyn Write> = match &self.to {
+            let out: Box<dyn Write + Send> = match &self.to {
                 OutputTo::Stdout => Box::new(io::stdout()),
                 OutputTo::Path(path) => Box::new(File::create(path).map_err(|e| self.fail(&e))?),
             };
@@ -153,7 +162,7 @@ pub fn run(options: Options) -> u8 {
 
 /// The shards of `--shards`, read before anything else; an error is printed and its
 /// exit code returned.
-fn read_shards(options: &Options) -> Result<Vec<Shard>, u8> {
+pub fn read_shards(options: &Options) -> Result<Vec<Shard>, u8> {
     let Some(path) = options
         .aggregate
         .as_ref()
@@ -236,6 +245,8 @@ struct State {
     /// An aggregate's data, encoded for `emit`.
     encoded: Vec<u8>,
     progress: Progress,
+    /// `send`: where the records the core measured as sendable go.
+    send: Option<SendSink>,
     records: u64,
     lines: u64,
     bytes_read: u64,
@@ -245,13 +256,35 @@ struct State {
     stopped_at: Option<Location>,
 }
 
-struct Run {
+/// A reading pass and what it found.
+pub struct Run {
     keys: KeyMaker,
     state: State,
 }
 
 impl Run {
     fn new(options: &Options, shards: &[Shard]) -> Result<Run, Fatal> {
+        let progress = Progress::new(input::total_size(&options.inputs));
+        Run::with_sink(options, shards, progress, None)
+    }
+
+    /// A pass for `send`: every record the core measures as sendable goes to `sink`,
+    /// and messages go through the sender's `progress`.
+    pub fn for_send(
+        options: &Options,
+        shards: &[Shard],
+        progress: Progress,
+        sink: SendSink,
+    ) -> Result<Run, Fatal> {
+        Run::with_sink(options, shards, progress, Some(sink))
+    }
+
+    fn with_sink(
+        options: &Options,
+        shards: &[Shard],
+        progress: Progress,
+        send: Option<SendSink>,
+    ) -> Result<Run, Fatal> {
         let limits = options.limits;
         let batch_log = options
             .batches
@@ -293,7 +326,8 @@ impl Run {
                     .as_ref()
                     .map(|agg| Window::new(limits, agg, shards)),
                 encoded: Vec::new(),
-                progress: Progress::new(input::total_size(&options.inputs)),
+                progress,
+                send,
                 records: 0,
                 lines: 0,
                 bytes_read: 0,
@@ -311,11 +345,30 @@ impl Run {
         open: Opener<'_>,
         summary_to: Option<&mut dyn Write>,
     ) -> Result<u8, Fatal> {
+        self.read_all(options, open)?;
+        self.finish(options, summary_to, None)
+    }
+
+    /// Reads every input (or up to a stop), then plans or hands on what is left: the
+    /// last request is closed, the logs flushed; with `send`, the sink is dropped, which
+    /// tells the sender that the input has ended.
+    pub fn read_all(&mut self, options: &Options, open: Opener<'_>) -> Result<(), Fatal> {
+        let outcome = self.read_inputs(options, open);
+        // Whatever happened, the sender must learn that no more records come.
+        self.state.send = None;
+        outcome
+    }
+
+    fn read_inputs(&mut self, options: &Options, open: Opener<'_>) -> Result<(), Fatal> {
         let limits = options.limits;
         let record_cap = limits.max_record_bytes() as usize;
         // The window the core's protocol needs to always make progress.
         let need = record_cap + 2;
         let mut chunk = ChunkBuffer::new(need);
+        if self.state.send.is_some() {
+            // Each line is handled when it arrives (`tail -F`), not when 1 MiB has.
+            chunk = chunk.eager();
+        }
         let key_len = match &options.key {
             KeySpec::Constant(key) => u32::try_from(key.len()).unwrap_or(u32::MAX),
             _ => 0,
@@ -338,27 +391,57 @@ impl Run {
         }
         let state = &mut self.state;
         state.plan_window(true)?;
+        state.send_out()?;
         if let Some(batch) = state.acc.flush() {
             let span = state.open.take();
             state.close(&batch, span)?;
         }
-        state.progress.clear();
+        if state.send.is_none() {
+            state.progress.clear();
+        }
         for log in [&mut state.batch_log, &mut state.refusal_log]
             .into_iter()
             .flatten()
         {
             log.flush()?;
         }
+        Ok(())
+    }
+
+    /// Counts a refusal found after the reading (by the sender).
+    pub fn count_refusal(&mut self, why: Why, at: Location) {
+        self.state.refusals.add(why, at);
+    }
+
+    /// Whether nothing could be read at all (every input failed): no summary then.
+    pub fn nothing_read(&self) -> bool {
+        self.state.inputs_read == 0 && self.state.input_errors > 0
+    }
+
+    /// Prints the summary and returns the exit code. `send`: what the sender did, for
+    /// `send` (its summary goes to stderr, unless `--quiet`; `--summary json` to stdout).
+    pub fn finish(
+        self,
+        options: &Options,
+        summary_to: Option<&mut dyn Write>,
+        send: Option<SendSummary>,
+    ) -> Result<u8, Fatal> {
+        let limits = options.limits;
+        let state = &self.state;
         if state.inputs_read == 0 && state.input_errors > 0 {
             // Nothing could be read: a summary of zeros would only bury the errors above.
             return Ok(exit::IO);
         }
-        let stats = *state.acc.stats();
+        let stats = match &send {
+            Some(send) => send.stats(),
+            None => *state.acc.stats(),
+        };
         for reason in Reason::ALL {
             // With --aggregate the core's refusals are the tool's measures, not the
             // accumulator's (which sees aggregates).
             debug_assert!(
                 state.window.is_some()
+                    || send.is_some()
                     || state.refusals.count(Why::Core(reason)) == stats.refused_for(reason)
             );
         }
@@ -368,7 +451,10 @@ impl Run {
                 "kinesis-batcher: {not_shown} more refusals not shown (the summary counts them all)"
             );
         }
-        let exit_code = if state.input_errors > 0 {
+        // The highest code that applies.
+        let exit_code = if send.as_ref().is_some_and(|send| send.not_stored() > 0) {
+            exit::NOT_STORED
+        } else if state.input_errors > 0 {
             exit::IO
         } else if state.stopped_at.is_some() {
             exit::STOPPED
@@ -379,6 +465,7 @@ impl Run {
             command: match options.command {
                 Command::Emit => "emit",
                 Command::Demo => "demo",
+                Command::Send => "send",
                 _ => "plan",
             },
             profile: options.profile,
@@ -414,15 +501,20 @@ impl Run {
                     bytes,
                 }
             }),
+            send: send.as_ref(),
             exit_code,
         };
         let write = |out: &mut dyn Write| match options.summary {
             SummaryFormat::Text => summary.write(out),
             SummaryFormat::Json => summary.write_json(out),
         };
+        let text_to_stderr = send.is_some() && options.summary == SummaryFormat::Text;
         let (written, to) = if let Some(out) = summary_to {
             (write(out), "summary")
-        } else if options.batches == Some(OutputTo::Stdout)
+        } else if text_to_stderr && options.quiet {
+            (Ok(()), "stderr")
+        } else if text_to_stderr
+            || options.batches == Some(OutputTo::Stdout)
             || options.refusals == Some(OutputTo::Stdout)
         {
             (write(&mut io::stderr().lock()), "stderr")
@@ -471,15 +563,21 @@ impl Run {
                     break self.state.input_error(input, &error, data.len() - whole);
                 }
             }
-            match self.feed(input, &mut source, chunk.data(), chunk.eof())? {
+            let fed = self.feed(input, &mut source, chunk.data(), chunk.eof())?;
+            if fed != Fed::Stop && self.state.end_of_read()? == Flow::Stop {
+                break Flow::Stop;
+            }
+            match fed {
                 Fed::More(consumed) => chunk.consume(consumed),
                 Fed::End => break Flow::Go,
                 Fed::Stop => break Flow::Stop,
             }
             let state = &mut self.state;
-            state
-                .progress
-                .tick(state.bytes_read, state.records, state.acc.stats().batches);
+            if state.send.is_none() {
+                state
+                    .progress
+                    .tick(state.bytes_read, state.records, state.acc.stats().batches);
+            }
         };
         self.state.lines += source.seen();
         self.state.files[input].lines = source.seen();
@@ -552,6 +650,19 @@ impl State {
         if self.window.is_some() {
             return self.push_user_record(input, line, key, stand_in);
         }
+        if self.send.is_some() {
+            let record = Record::new(line.bytes, key);
+            if let Err(reason) = measure_line(&record, line, &self.limits) {
+                return self.refuse(input, line, Why::Core(reason), |state| {
+                    state.detail(reason, line, key, stand_in)
+                });
+            }
+            let full = self.send.as_mut().is_some_and(|sink| {
+                sink.add(&record, at, (input, line.last_number), 1);
+                sink.is_full()
+            });
+            return if full { self.send_out() } else { Ok(Flow::Go) };
+        }
         match self.acc.push(&Record::new(line.bytes, key)) {
             Push::Added => {
                 match &mut self.open {
@@ -591,12 +702,7 @@ impl State {
         stand_in: bool,
     ) -> Result<Flow, Fatal> {
         let record = Record::new(line.bytes, key);
-        let measured = match record.measure(&self.limits) {
-            // A line cut short at the cap is too large, whatever the bytes seen.
-            Ok(_) if !line.is_whole() => Err(Reason::RecordTooLarge),
-            measured => measured,
-        };
-        if let Err(reason) = measured {
+        if let Err(reason) = measure_line(&record, line, &self.limits) {
             return self.refuse(input, line, Why::Core(reason), |state| {
                 state.detail(reason, line, key, stand_in)
             });
@@ -647,6 +753,27 @@ impl State {
         let first = items[aggregate.start];
         let last = items[aggregate.end - 1];
         let users = aggregate.records() as u64;
+        if let Some(sink) = &mut self.send {
+            let mut digits = [0; MAX_HASH_KEY_DIGITS];
+            let hash_key = aggregate.explicit_hash_key(records, &mut digits);
+            let key = aggregate.partition_key(records);
+            sink.add_encoded(
+                aggregate.data_len as usize,
+                |buffer| encode(records, aggregate, buffer).map(|_| ()),
+                key,
+                hash_key,
+                first.at,
+                (last.at.0, last.last_line),
+                aggregate.records() as u32,
+            )
+            .map_err(|error| {
+                Fatal(format!(
+                    "internal error: the aggregate of {}:{} cannot be encoded: {error}",
+                    self.names[first.at.0], first.at.1
+                ))
+            })?;
+            return Ok(());
+        }
         match self.acc.push(aggregate) {
             Push::Added => match &mut self.open {
                 Some(span) => {
@@ -723,18 +850,19 @@ impl State {
         if !print && !self.stop_on_refusal {
             return Ok(Flow::Go);
         }
-        self.progress.clear();
         let message = if detail.is_empty() {
             format!("{}:{}: {}", self.names[at.0], at.1, why.label())
         } else {
             format!("{}:{}: {}: {detail}", self.names[at.0], at.1, why.label())
         };
         if self.stop_on_refusal {
-            print_error(&format!("stopped at {message} (--stop-on-refusal)"));
+            self.progress.eprint(&format!(
+                "kinesis-batcher: stopped at {message} (--stop-on-refusal)"
+            ));
             self.stopped_at = Some(at);
             return Ok(Flow::Stop);
         }
-        eprintln!("{message}");
+        self.progress.eprint(&message);
         Ok(Flow::Go)
     }
 
@@ -823,6 +951,28 @@ impl State {
         Ok(())
     }
 
+    /// `send`: one read's lines are in. With `--aggregate` they are aggregated now (an
+    /// aggregate never waits for a later read: a slow input's lines are not held back),
+    /// and the records go to the sender.
+    fn end_of_read(&mut self) -> Result<Flow, Fatal> {
+        if self.send.is_none() {
+            return Ok(Flow::Go);
+        }
+        self.plan_window(true)?;
+        self.send_out()
+    }
+
+    /// `send`: hands the records gathered to the sender, waiting while it has no room
+    /// (backpressure). Stops the reading if the sender has ended.
+    fn send_out(&mut self) -> Result<Flow, Fatal> {
+        let (bytes_read, records) = (self.bytes_read, self.records);
+        let closed = match &mut self.send {
+            Some(sink) => sink.flush(bytes_read, records).is_err(),
+            None => false,
+        };
+        Ok(if closed { Flow::Stop } else { Flow::Go })
+    }
+
     /// An input gave its first read: the outputs opened lazily are opened now, before
     /// anything is written to them.
     fn input_read(&mut self) -> Result<(), Fatal> {
@@ -840,9 +990,9 @@ impl State {
     /// next one (exit code 3 at the end), unless `--stop-on-refusal` stops it at once.
     /// `dropped`: the bytes of an unfinished last line read before the error.
     fn input_error(&mut self, input: usize, error: &io::Error, dropped: usize) -> Flow {
-        self.progress.clear();
         let detail = read_error_detail(error, dropped);
-        print_error(&format!("{}: {detail}", self.names[input]));
+        self.progress
+            .eprint(&format!("kinesis-batcher: {}: {detail}", self.names[input]));
         self.files[input].error = Some(detail);
         self.input_errors += 1;
         if self.stop_on_refusal {
@@ -875,6 +1025,15 @@ impl Span {
             refused_first: first.refused_before,
             refused_last: last.refused_before,
         }
+    }
+}
+
+/// The core's measure of a line's record; a line cut short at the cap is too large,
+/// whatever the bytes seen.
+fn measure_line(record: &Record<'_>, line: &Line<'_>, limits: &Limits) -> Result<u32, Reason> {
+    match record.measure(limits) {
+        Ok(_) if !line.is_whole() => Err(Reason::RecordTooLarge),
+        measured => measured,
     }
 }
 
