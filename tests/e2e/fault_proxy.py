@@ -58,6 +58,9 @@ def line_of(data):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: the headers and the body go out in separate writes, and with Nagle
+    # the body would wait for the client's delayed ACK (40 ms) on every response.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
