@@ -437,6 +437,9 @@ pub struct Engine<'a> {
     oldest: u32,
     newest: u32,
     free: u32,
+    /// No record before this one in push order is queued: looks start here, past the
+    /// records in flight.
+    first_queued: u32,
     /// Records pushed in all: the next push's `seq`.
     pushed: u64,
     /// Records pushed before this `seq` are due without lingering.
@@ -496,6 +499,7 @@ impl<'a> Engine<'a> {
             oldest: NONE,
             newest: NONE,
             free: NONE,
+            first_queued: NONE,
             pushed: 0,
             flush_until: 0,
             queued: 0,
@@ -519,6 +523,7 @@ impl<'a> Engine<'a> {
         self.free = 0;
         self.oldest = NONE;
         self.newest = NONE;
+        self.first_queued = NONE;
         self.pushed = 0;
         if let Some(keys) = &mut self.keys {
             keys.clear();
@@ -625,6 +630,9 @@ impl<'a> Engine<'a> {
             newest => self.slots[newest as usize].next = slot,
         }
         self.newest = slot;
+        if self.first_queued == NONE {
+            self.first_queued = slot;
+        }
         self.pushed += 1;
         self.queued += 1;
         self.stats.buffered_records += 1;
@@ -752,7 +760,12 @@ impl<'a> Engine<'a> {
             due: false,
             wake_ms: u64::MAX,
         };
-        let mut next = self.oldest;
+        while self.first_queued != NONE
+            && self.slots[self.first_queued as usize].state != State::Queued
+        {
+            self.first_queued = self.slots[self.first_queued as usize].next;
+        }
+        let mut next = self.first_queued;
         while next != NONE {
             let i = next as usize;
             let slot = self.slots[i];
@@ -962,6 +975,10 @@ impl<'a> Engine<'a> {
     fn requeue(&mut self, index: usize) {
         self.slots[index].state = State::Queued;
         self.queued += 1;
+        let first = self.first_queued;
+        if first == NONE || self.slots[index].seq < self.slots[first as usize].seq {
+            self.first_queued = index as u32;
+        }
     }
 
     /// Stored or terminal: the record leaves its key's list and the buffer; its slot is
@@ -977,6 +994,9 @@ impl<'a> Engine<'a> {
             if next != NONE {
                 self.slots[next as usize].oldest_of_key = true;
             }
+        }
+        if self.first_queued == index as u32 {
+            self.first_queued = slot.next;
         }
         match slot.prev {
             NONE => self.oldest = slot.next,
