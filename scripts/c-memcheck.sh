@@ -54,4 +54,23 @@ vg_line=$(valgrind --quiet --error-exitcode=1 --leak-check=full \
 }
 echo "$vg_line"
 
+echo "== the engine example (tests/c/engine_example.c, the README's): ASan+UBSan, valgrind"
+example_want='record 2 refused: the partition key is empty
+record 6 refused: the partition key is empty
+request of 3 records, 34 bytes
+request of 2 records, 22 bytes
+request of 1 records, 12 bytes
+request of 1 records, 12 bytes
+6 stored, 1 retried, 0 terminal, 2 refused: nothing more'
+"$cc" "${cflags[@]}" -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+  -fno-sanitize-recover=all tests/c/engine_example.c "${libs[@]}" -o "$out/engine-example-asan"
+"$cc" "${cflags[@]}" -O1 -g tests/c/engine_example.c "${libs[@]}" -o "$out/engine-example"
+for run in "$out/engine-example-asan" "valgrind --quiet --error-exitcode=1 --leak-check=full $out/engine-example"; do
+  example_got=$($run) || { echo "c-memcheck: $run failed" >&2; exit 1; }
+  if [ "$example_got" != "$example_want" ]; then
+    printf 'c-memcheck: %s printed\n%s\nexpected\n%s\n' "$run" "$example_got" "$example_want" >&2
+    exit 1
+  fi
+done
+
 echo "c-memcheck: ok (ASan+UBSan and valgrind clean; $asan_line) in $((SECONDS - start)) s"
