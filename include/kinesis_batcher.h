@@ -231,9 +231,6 @@ typedef uint8_t kb_layout;
 #define KB_VERSION "0.1.0"
 
 
-// The most requests in flight a config may ask for.
-#define EngineConfig_MAX_IN_FLIGHT 1024
-
 // The library's major version.
 #define KB_VERSION_MAJOR 0
 

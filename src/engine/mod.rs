@@ -74,6 +74,7 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// The most requests in flight a config may ask for.
+    /// cbindgen:ignore
     pub const MAX_IN_FLIGHT: u32 = 1024;
 
     /// The defaults: 100 ms linger, 1 request in flight, 64 MiB buffered, per-key order,

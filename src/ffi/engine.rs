@@ -28,7 +28,7 @@ use crate::engine::{
     RequestSlot, ShardState, Slot, Storage, StorageSizes, Terminal,
 };
 use crate::limits::Limits;
-use crate::retry::{Backoff, ErrorKind, Outcome, RetryPolicy};
+use crate::retry::{ErrorKind, Outcome, RetryPolicy};
 use crate::shards::{self, ShardMap, ShardRange};
 
 /// A buffered record: the slot the engine keeps it in, `0` to `capacity - 1`. Keep the
@@ -289,18 +289,6 @@ fn not_in_flight(engine: &Engine<'_>) -> kb_status {
     }
 }
 
-fn policy_to_core(policy: kb_retry_policy) -> RetryPolicy {
-    RetryPolicy {
-        backoff: Backoff {
-            base_ms: policy.backoff_base_ms,
-            cap_ms: policy.backoff_cap_ms,
-        },
-        max_attempts: policy.max_attempts,
-        max_age_ms: policy.max_age_ms,
-        per_key_order: policy.per_key_order != 0,
-    }
-}
-
 /// Allocates the storage and the engine over it.
 fn build(
     limits: Limits,
@@ -397,7 +385,7 @@ pub unsafe extern "C" fn kb_engine_new(
             RetryPolicy::DEFAULT
         } else {
             // SAFETY: non-NULL and readable (the caller's promise); plain integers.
-            policy_to_core(unsafe { *policy })
+            unsafe { *policy }.to_core()
         };
         let config = if config.is_null() {
             kb_engine_config::default()

@@ -45,7 +45,7 @@ pub struct kb_retry_policy {
 }
 
 impl kb_retry_policy {
-    fn to_core(self) -> RetryPolicy {
+    pub(crate) fn to_core(self) -> RetryPolicy {
         RetryPolicy {
             backoff: Backoff {
                 base_ms: self.backoff_base_ms,
