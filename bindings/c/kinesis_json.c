@@ -74,12 +74,11 @@ static size_t escape_write(char *out, const uint8_t *s, size_t n) {
 #define BODY_END "]}"
 #define LIT(s) (sizeof(s) - 1)
 
-size_t kj_body_bound(const char *stream, const kb_record *records,
-                     const kb_pending *entries, size_t n) {
+size_t kj_body_bound(const char *stream, const kb_record *const *records, size_t n) {
     size_t len = LIT(BODY_HEAD) + escaped_len((const uint8_t *)stream, strlen(stream)) +
                  LIT(BODY_RECORDS) + LIT(BODY_END);
     for (size_t i = 0; i < n; i++) {
-        const kb_record *r = &records[entries[i].index];
+        const kb_record *r = records[i];
         /* Sizes are bounded by the limits (10 MiB a request), so no overflow here. */
         len += LIT(ENTRY_DATA) + (size_t)kb_base64_len(r->data_len) + LIT(ENTRY_KEY) +
                escaped_len(r->key, r->key_len) + LIT(ENTRY_END) + 1 /* comma */;
@@ -87,15 +86,15 @@ size_t kj_body_bound(const char *stream, const kb_record *records,
     return len;
 }
 
-size_t kj_body_write(char *out, const char *stream, const kb_record *records,
-                     const kb_pending *entries, size_t n) {
+size_t kj_body_write(char *out, const char *stream, const kb_record *const *records,
+                     size_t n) {
     size_t o = 0;
 #define PUT(lit) (memcpy(out + o, lit, LIT(lit)), o += LIT(lit))
     PUT(BODY_HEAD);
     o += escape_write(out + o, (const uint8_t *)stream, strlen(stream));
     PUT(BODY_RECORDS);
     for (size_t i = 0; i < n; i++) {
-        const kb_record *r = &records[entries[i].index];
+        const kb_record *r = records[i];
         if (i > 0)
             out[o++] = ',';
         PUT(ENTRY_DATA);

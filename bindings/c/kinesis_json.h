@@ -15,14 +15,13 @@
 #include <kinesis_batcher.h>
 
 /* An upper bound (exact unless keys hold control characters) of the body for the
- * request entries[0..n] over records: size the body buffer with it. */
-size_t kj_body_bound(const char *stream, const kb_record *records,
-                     const kb_pending *entries, size_t n);
+ * request of records[0..n], in that order: size the body buffer with it. */
+size_t kj_body_bound(const char *stream, const kb_record *const *records, size_t n);
 
 /* Writes the body into out (which holds kj_body_bound bytes) and returns its length.
  * No NUL terminator is written. */
-size_t kj_body_write(char *out, const char *stream, const kb_record *records,
-                     const kb_pending *entries, size_t n);
+size_t kj_body_write(char *out, const char *stream, const kb_record *const *records,
+                     size_t n);
 
 /* Parses a successful (HTTP 2xx) PutRecords response. For each entry of "Records", in
  * order, writes its outcome to outcomes[i]: KB_OUTCOME_ACCEPTED for an entry with a

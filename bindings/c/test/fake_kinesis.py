@@ -13,11 +13,24 @@ deterministically:
   (InternalFailure in the body) or HTTP 400 with only an X-Amzn-ErrorType header
   (ThrottlingException);
 * --deny-all: every request fails with HTTP 400 AccessDeniedException.
+* --throttle-every K: every Kth request fails as a whole with HTTP 400
+  ThrottlingException (in the body's __type).
+* --expired-token T: a request signed with session token T fails as a whole with HTTP
+  400 ExpiredTokenException (the token the fake expects is --session-token).
+
+Requests are served concurrently (a thread per connection), each after --latency-ms
+plus a seeded random 0..--latency-jitter-ms, so that requests in flight together can
+complete out of order. --fast skips the checks and the log's entries (a response with a
+SequenceNumber per "Data" in the body), for throughput and memory runs.
 
 It binds 127.0.0.1 on a port the OS chooses and writes the port to --port-file. Every
-stored record's data goes to --stored (one per line); every request goes to --log as a
-JSON line: {"n", "status", "entries": [{"sha1", "key", "result"}]}, where result is
-"stored", an ErrorCode, or "request_failed".
+stored record's data goes to --stored (one per line), in the order they are stored;
+every request goes to --log as a JSON line, in the order they complete: {"n", "status",
+"t0", "t1" (arrival and answer, time.time()), "concurrent" (requests being served when
+it arrived, itself included), "entries": [{"sha1", "key", "result"}]} (in --fast mode
+"records" instead of "entries"), where result is "stored", an ErrorCode, or
+"request_failed". Records are stored and logged under one lock, so the log's order is
+the order in which records were stored.
 """
 import argparse
 import base64
@@ -25,9 +38,13 @@ import os
 import hashlib
 import hmac
 import json
+import random
 import re
+import socket
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_RECORDS, MAX_REQUEST, MAX_RECORD = 500, 10 * 1024 * 1024, 1024 * 1024
 AUTH_RE = re.compile(
@@ -45,6 +62,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet: the request log is the record
         pass
+
+    def setup(self):
+        super().setup()
+        # Headers and body are two writes: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK of the headers, 40 ms a response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def reply(self, status, obj, headers=()):
         body = json.dumps(obj).encode()
@@ -72,6 +95,8 @@ class Handler(BaseHTTPRequestHandler):
             return f"credential scope {key}/{date}/{region} (x-amz-date {amz_date!r})"
         if o.session_token and self.headers.get("x-amz-security-token") != o.session_token:
             return "missing or wrong x-amz-security-token"
+        if not o.session_token and self.headers.get("x-amz-security-token"):
+            return "a session token where none is expected"
         names = signed.split(";")
         if "host" not in names or "x-amz-date" not in names:
             return f"host and x-amz-date must be signed: {signed}"
@@ -100,17 +125,54 @@ class Handler(BaseHTTPRequestHandler):
         self.error(405, "UnknownOperationException", "PutRecords is a POST")
 
     def do_POST(self):
-        srv, o = self.server, self.server.opts
+        srv = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        srv.requests += 1
-        n = srv.requests
+        with srv.lock:
+            srv.requests += 1
+            n = srv.requests
+            srv.serving += 1
+            srv.max_serving = max(srv.max_serving, srv.serving)
+            concurrent = srv.serving
+            delay = srv.opts.latency_ms + srv.rng.uniform(0, srv.opts.latency_jitter_ms)
+        t0 = time.time()
+        try:
+            if delay:
+                time.sleep(delay / 1000)
+            with srv.lock:
+                self.put_records(n, body, t0, concurrent)
+        finally:
+            with srv.lock:
+                srv.serving -= 1
+
+    def fast(self, n, body, t0, concurrent):
+        srv = self.server
+        count = body.count(b'"Data":"')
+        if count not in srv.fast_replies:
+            entry = '{"SequenceNumber":"49590000000000000000","ShardId":"shardId-000000000000"}'
+            srv.fast_replies[count] = (
+                '{"FailedRecordCount":0,"Records":[' + ",".join([entry] * count) + "]}").encode()
+        reply = srv.fast_replies[count]
+        srv.log.write(json.dumps({"n": n, "status": 200, "t0": t0, "t1": time.time(),
+                                  "concurrent": concurrent, "records": count}) + "\n")
+        srv.log.flush()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def put_records(self, n, body, t0, concurrent):
+        srv, o = self.server, self.server.opts
+        if o.fast:
+            return self.fast(n, body, t0, concurrent)
         if self.path != "/":
             return self.error(404, "UnknownOperationException", f"path {self.path}")
         if self.headers.get("X-Amz-Target") != "Kinesis_20131202.PutRecords":
             return self.error(400, "UnknownOperationException", "X-Amz-Target")
         if self.headers.get("Content-Type") != "application/x-amz-json-1.1":
             return self.error(400, "SerializationException", "Content-Type")
-        problem = self.check_signature(body)
+        expired = o.expired_token and self.headers.get("x-amz-security-token") == o.expired_token
+        problem = None if expired else self.check_signature(body)
         if problem:
             return self.error(400, "InvalidSignatureException", problem)
         try:
@@ -131,8 +193,12 @@ class Handler(BaseHTTPRequestHandler):
         whole = None
         if o.deny_all:
             whole = (400, "AccessDeniedException")
+        elif expired:
+            whole = (400, "ExpiredTokenException")
         elif n == 1 and o.first_request != "ok":
             whole = (500, "InternalFailure") if o.first_request == "500" else (400, "Throttling")
+        elif o.throttle_every and n % o.throttle_every == 0:
+            whole = (400, "ThrottlingException")
         for data, key in records:
             sha = hashlib.sha1(data).hexdigest()
             if sha not in srv.seen:
@@ -155,7 +221,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 out.append({"ErrorCode": result, "ErrorMessage": f"fake {result}"})
         status = whole[0] if whole else 200
-        srv.log.write(json.dumps({"n": n, "status": status, "entries": entries}) + "\n")
+        srv.log.write(json.dumps({"n": n, "status": status, "t0": t0, "t1": time.time(),
+                                  "concurrent": concurrent, "entries": entries}) + "\n")
         srv.log.flush()
         srv.stored.flush()
         if whole and whole[1] == "Throttling":
@@ -182,10 +249,20 @@ def main():
     ap.add_argument("--terminal-marker", default="")
     ap.add_argument("--first-request", choices=["ok", "500", "throttle"], default="ok")
     ap.add_argument("--deny-all", action="store_true")
+    ap.add_argument("--throttle-every", type=int, default=0)
+    ap.add_argument("--expired-token", default="")
+    ap.add_argument("--latency-ms", type=float, default=0.0)
+    ap.add_argument("--latency-jitter-ms", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fast", action="store_true")
     opts = ap.parse_args()
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 128
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.opts, server.requests, server.sequence, server.seen = opts, 0, 0, {}
-    server.log = open(opts.log, "w")
+    server.lock, server.serving, server.max_serving = threading.Lock(), 0, 0
+    server.rng, server.fast_replies = random.Random(opts.seed), {}
+    server.log = open(opts.log, "w", buffering=1 << 16)
     server.stored = open(opts.stored, "wb")
     with open(opts.port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))

@@ -11,6 +11,10 @@
 # target/ (never the source tree) and cleans up its temporary files. The command-line
 # tool is target/release/kinesis-batcher, built with cargo (a no-op when it is up to
 # date); KB_CLI=PATH uses another build and skips cargo.
+#
+# KB_PRODUCER_WRAP="valgrind --error-exitcode=99 --leak-check=full ..." runs every
+# kb-producer under that command; KB_PRODUCER_QUICK=1 skips the timed runs (8-vs-1
+# throughput, the 200 MB memory bound), as a wrapper would make them meaningless.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -49,6 +53,13 @@ fi
 
 mkdir -p "$ROOT/target"
 WORK=$(mktemp -d "$ROOT/target/bindings-c-test.XXXXXX")
+QUICK=${KB_PRODUCER_QUICK:-}
+if [[ -n ${KB_PRODUCER_WRAP:-} ]]; then
+    printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$KB_PRODUCER_WRAP" "$P" >"$WORK/kb-producer"
+    chmod +x "$WORK/kb-producer"
+    P=$WORK/kb-producer
+    QUICK=1
+fi
 SERVER_PID=
 cleanup() {
     if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
@@ -85,6 +96,7 @@ start_server() { # start_server ARGS...: sets PORT and SERVER_PID
     PORT=$(cat "$WORK/port")
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
+ms_since() { python3 -c 'import sys, time; print(round((time.time() - float(sys.argv[1])) * 1000))' "$1"; }
 
 say "generating test input"
 python3 "$HERE/checks.py" gen "$WORK/input.ndjson"
@@ -141,6 +153,19 @@ run 1 transport "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" \
 [[ $(grep -c 'failed: transport (gave up' "$WORK/transport.err") == 40 ]] || die "transport: 40 gave-up lines expected"
 expect_err transport "3 requests, 80 retries"
 
+say "2e. ExpiredTokenException, environment credentials: they cannot change, so after
+    --credentials-wait-ms the records waiting for them fail (exit 1)"
+start_server --session-token NEW-TOKEN --expired-token OLD-TOKEN
+AWS_SESSION_TOKEN=OLD-TOKEN run 1 credgiveup "$P" --stream test-stream \
+    --endpoint "http://127.0.0.1:$PORT" --credentials-wait-ms 1500 "$SMALL"
+stop_server
+[[ $(grep -c 'failed: credentials (gave up: no valid credentials for 1500 ms)$' "$WORK/credgiveup.err") == 40 ]] ||
+    die "credgiveup: 40 lines failed as credentials expected"
+expect_err credgiveup "HTTP 400 ExpiredTokenException"
+expect_err credgiveup "trying the same credentials again"
+expect_err credgiveup "0 stored, 0 refused, 40 failed"
+[[ $(grep -c . "$WORK/requests.log") -ge 2 ]] || die "credgiveup: the same credentials were not tried again"
+
 # ---- 3. Setup errors --------------------------------------------------------------------
 say "3. usage and setup errors (exit 2)"
 run 2 nostream "$P" "$SMALL"
@@ -169,6 +194,27 @@ run 2 keyempty "$P" --stream s --dry-run --key-field '' "$SMALL"
 expect_err keyempty "needs a field name"
 run 2 badformat "$P" --stream s --dry-run --format csv "$SMALL"
 expect_err badformat "expected lines or ndjson"
+run 2 zeroinflight "$P" --stream s --dry-run --in-flight 0 "$SMALL"
+expect_err zeroinflight "at least one request must be in flight"
+run 2 bigflight "$P" --stream s --dry-run --in-flight 1025 "$SMALL"
+run 2 zerolinger "$P" --stream s --dry-run --linger-ms 0 "$SMALL"
+expect_err zerolinger "1 is the shortest linger"
+run 2 smallbuffer "$P" --stream s --dry-run --buffer-mib 5 "$SMALL"
+expect_err smallbuffer "cannot hold a request"
+run 2 zerobuffer "$P" --stream s --dry-run --buffer-records 0 "$SMALL"
+run 2 ordering "$P" --stream s --dry-run --per-key-order --allow-reordering "$SMALL"
+expect_err ordering "cannot be used together"
+run 2 nocredfile "$P" --stream s --credentials-file "$WORK/does-not-exist" "$SMALL"
+expect_err nocredfile "credentials: .*does-not-exist: No such file"
+printf '[other]\naws_access_key_id = A\naws_secret_access_key = B\n' >"$WORK/creds-other"
+run 2 credsection "$P" --stream s --credentials-file "$WORK/creds-other" "$SMALL"
+expect_err credsection "no section \[default\]"
+printf '[default]\naws_access_key_id = A\n' >"$WORK/creds-nosecret"
+run 2 credsecret "$P" --stream s --credentials-file "$WORK/creds-nosecret" "$SMALL"
+expect_err credsecret "no aws_secret_access_key in \[default\]"
+printf '[default]\naws_access_key_id = A\naws_secret_access_key = B\naws_session_token = a b\n' >"$WORK/creds-space"
+run 2 credspace "$P" --stream s --credentials-file "$WORK/creds-space" "$SMALL"
+expect_err credspace "aws_session_token is not printable ASCII"
 run 0 help "$P" --help
 
 # ---- 4. --key-field and --format ndjson: one file, one answer ---------------------------
@@ -207,5 +253,128 @@ cli_answer ndjson --format ndjson --key k
 run 1 ndjson "$P" --dry-run --stream test-stream --format ndjson --partition-key k "$KEYS"
 python3 "$HERE/checks.py" keys ndjson "$KEYS" "$WORK/ndjson.cli" "$WORK/ndjson.cli-refusals" \
     "$WORK/ndjson.cli-summary" "$WORK/ndjson.err" dry "$WORK/ndjson.out"
+
+# ---- 5. The engine: requests in flight, linger, backpressure, credentials ----------
+KEYED=$WORK/keyed.ndjson
+python3 "$HERE/checks.py" keyed "$KEYED" 15000 2500
+
+say "5a. 8 in flight, random latency: out-of-order responses, failures, per-key order (exit 0)"
+start_server --latency-ms 5 --latency-jitter-ms 40 --fail-every 7 --seed 5
+run 0 outoforder "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" \
+    --backoff-base-ms 1 --key-field k --in-flight 8 "$KEYED"
+stop_server
+python3 "$HERE/checks.py" served "$KEYED" "$WORK/requests.log" "$WORK/stored" \
+    "$WORK/outoforder.err" "" perkey inflight=8 out-of-order
+
+say "5b. 4 in flight: whole-request throttling, throughput errors, terminal KMS errors (exit 1)"
+start_server --throttle-every 4 --fail-every 3 --terminal-marker TERMINAL-ME
+run 1 throttled "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" \
+    --backoff-base-ms 1 --in-flight 4 "$IN"
+stop_server
+python3 "$HERE/checks.py" served "$IN" "$WORK/requests.log" "$WORK/stored" \
+    "$WORK/throttled.err" TERMINAL-ME inflight=4
+expect_err throttled "HTTP 400 ThrottlingException: .*(throttling, will retry)"
+grep -Eq ', [1-9][0-9]* throttled' "$WORK/throttled.err" || die "throttled: no throttling counted"
+
+say "5c. ExpiredTokenException until the credentials file changes: nothing lost (exit 0)"
+CREDS=$WORK/credentials
+write_creds() { # an AWS shared credentials file, replaced at once
+    printf '# test\n[other]\naws_session_token = WRONG\n\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n' \
+        "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$1" >"$CREDS.tmp"
+    mv "$CREDS.tmp" "$CREDS"
+}
+write_creds OLD-TOKEN
+start_server --session-token NEW-TOKEN --expired-token OLD-TOKEN --fail-every 5 --latency-ms 5
+(sleep 1.5 && write_creds NEW-TOKEN) &
+ROTATE_PID=$!
+t0=$EPOCHREALTIME
+run 0 credfile env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$P" --stream test-stream \
+    --endpoint "http://127.0.0.1:$PORT" --credentials-file "$CREDS" --in-flight 4 \
+    --backoff-base-ms 1 "$KEYED"
+wait "$ROTATE_PID"
+stop_server
+python3 "$HERE/checks.py" served "$KEYED" "$WORK/requests.log" "$WORK/stored" \
+    "$WORK/credfile.err" "" perkey
+expect_err credfile "HTTP 400 ExpiredTokenException: .*(credentials, waiting for new credentials)"
+expect_err credfile "credentials reloaded from $CREDS"
+expired=$(grep -c '"request_failed"' "$WORK/requests.log" || true)
+[[ $expired -ge 1 ]] || die "credfile: no request was refused for its token"
+echo "ok: $expired requests refused for the old token, all stored after the file changed ($(ms_since "$t0") ms)"
+
+say "5d. backpressure: --buffer-records 50, 2 in flight (exit 0)"
+start_server --latency-ms 5 --fail-every 4
+run 0 backpressure "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" \
+    --backoff-base-ms 1 --key-field k --in-flight 2 --buffer-records 50 "$KEYED"
+stop_server
+python3 "$HERE/checks.py" served "$KEYED" "$WORK/requests.log" "$WORK/stored" \
+    "$WORK/backpressure.err" "" perkey inflight=2
+python3 -c '
+import json, sys
+sizes = [len(json.loads(l)["entries"]) for l in open(sys.argv[1])]
+assert max(sizes) <= 50, max(sizes)
+print(f"ok: {len(sizes)} requests of at most {max(sizes)} records (the buffer holds 50)")
+' "$WORK/requests.log"
+
+say "5e. linger: a trickle (a line every 400 ms) is sent --linger-ms 150 after each line (exit 0)"
+start_server
+cat >"$WORK/trickle.py" <<'PY'
+import json, sys, time
+with open(sys.argv[1], "w") as log:
+    for i in range(6):
+        line = json.dumps({"trickle": i})
+        log.write(f"{time.time()} {line}\n")
+        log.flush()
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        time.sleep(0.4)
+PY
+python3 "$WORK/trickle.py" "$WORK/writes" | run 0 linger "$P" --stream test-stream \
+    --endpoint "http://127.0.0.1:$PORT" --linger-ms 150 -
+stop_server
+python3 "$HERE/checks.py" linger "$WORK/writes" "$WORK/requests.log" 140 400
+
+if [[ -z $QUICK ]]; then
+    say "5f. throughput: 8 in flight against 1, 50 ms a request (exit 0; at least 5x)"
+    TP=$WORK/throughput.ndjson
+    seq 1 32000 | sed 's/.*/{"n":&,"msg":"a line of some forty bytes or so"}/' >"$TP"
+    start_server --fast --latency-ms 50
+    t0=$EPOCHREALTIME
+    run 0 tp1 "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" --in-flight 1 "$TP"
+    t1=$EPOCHREALTIME
+    run 0 tp8 "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" --in-flight 8 "$TP"
+    t2=$EPOCHREALTIME
+    stop_server
+    expect_err tp1 "done: 32000 lines, 32000 stored"
+    expect_err tp8 "done: 32000 lines, 32000 stored"
+    python3 -c '
+import json, sys
+t0, t1, t2 = map(float, sys.argv[1:4])
+ms1, ms8 = round((t1 - t0) * 1000), round((t2 - t1) * 1000)
+log = [json.loads(l) for l in open(sys.argv[4])]
+assert sum(r["records"] for r in log) == 64000, "the endpoint did not get every record twice"
+ratio, most = ms1 / ms8, max(r["concurrent"] for r in log)
+print(f"ok: 32000 records, {len(log) // 2} requests: 1 in flight {ms1} ms, 8 in flight "
+      f"{ms8} ms: {ratio:.1f}x, up to {most} at once")
+assert ratio >= 5, f"8 in flight is only {ratio:.1f}x faster than 1"
+' "$t0" "$t1" "$t2" "$WORK/requests.log"
+
+    say "5g. memory bound: 200 MB of 16-byte lines from a pipe, max RSS under 100 MB (exit 0)"
+    start_server --fast
+    t0=$EPOCHREALTIME
+    # The producer's own status: yes dies of SIGPIPE when head has had enough.
+    set +e +o pipefail
+    yes '{"k":"a","v":1}' | head -c 200M | /usr/bin/time -v -o "$WORK/mem.time" \
+        "$P" --stream test-stream --endpoint "http://127.0.0.1:$PORT" --in-flight 4 \
+        >"$WORK/mem.out" 2>"$WORK/mem.err"
+    rc=${PIPESTATUS[2]}
+    set -e -o pipefail
+    stop_server
+    [[ $rc == 0 ]] || { tail "$WORK/mem.err" >&2; die "mem: exit status $rc"; }
+    tail -n 1 "$WORK/mem.err"
+    expect_err mem "done: 13107200 lines, 13107200 stored"
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/mem.time")
+    echo "ok: 13107200 records in $(ms_since "$t0") ms, max RSS $((rss / 1024)) MiB"
+    [[ $rss -lt 102400 ]] || die "mem: max RSS $rss KiB"
+fi
 
 say "all kb-producer tests passed in $((SECONDS - START)) s"
