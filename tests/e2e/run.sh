@@ -7,9 +7,11 @@
 # Go sample producer and the CLI; keeps a venv with moto + boto3 in target/e2e/venv
 # (created once); starts moto_server on a free port (stopped at exit, whatever happens)
 # and runs tests/e2e/e2e.py, then tests/compat/kpl_compat.py (our aggregates against the
-# reference, aws-kinesis-agg, both ways) and tests/e2e/aggregate_e2e.py (emit --aggregate
-# against moto, read back and deaggregated). Outputs: target/e2e/. Exit status non-zero
-# on any failure.
+# reference, aws-kinesis-agg, both ways), tests/e2e/aggregate_e2e.py (emit --aggregate
+# against moto, read back and deaggregated) and tests/e2e/send_e2e.py (kinesis-batcher
+# send against moto, through fault_proxy.py, and against send_fake_kinesis.py for
+# streaming, credentials, throughput at 50 ms a request and memory on a 200 MB stdin).
+# Outputs: target/e2e/. Exit status non-zero on any failure.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,6 +53,12 @@ if ! have_venv; then
     "$VENV/bin/pip" install -q "moto==$want_moto" flask flask-cors boto3 \
         "aws-kinesis-agg==$want_agg" "protobuf==$want_protobuf" "six==$want_six"
     have_venv || { say "venv install failed"; exit 1; }
+fi
+
+# GNU time, for send_e2e.py's max RSS of a run.
+if [[ ! -x /usr/bin/time ]]; then
+    say "installing GNU time"
+    apt-get install -y time >/dev/null
 fi
 
 # --- Builds.
@@ -108,5 +116,9 @@ t=$(date +%s)
 "$VENV/bin/python" "$ROOT/tests/e2e/aggregate_e2e.py" --endpoint "$ENDPOINT" --work "$WORK/aggregate" \
     --cli "$ROOT/target/release/kinesis-batcher" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
 say "aggregation against moto in $(( $(date +%s) - t )) s"
+t=$(date +%s)
+"$VENV/bin/python" "$ROOT/tests/e2e/send_e2e.py" --endpoint "$ENDPOINT" --work "$WORK/send" \
+    --cli "$ROOT/target/release/kinesis-batcher" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
+say "send against moto and a fake endpoint in $(( $(date +%s) - t )) s"
 say "finished in $(( $(date +%s) - start )) s, status $status"
 exit $status

@@ -211,8 +211,8 @@ struct Sender<'e, 'o> {
     payloads: Vec<Vec<u8>>,
     meta: Vec<Meta>,
     tasks: JoinSet<Answer>,
-    /// The request each task sends.
-    sending: HashMap<tokio::task::Id, RequestId>,
+    /// The request each task sends, and the credentials generation it was signed with.
+    sending: HashMap<tokio::task::Id, (RequestId, u64)>,
     /// A request's handles, copied before it is settled.
     handles: Vec<Handle>,
     outcomes: Vec<Outcome>,
@@ -220,8 +220,16 @@ struct Sender<'e, 'o> {
     /// Credentials being loaded again, after the engine paused.
     reload: Option<JoinHandle<Result<Connection, String>>>,
     reload_wait: Duration,
-    /// Whether the credentials are known to fail (the message was printed).
-    credentials_failing: bool,
+    /// Clients built so far: requests signed with an older one say nothing about the
+    /// credentials in use now.
+    generation: u64,
+    /// The generation whose credentials were refused (the message was printed), until
+    /// a request of a later one is accepted.
+    failing_since: Option<u64>,
+    /// The last generation known to work.
+    working: u64,
+    /// Whether a failure to load credentials again was said (once until they work).
+    reload_failure_said: bool,
     /// Which error kinds were described once on stderr already.
     described: [bool; ErrorKind::ALL.len()],
     summary: SendSummary,
@@ -262,7 +270,10 @@ impl<'e, 'o> Sender<'e, 'o> {
             terminal: vec![Terminal::default(); max_records],
             reload: None,
             reload_wait: RELOAD_FIRST,
-            credentials_failing: false,
+            generation: 0,
+            failing_since: None,
+            working: 0,
+            reload_failure_said: false,
             described: [false; ErrorKind::ALL.len()],
             summary,
             messages: 0,
@@ -441,7 +452,12 @@ impl<'e, 'o> Sender<'e, 'o> {
                 Ok(entries) => entries,
                 Err(error) => {
                     // Data and key are always set: the SDK's builder has nothing to refuse.
-                    self.answer_now(id, Err((ErrorKind::ClientError, error.to_string())));
+                    let generation = self.generation;
+                    self.answer_now(
+                        id,
+                        generation,
+                        Err((ErrorKind::ClientError, error.to_string())),
+                    );
                     continue;
                 }
             };
@@ -461,7 +477,7 @@ impl<'e, 'o> Sender<'e, 'o> {
                     (aws::classify(&error, status), aws::describe(&error))
                 })
             });
-            self.sending.insert(task.id(), id);
+            self.sending.insert(task.id(), (id, self.generation));
             self.summary.peak_in_flight = self.summary.peak_in_flight.max(self.tasks.len() as u64);
         }
     }
@@ -479,13 +495,14 @@ impl<'e, 'o> Sender<'e, 'o> {
                 )),
             ),
         };
-        if let Some(id) = self.sending.remove(&task) {
-            self.answer_now(id, answer);
+        if let Some((id, generation)) = self.sending.remove(&task) {
+            self.answer_now(id, generation, answer);
         }
     }
 
-    /// Settles request `id` with its answer, and reports what became of its records.
-    fn answer_now(&mut self, id: RequestId, answer: Answer) {
+    /// Settles request `id` (signed with credentials of `generation`) with its answer,
+    /// and reports what became of its records.
+    fn answer_now(&mut self, id: RequestId, generation: u64, answer: Answer) {
         self.handles.clear();
         if let Some(handles) = self.engine.request(id) {
             self.handles.extend_from_slice(handles);
@@ -538,7 +555,7 @@ impl<'e, 'o> Sender<'e, 'o> {
                     self.describe_once(kind, &text);
                 }
                 if kind == ErrorKind::Credentials {
-                    self.credentials_refused(&text);
+                    self.credentials_refused(generation, &text);
                 }
                 self.outcomes.clear();
                 self.engine
@@ -556,18 +573,17 @@ impl<'e, 'o> Sender<'e, 'o> {
             }
         };
         // Stored records: counted, their bytes freed.
+        let mut accepted = false;
         for i in 0..self.outcomes.len() {
             if self.outcomes[i] == Outcome::Accepted {
                 let slot = self.handles[i].slot();
                 self.summary.stored_users += u64::from(self.meta[slot].users);
                 self.payloads[slot] = Vec::new();
-                if self.credentials_failing {
-                    self.credentials_failing = false;
-                    self.reload_wait = RELOAD_FIRST;
-                    self.progress
-                        .eprint("kinesis-batcher: credentials accepted again; sending resumed");
-                }
+                accepted = true;
             }
+        }
+        if accepted {
+            self.credentials_work(generation);
         }
         for i in 0..settled.terminal {
             let Terminal {
@@ -626,14 +642,27 @@ impl<'e, 'o> Sender<'e, 'o> {
         }
     }
 
-    /// The service refused the credentials: said once, until they work again.
-    fn credentials_refused(&mut self, text: &str) {
-        if !self.credentials_failing {
-            self.credentials_failing = true;
+    /// The service refused the credentials of `generation`: said once, until those of
+    /// a later generation work (answers to requests signed before say nothing new).
+    fn credentials_refused(&mut self, generation: u64, text: &str) {
+        if self.failing_since.is_none() && generation >= self.working {
+            self.failing_since = Some(generation);
             self.progress.eprint(&format!(
                 "kinesis-batcher: credentials refused ({text}): sending paused, loading them \
                  again (records wait, none is dropped)"
             ));
+        }
+    }
+
+    /// A request signed with credentials of `generation` was accepted.
+    fn credentials_work(&mut self, generation: u64) {
+        self.working = self.working.max(generation);
+        if self.failing_since.is_some_and(|failed| generation > failed) {
+            self.failing_since = None;
+            self.reload_failure_said = false;
+            self.reload_wait = RELOAD_FIRST;
+            self.progress
+                .eprint("kinesis-batcher: credentials accepted again; sending resumed");
         }
     }
 
@@ -657,14 +686,19 @@ impl<'e, 'o> Sender<'e, 'o> {
         match loaded {
             Ok(Ok(connection)) => {
                 self.connection = connection;
+                self.generation += 1;
                 self.engine.resume();
             }
             Ok(Err(message)) => {
-                if !self.credentials_failing {
-                    self.credentials_failing = true;
-                    self.progress.eprint(&format!("kinesis-batcher: {message}"));
+                // Still paused: the next loop starts another reload, after a longer wait.
+                if !self.reload_failure_said {
+                    self.reload_failure_said = true;
+                    self.progress.eprint(&format!(
+                        "kinesis-batcher: loading credentials again failed: {message} \
+                         (trying again, every {} s at most)",
+                        RELOAD_MAX.as_secs()
+                    ));
                 }
-                // Still paused: the next loop starts another reload.
             }
             Err(error) => {
                 self.progress.eprint(&format!(
