@@ -285,6 +285,13 @@ fn help_and_version() {
         "--summary text|json",
         "AWS CLI v1",
         "EXIT CODES",
+        "send --stream NAME [--endpoint-url URL] [--region R] [--in-flight N]",
+        "--linger-ms MS",
+        "--buffer N[KiB|MiB]",
+        "--allow-reordering",
+        "tail -F app.log | kinesis-batcher send --stream s",
+        "4   send: some records could not be stored",
+        "it groups the lines of one read",
     ] {
         assert!(help.stdout.contains(needle), "--help lacks {needle}");
     }
@@ -373,6 +380,63 @@ fn usage_errors_exit_2() {
         ),
         (vec!["demo", &file], "demo reads no files"),
         (vec!["plan", "--batches"], "missing argument"),
+        (vec!["send", &file], "send needs --stream NAME"),
+        (
+            vec!["send", "--stream", "", &file],
+            "--stream needs a stream name",
+        ),
+        (
+            vec!["send", "--stream", "s", "--profile", "firehose", &file],
+            "--profile firehose cannot be used with it",
+        ),
+        (
+            vec!["send", "--stream", "s", "--in-flight", "0", &file],
+            "--in-flight 0: expected a number of requests from 1 to 1024",
+        ),
+        (
+            vec!["send", "--stream", "s", "--in-flight", "1025", &file],
+            "--in-flight 1025",
+        ),
+        (
+            vec!["send", "--stream", "s", "--linger-ms", "0", &file],
+            "--linger-ms 0: expected milliseconds from 1",
+        ),
+        (
+            vec!["send", "--stream", "s", "--buffer", "512KiB", &file],
+            "--buffer 512KiB: below the record cap (524288 < 1048576 bytes)",
+        ),
+        (
+            vec!["send", "--stream", "s", "--batches", "b.jsonl", &file],
+            "--batches is an option of plan and emit",
+        ),
+        (
+            vec!["send", "--stream", "s", "--out", "d", &file],
+            "--out is an option of emit",
+        ),
+        (
+            vec!["send", "--stream", "s", "--endpoint-url", "", &file],
+            "--endpoint-url needs a value",
+        ),
+        (
+            vec!["plan", "--in-flight", "2", &file],
+            "--in-flight is an option of send",
+        ),
+        (
+            vec![
+                "emit",
+                "--out",
+                "d",
+                "--stream",
+                "s",
+                "--allow-reordering",
+                &file,
+            ],
+            "--allow-reordering is an option of send",
+        ),
+        (
+            vec!["plan", "--stream", "s", &file],
+            "--stream is an option of emit and send",
+        ),
     ] {
         let result = run(&args);
         assert_eq!(result.code, 2, "{args:?}: {}", result.stderr);
@@ -1901,4 +1965,84 @@ fn summary_counts_every_line_read_empty_ones_included() {
         packed.stdout
     );
     assert_eq!(packed.accepted_refused(), (1, 0));
+}
+
+/// Runs `send` with no AWS configuration at all but `env` (no files, no instance
+/// metadata), so that the chains find only what the test gives.
+fn run_send_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kinesis-batcher"));
+    command.arg("send").args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run kinesis-batcher");
+    Run {
+        code: status.code().expect("exit code"),
+        stdout: String::from_utf8(stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("UTF-8 stderr"),
+    }
+}
+
+#[test]
+fn send_needs_a_region_and_credentials_before_reading() {
+    let dir = TempDir::new("send-config");
+    let file = dir.file("in.txt", b"a\n");
+    let no_region = run_send_with_env(&["--stream", "s", &file], &[]);
+    assert_eq!(no_region.code, 2, "{}", no_region.stderr);
+    assert!(
+        no_region
+            .stderr
+            .starts_with("kinesis-batcher: send: no region: give --region R"),
+        "{}",
+        no_region.stderr
+    );
+    assert!(no_region.stdout.is_empty());
+    let no_credentials = run_send_with_env(&["--stream", "s", "--region", "eu-west-1", &file], &[]);
+    assert_eq!(no_credentials.code, 2, "{}", no_credentials.stderr);
+    assert!(
+        no_credentials
+            .stderr
+            .starts_with("kinesis-batcher: send: no credentials: "),
+        "{}",
+        no_credentials.stderr
+    );
+    // The region from the environment, and credentials: the configuration is complete,
+    // and nothing listens on port 9 of this machine's loopback... which is not reached:
+    // an unreadable input with nothing else to read ends the run first, with exit 3.
+    let missing = dir.path("missing.txt");
+    let unreadable = run_send_with_env(
+        &[
+            "--stream",
+            "s",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            missing.to_str().expect("UTF-8 temp path"),
+        ],
+        &[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ],
+    );
+    assert_eq!(unreadable.code, 3, "{}", unreadable.stderr);
+    assert!(
+        unreadable
+            .stderr
+            .contains("missing.txt: No such file or directory"),
+        "{}",
+        unreadable.stderr
+    );
+    assert!(unreadable.stdout.is_empty(), "no summary: nothing was read");
 }
