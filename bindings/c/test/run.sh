@@ -316,7 +316,7 @@ print(f"ok: {len(sizes)} requests of at most {max(sizes)} records (the buffer ho
 ' "$WORK/requests.log"
 
 say "5e. linger: a trickle (a line every 400 ms) is sent --linger-ms 150 after each line (exit 0)"
-start_server
+start_server --fail-every 0
 cat >"$WORK/trickle.py" <<'PY'
 import json, sys, time
 with open(sys.argv[1], "w") as log:
@@ -331,7 +331,28 @@ PY
 python3 "$WORK/trickle.py" "$WORK/writes" | run 0 linger "$P" --stream test-stream \
     --endpoint "http://127.0.0.1:$PORT" --linger-ms 150 -
 stop_server
-python3 "$HERE/checks.py" linger "$WORK/writes" "$WORK/requests.log" 140 400
+# Each line waits its linger alone: then sent 150 ms (plus a few) after it was written.
+# Under a wrapper (valgrind) a request can take longer than a line's interval: lines
+# then share requests, and only "sent within seconds" is checked.
+if [[ -n ${KB_PRODUCER_WRAP:-} ]]; then linger_window=(0 5000); else linger_window=(140 400); fi
+python3 "$HERE/checks.py" linger "$WORK/writes" "$WORK/requests.log" "${linger_window[@]}"
+
+say "5h. SIGTERM: the lines read (lingering for a minute) are sent before exiting (exit 0)"
+start_server --fail-every 0
+{ seq 1 30 | sed 's/.*/{"n":&}/'; sleep 4; } | "$P" --stream test-stream \
+    --endpoint "http://127.0.0.1:$PORT" --linger-ms 60000 >"$WORK/sigterm.out" 2>"$WORK/sigterm.err" &
+PRODUCER_PID=$!
+sleep "${KB_PRODUCER_WRAP:+2}${KB_PRODUCER_WRAP:-0.5}"
+[[ ! -s $WORK/requests.log ]] || die "sigterm: a request was sent before the signal"
+kill -TERM "$PRODUCER_PID"
+rc=0
+wait "$PRODUCER_PID" || rc=$?
+stop_server
+tail -n 1 "$WORK/sigterm.err"
+[[ $rc == 0 ]] || die "sigterm: exit status $rc"
+expect_err sigterm "interrupted: sending the records read so far"
+expect_err sigterm "interrupted: 30 lines, 30 stored, 0 refused, 0 failed"
+[[ $(wc -l <"$WORK/stored") == 30 ]] || die "sigterm: $(wc -l <"$WORK/stored") records stored, expected 30"
 
 if [[ -z $QUICK ]]; then
     say "5f. throughput: 8 in flight against 1, 50 ms a request (exit 0; at least 5x)"
