@@ -10,7 +10,10 @@
 //! * `engine/reordering`: push, next_request, settle with `allow_reordering`;
 //! * `engine/per_key_order`: the same with the default per-key order;
 //! * `engine/per_key_order+shards`: and a map of 16 shards (an MD5 per record), with rates
-//!   high enough never to hold a record back, so only the bookkeeping shows.
+//!   high enough never to hold a record back, so only the bookkeeping shows;
+//! * `naive/per_key_order`: the same decisions as `engine/per_key_order`, written the way
+//!   one would without the core: a `VecDeque` of pending records, a `HashSet` of the keys
+//!   in flight, a `Vec` per request, the queue rebuilt after each look.
 
 mod common;
 use common::Rng;
@@ -91,6 +94,69 @@ fn run(records: &[Record<'_>], engine: &mut Engine<'_>, terminal: &mut [Terminal
         now += 1;
     }
     engine.stats().accepted_records
+}
+
+/// What one would write without the engine, for the same records and decisions: per-key
+/// order, 8 requests in flight, everything stored at once.
+fn naive(records: &[Record<'_>]) -> u64 {
+    use std::collections::{HashSet, VecDeque};
+    let limits = Limits::KDS;
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    let mut flight: Vec<Vec<usize>> = Vec::new();
+    let mut busy: HashSet<&[u8]> = HashSet::new();
+    let mut stored = 0u64;
+    let mut next = 0;
+    while next < records.len() || !queue.is_empty() {
+        while next < records.len()
+            && queue.len() + flight.iter().map(Vec::len).sum::<usize>() < CAPACITY
+        {
+            let r = &records[next];
+            // The same checks as push: a valid key and the record cap.
+            if !r.key.is_empty()
+                && std::str::from_utf8(r.key).is_ok()
+                && r.data.len() + r.key.len() <= limits.max_record_bytes() as usize
+            {
+                queue.push_back(next);
+            }
+            next += 1;
+        }
+        while flight.len() < 8 {
+            let mut request = Vec::new();
+            let mut bytes = 0;
+            let mut kept = VecDeque::with_capacity(queue.len());
+            let mut closed = false;
+            for &i in &queue {
+                let r = &records[i];
+                let size = r.data.len() + r.key.len();
+                if closed || busy.contains(r.key) {
+                    kept.push_back(i);
+                    continue;
+                }
+                if request.len() == limits.max_records() as usize
+                    || bytes + size > limits.max_request_bytes() as usize
+                {
+                    closed = true;
+                    kept.push_back(i);
+                    continue;
+                }
+                busy.insert(r.key);
+                bytes += size;
+                request.push(i);
+            }
+            queue = kept;
+            if request.is_empty() {
+                break;
+            }
+            flight.push(request);
+        }
+        for request in flight.drain(..) {
+            for i in request {
+                busy.remove(records[i].key);
+                stored += 1;
+            }
+        }
+    }
+    stored
 }
 
 fn bench(c: &mut Criterion) {
@@ -182,6 +248,9 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("naive/per_key_order", |b| {
+        b.iter(|| assert_eq!(naive(black_box(&records)), N as u64))
+    });
     group.finish();
 }
 

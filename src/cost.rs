@@ -208,7 +208,7 @@ impl Measure for Record<'_> {
     }
 
     /// The explicit hash key when there is one (it decides the shard), else the partition
-    /// key, hashed with FNV-1a; `None` under limits without partition keys.
+    /// key, hashed eight bytes at a time; `None` under limits without partition keys.
     fn key_identity(&self, limits: &Limits) -> Option<u64> {
         key_identity_of(limits, self.key, self.hash_key)
     }
@@ -255,9 +255,32 @@ pub fn key_identity_of(limits: &Limits, key: &[u8], hash_key: Option<&[u8]>) -> 
     }
     Some(match hash_key {
         // Tagged so that a hash key and an equal partition key differ.
-        Some(hash_key) => fnv1a(hash_key) | 1,
-        None => fnv1a(key) & !1,
+        Some(hash_key) => identity_hash(hash_key) | 1,
+        None => identity_hash(key) & !1,
     })
+}
+
+/// A key's identity for per-key order: a multiply-rotate over eight bytes at a time, the
+/// length mixed in. Only equality matters (a collision merely holds a record back a
+/// request), so this trades FNV-1a's byte-at-a-time chain, a multiply per byte, for a
+/// multiply per word: about 4 times fewer on typical 16-36 byte keys.
+fn identity_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mix = |hash: u64, word: u64| (hash ^ word).wrapping_mul(K).rotate_left(29);
+    let mut hash = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        hash = mix(hash, u64::from_le_bytes(w));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        hash = mix(hash, u64::from_le_bytes(w));
+    }
+    hash ^ (hash >> 32)
 }
 
 /// FNV-1a, 64 bits: a fast, well-spread hash of short keys, stable across platforms.
