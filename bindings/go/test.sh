@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The Go binding's checks: format, vet, tests (plain, race, cgocheck2, GOGC=1), a short
 # fuzz run, the benchmarks once, the shared-library build tag, and a program in a module
-# of its own outside the checkout, built as a Go user would build it. Only the package
-# (./kinesisbatcher): bindings/go/examples/ is left to its own checks.
+# of its own outside the checkout, built as a Go user would build it. Then the producer
+# module (./producer, its own go.mod: the AWS SDK): format, vet, tests (race,
+# cgocheck2), its benchmarks once, and the README's Producer program in a module of its
+# own outside the checkout, run against bindings/c/test/fake_kinesis.py. The package
+# (./kinesisbatcher) and ./producer only: bindings/go/examples/ is left to its own checks.
 #
 # The package finds the library with pkg-config, so this installs it first (`make
 # install`) into target/go-prefix. A fixed prefix, not a temporary one: the go build
@@ -34,7 +37,7 @@ export CGO_CFLAGS="$(go env CGO_CFLAGS) -DKBGO_LIBRARY_ID=$library_id"
 
 cd "$here"
 step "gofmt"
-unformatted="$(gofmt -l ./kinesisbatcher)"
+unformatted="$(gofmt -l ./kinesisbatcher ./producer)"
 if [[ -n "$unformatted" ]]; then
     echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 fi
@@ -64,6 +67,16 @@ readelf -d "$shared_test" | grep -q 'NEEDED.*libkinesis_batcher\.so\.' ||
     fail "-tags kinesisbatcher_shared did not link the shared library"
 (cd kinesisbatcher && LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$shared_test")
 rm -f "$shared_test"
+
+# The producer module: the Producer on the AWS SDK, over the package (a `replace ../`).
+step "producer: go vet"
+(cd producer && go vet ./...)
+step "producer: go test -race"
+(cd producer && go test -count=1 -race ./...)
+step "producer: GOEXPERIMENT=cgocheck2 go test"
+(cd producer && GOEXPERIMENT=cgocheck2 go test -count=1 ./...)
+step "producer: benchmarks once"
+(cd producer && go test -run '^$' -bench . -benchtime 1x .)
 
 # A Go user's program: its own module in a temporary directory outside the checkout,
 # requiring the module. The `replace` stands in for the module proxy (nothing is
@@ -150,5 +163,76 @@ for readme in "$root/README.md" "$here/README.md"; do
     checked=$((checked + 1))
 done
 [[ $checked -eq 2 ]] || fail "README.md and bindings/go/README.md must each hold a <!-- go-example -->"
+
+# The README's shortest Producer program (marked <!-- go-producer-example -->, its
+# output after <!-- go-producer-example-output -->), in a module of its own requiring
+# the producer module as a user does (`replace` directives standing in for the module
+# proxy, the SDK at the producer's versions and sums), built with the fresh cache and
+# the temporary install above, and run against the fake Kinesis endpoint of the C
+# producer's tests (which checks each request's SigV4 signature and fails the first
+# attempt of every third record). The SDK finds the endpoint in AWS_ENDPOINT_URL_KINESIS.
+# bindings/go/README.md must hold the program; README.md's is checked when it has one.
+step "the README's Producer program in its own module, against a fake Kinesis endpoint"
+papp="$user/producer-app"
+mkdir -p "$papp"
+sdk_require="$(grep -E '^	github.com/aws/aws-sdk-go-v2(/config|/service/kinesis)? v' "$here/producer/go.mod")"
+[[ $(wc -l <<<"$sdk_require") -eq 3 ]] ||
+    fail "producer/go.mod: no aws-sdk-go-v2, config and service/kinesis requirements"
+fake="$root/bindings/c/test/fake_kinesis.py"
+pchecked=0
+for readme in "$root/README.md" "$here/README.md"; do
+    name="${readme#"$root"/}"
+    if ! grep -q '^<!-- go-producer-example -->$' "$readme"; then
+        [[ $readme == "$here/README.md" ]] && fail "$name: no <!-- go-producer-example -->"
+        echo "($name holds no Producer program)"
+        continue
+    fi
+    block "$readme" '<!-- go-producer-example -->' go >"$papp/main.go"
+    block "$readme" '<!-- go-producer-example-output -->' text >"$user/pwant"
+    [[ -s "$papp/main.go" && -s "$user/pwant" ]] || fail "$name: no Producer program or no output after the marks"
+    cat >"$papp/go.mod" <<EOF
+module example.com/kb-producer-user
+
+go 1.24
+
+require (
+	$module/producer v0.0.0
+	$module v0.0.0
+$sdk_require
+)
+
+replace $module => $here
+
+replace $module/producer => $here/producer
+EOF
+    cp "$here/producer/go.sum" "$papp/go.sum"
+    (cd "$papp" && "${user_env[@]}" go build -o "$papp/app" .)
+    rm -f "$user/fake.port" "$user/fake.stored" "$user/fake.log"
+    python3 "$fake" --port-file "$user/fake.port" --log "$user/fake.log" --stored "$user/fake.stored" \
+        --stream events --region eu-west-1 2>"$user/fake.err" &
+    fake_pid=$!
+    for _ in $(seq 1 100); do [[ -s "$user/fake.port" ]] && break; sleep 0.05; done
+    [[ -s "$user/fake.port" ]] || { kill "$fake_pid"; fail "fake_kinesis.py did not start"; }
+    status=0
+    (
+        cd "$papp"
+        env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL "${user_env[@]}" AWS_REGION=eu-west-1 \
+            AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
+            AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
+            AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$(cat "$user/fake.port")" \
+            timeout 120 "$papp/app" >"$user/pgot"
+    ) || status=$?
+    kill "$fake_pid" 2>/dev/null || true
+    wait "$fake_pid" 2>/dev/null || true
+    [[ $status -eq 0 ]] || { cat "$user/fake.err" >&2; fail "$name: the Producer program exited with $status"; }
+    diff -u "$user/pwant" "$user/pgot" || fail "$name: the Producer program's output differs from the README's"
+    stored=$(wc -l <"$user/fake.stored")
+    throttled=$(grep -c ProvisionedThroughputExceededException "$user/fake.log" || true)
+    [[ $throttled -ge 1 ]] || fail "$name: the fake failed no entry: its retries were not exercised"
+    echo "ok: $name's Producer program builds outside the checkout and runs against the fake endpoint"
+    echo "    ($stored records stored, $throttled requests with failed entries, SigV4 checked)"
+    pchecked=$((pchecked + 1))
+done
+[[ $pchecked -ge 1 ]] || fail "no Producer program checked"
 
 step "ok"
