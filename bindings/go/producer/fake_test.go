@@ -35,6 +35,10 @@ type fakeKinesis struct {
 
 	gate chan struct{} // non-nil: each call waits for a value (or ctx) before answering
 
+	// overlap: the first call waits (up to 5 s) until a second call has started, so a
+	// test of concurrency does not depend on how fast this machine puts records.
+	overlap bool
+
 	mu        sync.Mutex
 	rng       *rand.Rand
 	calls     int64
@@ -93,12 +97,23 @@ func (f *fakeKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInpu
 	expired := f.expired
 	draw := f.rng.Float64()
 	gate := f.gate
+	first := f.overlap && f.calls == 1
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		f.inFlight--
 		f.mu.Unlock()
 	}()
+
+	for deadline := time.Now().Add(5 * time.Second); first && time.Now().Before(deadline); {
+		f.mu.Lock()
+		company := f.inFlight >= 2
+		f.mu.Unlock()
+		if company || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	if gate != nil {
 		select {

@@ -119,6 +119,7 @@ func TestExactlyOnceUnderFaults(t *testing.T) {
 			f := newFake(uint64(len(tc.name)))
 			f.maxLatency = 3 * time.Millisecond
 			f.terminalMark = terminalMark
+			f.overlap = tc.inFlight > 1
 			tc.fake(f)
 			fs := &failures{}
 			p, err := New(f, Config{
