@@ -78,7 +78,9 @@ step "miri over the core and the C ABI's unsafe code (needs nightly miri; says s
 bash scripts/miri.sh
 
 step "benchmarks run once each (timings come from 'cargo bench', not from here)"
-cargo bench --features ffi -- --test
+# The library's benches only: the tool has none, and a bench build of it would compile the
+# AWS SDK a third time (after the ci and release profiles).
+cargo bench -p kinesis-batcher --features ffi -- --test
 
 step "the README's main command, and the Rust example"
 cargo run --quiet --release -- demo >/dev/null 2>&1

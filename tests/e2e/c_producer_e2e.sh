@@ -9,12 +9,7 @@
 # --producer it builds the library (make install into target/e2e/prefix) and kb-producer
 # (target/e2e/bindings-c); with it, LD_LIBRARY_PATH must already find the library.
 #
-# It starts its own moto_server on a free port (stopped at exit), with one fix: moto
-# 5.2.5's Shard.put_record takes the shard's highest sequence number plus one without a
-# lock, so two PutRecords served at once on one shard can get the same number, and the
-# later record silently replaces the earlier one (both acknowledged; 8 boto3 threads
-# writing 40,000 records to one shard read back about 38,500). Here put_record runs
-# under a lock. Any driver with several requests in flight needs this against moto.
+# It starts its own moto on a free port (tests/e2e/moto.sh; stopped at exit).
 # Exit status non-zero on any failure.
 set -euo pipefail
 
@@ -42,42 +37,10 @@ if [[ -z $PRODUCER ]]; then
 fi
 [[ -x $PRODUCER ]] || { say "no kb-producer at $PRODUCER"; exit 2; }
 
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_SESSION_TOKEN=test
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_PROFILE KINESIS_ENDPOINT KINESIS_STREAM || true
 mkdir -p "$WORK"
+source "$ROOT/tests/e2e/moto.sh"
+start_moto "$WORK/moto.log"
+say "moto_server on $MOTO_ENDPOINT (pid $MOTO_PID)"
 
-MOTO_PID=
-cleanup() {
-    if [[ -n $MOTO_PID ]]; then
-        kill "$MOTO_PID" 2>/dev/null || true
-        wait "$MOTO_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$VENV/bin/python" -c '
-import sys, threading
-from moto.kinesis import models
-lock, put_record = threading.Lock(), models.Shard.put_record
-def serialized(self, *args, **kwargs):
-    with lock:
-        return put_record(self, *args, **kwargs)
-models.Shard.put_record = serialized
-from moto.server import main
-main(sys.argv[1:])
-' -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
-MOTO_PID=$!
-ENDPOINT=http://127.0.0.1:$PORT
-for i in $(seq 1 100); do
-    if "$VENV/bin/python" -c 'import sys, boto3; boto3.client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1").list_streams()' "$ENDPOINT" 2>/dev/null; then break; fi
-    kill -0 "$MOTO_PID" 2>/dev/null || { say "moto_server died:"; cat "$WORK/moto.log"; exit 1; }
-    [[ $i == 100 ]] && { say "moto_server does not answer on $ENDPOINT"; exit 1; }
-    sleep 0.2
-done
-say "moto_server (put_record serialized) on $ENDPOINT (pid $MOTO_PID)"
-
-"$VENV/bin/python" "$ROOT/bindings/c/test/e2e_moto.py" --endpoint "$ENDPOINT" \
-    --moto-port "$PORT" --producer "$PRODUCER" --work "$WORK" ${EXTRA[@]+"${EXTRA[@]}"}
+"$VENV/bin/python" "$ROOT/bindings/c/test/e2e_moto.py" --endpoint "$MOTO_ENDPOINT" \
+    --moto-port "$MOTO_PORT" --producer "$PRODUCER" --work "$WORK" ${EXTRA[@]+"${EXTRA[@]}"}

@@ -159,7 +159,7 @@ def main():
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--latency-max-records", type=int, default=50,
                     help="records per request in the latency runs (moto's own time per request "
-                         "grows with its records, and runs one request at a time)")
+                         "grows with its records, and Python serves one request at a time)")
     ap.add_argument("--min-ratio", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()

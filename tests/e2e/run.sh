@@ -5,12 +5,14 @@
 #
 # Builds the C library (make install into target/e2e/prefix), the C sample producer, the
 # Go sample producer and the CLI; keeps a venv with moto + boto3 in target/e2e/venv
-# (created once); starts moto_server on a free port (stopped at exit, whatever happens)
+# (created once); starts moto_server on a free port (tests/e2e/moto.sh: stopped at exit)
 # and runs tests/e2e/e2e.py, then tests/compat/kpl_compat.py (our aggregates against the
 # reference, aws-kinesis-agg, both ways), tests/e2e/aggregate_e2e.py (emit --aggregate
 # against moto, read back and deaggregated) and tests/e2e/send_e2e.py (kinesis-batcher
 # send against moto, through fault_proxy.py, and against send_fake_kinesis.py for
-# streaming, credentials, throughput at 50 ms a request and memory on a 200 MB stdin).
+# streaming, credentials, throughput at 50 ms a request and memory on a 200 MB stdin),
+# then tests/e2e/c_producer_e2e.sh (kb-producer) and tests/e2e/go_producer_e2e.sh (the Go
+# Producer), each against a moto of its own.
 # Outputs: target/e2e/. Exit status non-zero on any failure.
 set -euo pipefail
 
@@ -73,33 +75,13 @@ export PATH=/usr/local/go/bin:$PATH
 cargo build -q --release -p kinesis-batcher-cli
 say "built in $(( $(date +%s) - start )) s"
 
-# --- moto on a free port; always stopped.
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_SESSION_TOKEN=test
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_PROFILE KINESIS_ENDPOINT KINESIS_STREAM || true
-PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# --- moto on a free port (tests/e2e/moto.sh: put_record under a lock); always stopped.
 WORK=$E2E/run
 rm -rf "$WORK"
 mkdir -p "$WORK"
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
-MOTO_PID=$!
-cleanup() {
-    kill "$MOTO_PID" 2>/dev/null || true
-    wait "$MOTO_PID" 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ENDPOINT=http://127.0.0.1:$PORT
-for i in $(seq 1 100); do
-    if "$VENV/bin/python" - "$ENDPOINT" <<'EOF' 2>/dev/null; then break; fi
-import sys, boto3
-boto3.client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1").list_streams()
-EOF
-    kill -0 "$MOTO_PID" 2>/dev/null || { say "moto_server died:"; cat "$WORK/moto.log"; exit 1; }
-    [[ $i == 100 ]] && { say "moto_server does not answer on $ENDPOINT"; exit 1; }
-    sleep 0.2
-done
+source "$ROOT/tests/e2e/moto.sh"
+start_moto "$WORK/moto.log"
+ENDPOINT=$MOTO_ENDPOINT PORT=$MOTO_PORT
 say "moto_server $want_moto on $ENDPOINT (pid $MOTO_PID)"
 
 status=0
@@ -120,5 +102,12 @@ t=$(date +%s)
 "$VENV/bin/python" "$ROOT/tests/e2e/send_e2e.py" --endpoint "$ENDPOINT" --work "$WORK/send" \
     --cli "$ROOT/target/release/kinesis-batcher" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
 say "send against moto and a fake endpoint in $(( $(date +%s) - t )) s"
+t=$(date +%s)
+bash "$ROOT/tests/e2e/c_producer_e2e.sh" --producer "$E2E/bindings-c/kb-producer" \
+    --work "$WORK/c-producer" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
+say "kb-producer against moto in $(( $(date +%s) - t )) s"
+t=$(date +%s)
+bash "$ROOT/tests/e2e/go_producer_e2e.sh" ${E2E_SEED:+--seed "$E2E_SEED"} || status=1
+say "the Go Producer against moto in $(( $(date +%s) - t )) s"
 say "finished in $(( $(date +%s) - start )) s, status $status"
 exit $status
