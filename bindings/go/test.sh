@@ -31,8 +31,9 @@ make -C "$root" --no-print-directory -s install PREFIX="$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # Go's build cache does not see the C header or library (`go help cache`): a package
 # compiled against the last install would be reused as it is, old constants and all,
-# and pass. CGO_CFLAGS is part of the cache key, so name this install in it.
-library_id="$(cat "$prefix/include/kinesis_batcher.h" "$prefix/lib/libkinesis_batcher.a" | sha256sum | cut -c1-16)"
+# and pass; one built against another prefix would link that prefix's archive. CGO_CFLAGS
+# is part of the cache key, so name this install (its path and its bytes) in it.
+library_id="$( { echo "$prefix"; cat "$prefix/include/kinesis_batcher.h" "$prefix/lib/libkinesis_batcher.a"; } | sha256sum | cut -c1-16)"
 export CGO_CFLAGS="$(go env CGO_CFLAGS) -DKBGO_LIBRARY_ID=$library_id"
 
 cd "$here"

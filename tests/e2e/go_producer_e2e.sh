@@ -27,7 +27,7 @@ export PKG_CONFIG_PATH=$E2E/prefix/lib/pkgconfig
 export PATH=/usr/local/go/bin:$PATH
 # Go's build cache does not see the C header or library: name this install in
 # CGO_CFLAGS (part of the cache key), as bindings/go/test.sh does.
-library_id="$(cat "$E2E/prefix/include/kinesis_batcher.h" "$E2E/prefix/lib/libkinesis_batcher.a" | sha256sum | cut -c1-16)"
+library_id="$( { echo "$E2E/prefix"; cat "$E2E/prefix/include/kinesis_batcher.h" "$E2E/prefix/lib/libkinesis_batcher.a"; } | sha256sum | cut -c1-16)"
 export CGO_CFLAGS="$(go env CGO_CFLAGS) -DKBGO_LIBRARY_ID=$library_id"
 (cd bindings/go/producer && go build -o "$E2E/kbproduce" ./cmd/kbproduce)
 

@@ -15,13 +15,13 @@ import (
 const terminalMark = 'T'
 
 // putAll puts records 1..n from `writers` goroutines, each the records of its own keys
-// (key n%keys) in increasing n, so each key's records are Put in order. Every tenth
+// (key n%keys) in increasing n, so each key's records are Put in order. Every second
 // record of key 0 carries the terminal mark when marked is true.
 func putAll(t *testing.T, p *Producer, n, keys, writers int, marked bool) (terminal map[uint64]bool) {
 	t.Helper()
 	terminal = map[uint64]bool{}
 	for i := 1; i <= n; i++ {
-		if marked && i%keys == 0 && i%(10*keys) == 0 {
+		if marked && i%(2*keys) == 0 {
 			terminal[uint64(i)] = true
 		}
 	}
@@ -132,7 +132,10 @@ func TestExactlyOnceUnderFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const n, keys = 6000, 97
+			// More keys than a request holds: with per-key order a key is in one request
+			// in flight at most, so with fewer keys than 500 a request could take them
+			// all and nothing would be left for a second one.
+			const n, keys = 12000, 601
 			terminal := putAll(t, p, n, keys, 6, true)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
