@@ -236,6 +236,8 @@ EXIT CODES:
         unwritable --out, --batches, --refusals or stdout (the run stops there)
     4   send: some records could not be stored (terminal failures: each is reported,
         the summary counts them by kind); every other record was sent
+    130 143  send: stopped by SIGINT or SIGTERM; every record read was still sent or
+        reported (a second signal ends it at once)
     When several apply, the highest code is the exit code.
 
 Every error message starts with 'kinesis-batcher: '; refusal messages (FILE:LINE: ...)

@@ -222,6 +222,8 @@ pub struct SendSummary {
     /// Records the engine refused after the reader's measure accepted them (a bug if
     /// ever non-empty): counted with the refusals.
     pub late_refusals: Vec<(Reason, Location)>,
+    /// The signal that stopped the reading, and the exit code it calls for.
+    pub stopped_by: Option<(&'static str, u8)>,
 }
 
 impl SendSummary {
@@ -244,6 +246,7 @@ impl SendSummary {
             peak_in_flight: 0,
             seconds: 0.0,
             late_refusals: Vec::new(),
+            stopped_by: None,
         }
     }
 
@@ -270,7 +273,8 @@ impl SendSummary {
 
     /// The lowest exit code the sending alone calls for.
     pub fn exit_floor(&self) -> u8 {
-        if self.not_stored() > 0 { 4 } else { 0 }
+        let stored = if self.not_stored() > 0 { 4 } else { 0 };
+        self.stopped_by.map_or(stored, |(_, code)| code.max(stored))
     }
 
     /// The engine's counters as the planner's, for the lines both commands share:
@@ -365,6 +369,12 @@ impl SendSummary {
                 self.credential_pauses
             )?;
         }
+        if let Some((signal, _)) = self.stopped_by {
+            writeln!(
+                out,
+                "stopped      by {signal}: the input was not read to its end; every record read was sent or reported"
+            )?;
+        }
         Ok(())
     }
 
@@ -410,6 +420,7 @@ impl SendSummary {
             "not_stored_by_kind": by_kind,
             "not_stored_examples": examples,
             "credential_pauses": self.credential_pauses,
+            "stopped_by": self.stopped_by.map(|(signal, _)| signal),
             "seconds": self.seconds,
             "records_per_second": self.per_second(e.accepted_records),
         })

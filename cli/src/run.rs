@@ -430,7 +430,7 @@ impl Run {
         let state = &self.state;
         if state.inputs_read == 0 && state.input_errors > 0 {
             // Nothing could be read: a summary of zeros would only bury the errors above.
-            return Ok(exit::IO);
+            return Ok(send.map_or(exit::IO, |send| exit::IO.max(send.exit_floor())));
         }
         let stats = match &send {
             Some(send) => send.stats(),
@@ -461,6 +461,10 @@ impl Run {
         } else {
             exit::OK
         };
+        // send stopped by a signal: 128 + its number, above the rest.
+        let exit_code = send
+            .as_ref()
+            .map_or(exit_code, |send| exit_code.max(send.exit_floor()));
         let summary = Summary {
             command: match options.command {
                 Command::Emit => "emit",

@@ -29,6 +29,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -466,6 +467,75 @@ def test_credentials(args, work_root):
     return {"test": tag, "pauses": s.get("credential_pauses"), "expired_answers": stats["expired"]}
 
 
+def test_signals(args, work_root):
+    """SIGTERM stops the reading of a pipe that stays open, and everything read is still
+    sent (lingering records at once), a line cut by the stop is reported, not sent; a
+    second SIGINT ends a run that cannot store anything (credentials refused) at once."""
+    tag = "signals"
+    work = os.path.join(work_root, tag)
+    os.makedirs(work)
+    out = {"test": tag}
+    fk = fake(args, work, "fake", "--keep-lines")
+    try:
+        with open(os.path.join(work, "out"), "w+") as o, open(os.path.join(work, "err"), "w+") as e:
+            # 1,200 lines: two full requests go at once, 200 records linger (10 minutes).
+            p = subprocess.Popen([args.cli, "send", "--stream", "s", "--endpoint-url", fk.url,
+                                  "--linger-ms", "600000", "--summary", "json"],
+                                 stdin=subprocess.PIPE, stdout=o, stderr=e)
+            for i in range(1200):
+                p.stdin.write(b'{"n":%d}\n' % i)
+            p.stdin.write(b'{"n":1200,')
+            p.stdin.flush()
+            t0 = time.time()
+            while time.time() - t0 < 10 and fk.stats()["records"] < 1000:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            before = fk.stats()["records"]
+            t0 = time.time()
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=30)  # stdin stays open: only the signal ends the reading
+            out["drain_s"] = round(time.time() - t0, 2)
+            p.stdin.close()
+            o.seek(0)
+            e.seek(0)
+            stdout, stderr = o.read(), e.read()
+        stats = fk.stats()
+        summary = json.loads(stdout) if stdout else {}
+        check(before == 1000, f"{tag}: {before} records stored before the signal, want 1000")
+        check(rc == 143 and summary.get("exit_code") == 143
+              and summary.get("send", {}).get("stopped_by") == "SIGTERM",
+              f"{tag}: exit {rc}, summary {summary}: {stderr[-500:]!r}")
+        check(stats["records"] == 1200 and stats["distinct"] == 1200 and stats["lines"] == {},
+              f"{tag}: fake {stats} after SIGTERM, want the 1200 whole lines once each")
+        check("reading stopped by SIGTERM; 10 bytes of an unfinished last line dropped" in stderr,
+              f"{tag}: stderr {stderr[-500:]!r}")
+    finally:
+        fk.close()
+
+    fk = fake(args, work, "refusing", "--expired-first", "1000000000")
+    try:
+        p = subprocess.Popen([args.cli, "send", "--stream", "s", "--endpoint-url", fk.url],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdin.write(b"".join(b'{"n":%d}\n' % i for i in range(300)))
+        p.stdin.flush()
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        time.sleep(1)
+        running = p.poll() is None
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=30)
+        p.stdin.close()
+        stderr = p.stderr.read().decode()
+        p.stdout.close()
+        p.stderr.close()
+        check(running, f"{tag}: the first SIGINT ended a run whose records were not stored")
+        check(rc == 130 and "SIGINT again: stopped at once; 300 records read are not confirmed stored"
+              in stderr, f"{tag}: exit {rc}: {stderr[-500:]!r}")
+    finally:
+        fk.close()
+    return out
+
+
 def test_throughput(args, work_root):
     tag = "throughput"
     work = os.path.join(work_root, tag)
@@ -591,7 +661,7 @@ def main():
     kin = client(args.endpoint)
     run_id = f"{int(time.time())}-{seed}"
     moto_tests = [test_direct, test_faults, test_aggregate, test_stop, test_terminal]
-    fake_tests = [test_streaming, test_credentials, test_throughput, test_memory]
+    fake_tests = [test_streaming, test_credentials, test_signals, test_throughput, test_memory]
     only = set(args.only.split(",")) if args.only else None
     for test in moto_tests + fake_tests:
         name = test.__name__[len("test_"):]

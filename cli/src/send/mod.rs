@@ -19,6 +19,7 @@
 
 mod aws;
 mod sink;
+mod stop;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -34,6 +35,7 @@ use kinesis_batcher::engine::{
 };
 use kinesis_batcher::retry::{ErrorKind, Outcome, RetryPolicy};
 use kinesis_batcher::{Limits, Reason, Record};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -126,7 +128,7 @@ pub fn run(options: &Options) -> u8 {
         let reader_progress = progress.clone();
         let reader = scope.spawn(move || {
             let mut run = Run::for_send(options, &shards, reader_progress, SendSink::new(tx))?;
-            let read = run.read_all(options, &mut input::open);
+            let read = run.read_all(options, &mut stop::open);
             Ok::<_, Fatal>((run, read))
         });
         let sender = Sender::new(
@@ -161,7 +163,7 @@ pub fn run(options: &Options) -> u8 {
             run.count_refusal(Why::Core(reason), at);
         }
         if run.nothing_read() {
-            return exit::IO;
+            return exit::IO.max(summary.exit_floor());
         }
         match run.finish(options, None, Some(summary)) {
             Ok(code) => code,
@@ -303,6 +305,9 @@ impl<'e, 'o> Sender<'e, 'o> {
         let mut pending: Option<(Outgoing, usize)> = None;
         let mut input_ended = false;
         let mut unflushed = false;
+        // Registered here, so that a signal before the loop still ends the process.
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        let mut terminate = signal(SignalKind::terminate()).ok();
         loop {
             let now = self.now_ms();
             if let Some((out, done)) = &mut pending {
@@ -347,6 +352,12 @@ impl<'e, 'o> Sender<'e, 'o> {
                     self.reload = None;
                     self.reloaded(loaded);
                 }
+                Some(()) = next_signal(&mut interrupt) => {
+                    self.signalled(libc::SIGINT, pending.as_ref().map_or(0, |(out, done)| out.len() - done));
+                }
+                Some(()) = next_signal(&mut terminate) => {
+                    self.signalled(libc::SIGTERM, pending.as_ref().map_or(0, |(out, done)| out.len() - done));
+                }
             }
         }
         self.progress.clear();
@@ -358,6 +369,10 @@ impl<'e, 'o> Sender<'e, 'o> {
         }
         let stats = *self.engine.stats();
         self.summary.finish(&stats, self.started.elapsed());
+        // Every record read was still sent or reported, but the input was not read to
+        // its end: the exit code says so, as a shell would.
+        self.summary.stopped_by =
+            stop::requested().map(|signal| (stop::name(signal), stop::exit_code(signal)));
         if self.quiet && self.summary.not_stored() > 0 {
             // Records lost are never silent, whatever --quiet says.
             print_error(&format!(
@@ -366,6 +381,30 @@ impl<'e, 'o> Sender<'e, 'o> {
             ));
         }
         self.summary
+    }
+
+    /// SIGINT or SIGTERM. The first stops the reading (see [`stop`]) and sends what the
+    /// engine holds at once, as at the end of the input; a second ends the process now.
+    /// `unpushed`: records of a message not yet in the engine.
+    fn signalled(&mut self, signal: i32, unpushed: usize) {
+        let name = stop::name(signal);
+        if stop::request(signal) {
+            self.engine.flush();
+            if !self.quiet {
+                self.progress.eprint(&format!(
+                    "kinesis-batcher: {name}: reading stops; sending the records read ({name} again to stop at once)"
+                ));
+            }
+            return;
+        }
+        self.progress.clear();
+        let stats = self.engine.stats();
+        let unconfirmed = stats.buffered_records + unpushed as u64;
+        print_error(&format!(
+            "{name} again: stopped at once; {unconfirmed} records read are not confirmed stored ({} in requests in flight, which may have been)",
+            stats.in_flight_records
+        ));
+        std::process::exit(i32::from(stop::exit_code(signal)));
     }
 
     /// Pushes records of `out` from `*done` on, until it is all pushed or the engine is
@@ -747,6 +786,15 @@ fn entry(payload: &[u8], meta: &Meta) -> Result<PutRecordsRequestEntry, BuildErr
         ));
     }
     entry.build()
+}
+
+/// The next delivery of a signal; never, when it could not be registered (the default
+/// action then applies).
+async fn next_signal(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
