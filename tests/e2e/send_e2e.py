@@ -536,6 +536,35 @@ def test_signals(args, work_root):
     return out
 
 
+def test_hot_key(args, work_root):
+    """`yes | send`: one key. With per-key order each request holds one record of it,
+    and the tool says why once; --allow-reordering fills requests."""
+    tag = "hot_key"
+    work = os.path.join(work_root, tag)
+    os.makedirs(work)
+    out = {"test": tag}
+    lines = b'{"a":1}\n' * 1500
+    fk = fake(args, work, "fake")
+    try:
+        for extra, want_hint in (([], True), (["--allow-reordering"], False)):
+            before = fk.stats()["requests"]
+            p = subprocess.run([args.cli, "send", "--stream", "s", "--endpoint-url", fk.url, *extra],
+                               input=lines, capture_output=True, timeout=120)
+            err = p.stderr.decode()
+            requests = fk.stats()["requests"] - before
+            hinted = err.count("most share a partition key already in flight")
+            name = "reordering" if extra else "per_key"
+            out[name] = {"requests": requests}
+            check(p.returncode == 0 and hinted == (1 if want_hint else 0),
+                  f"{tag}/{name}: exit {p.returncode}, hint said {hinted} times: {err[-400:]!r}")
+            # One record a request; or full ones (a lingered one at most, on a slow machine).
+            ok = requests == 1500 if want_hint else requests <= 4
+            check(ok, f"{tag}/{name}: {requests} requests for 1500 records")
+    finally:
+        fk.close()
+    return out
+
+
 def test_throughput(args, work_root):
     tag = "throughput"
     work = os.path.join(work_root, tag)
@@ -661,7 +690,8 @@ def main():
     kin = client(args.endpoint)
     run_id = f"{int(time.time())}-{seed}"
     moto_tests = [test_direct, test_faults, test_aggregate, test_stop, test_terminal]
-    fake_tests = [test_streaming, test_credentials, test_signals, test_throughput, test_memory]
+    fake_tests = [test_streaming, test_credentials, test_signals, test_hot_key, test_throughput,
+                  test_memory]
     only = set(args.only.split(",")) if args.only else None
     for test in moto_tests + fake_tests:
         name = test.__name__[len("test_"):]

@@ -54,6 +54,10 @@ use aws::Connection;
 /// reads' records are between the input and the engine.
 const CHANNEL: usize = 2;
 
+/// A request of fewer records than this, while a whole request's worth waits, is worth
+/// a word about per-key order.
+const SMALL_REQUEST: usize = 10;
+
 /// The first wait before credentials are loaded again, and the longest.
 const RELOAD_FIRST: Duration = Duration::from_secs(1);
 const RELOAD_MAX: Duration = Duration::from_secs(60);
@@ -236,6 +240,10 @@ struct Sender<'e, 'o> {
     described: [bool; ErrorKind::ALL.len()],
     summary: SendSummary,
     messages: u64,
+    /// Whether `hint_key_order` has spoken.
+    key_order_hinted: bool,
+    /// Records a request holds at most.
+    max_records: u32,
     /// The reader's counters, from its last message.
     bytes_read: u64,
     records_read: u64,
@@ -279,6 +287,8 @@ impl<'e, 'o> Sender<'e, 'o> {
             described: [false; ErrorKind::ALL.len()],
             summary,
             messages: 0,
+            key_order_hinted: false,
+            max_records: limits.max_records(),
             bytes_read: 0,
             records_read: 0,
         }
@@ -470,6 +480,7 @@ impl<'e, 'o> Sender<'e, 'o> {
             let entries = match self.engine.next_request(now) {
                 Poll::Ready(request) => {
                     let id = request.id;
+                    let small = request.handles.len() < SMALL_REQUEST;
                     let entries = request
                         .handles
                         .iter()
@@ -477,6 +488,9 @@ impl<'e, 'o> Sender<'e, 'o> {
                             entry(&self.payloads[handle.slot()], &self.meta[handle.slot()])
                         })
                         .collect::<Result<Vec<_>, _>>();
+                    if small {
+                        self.hint_key_order();
+                    }
                     (id, entries)
                 }
                 Poll::Wait { until_ms } => return Some(until_ms),
@@ -519,6 +533,26 @@ impl<'e, 'o> Sender<'e, 'o> {
             self.sending.insert(task.id(), (id, self.generation));
             self.summary.peak_in_flight = self.summary.peak_in_flight.max(self.tasks.len() as u64);
         }
+    }
+
+    /// A request of few records left while many wait. With per-key order that means
+    /// most waiting records share keys already in flight (a request holds one record
+    /// of a key; `yes | send` has one key): throughput is then a record per round
+    /// trip. Said once, with the ways out.
+    fn hint_key_order(&mut self) {
+        let stats = self.engine.stats();
+        let waiting = stats.buffered_records - stats.in_flight_records;
+        if self.key_order_hinted
+            || self.quiet
+            || self.send.allow_reordering
+            || waiting < u64::from(self.max_records)
+        {
+            return;
+        }
+        self.key_order_hinted = true;
+        self.progress.eprint(&format!(
+            "kinesis-batcher: requests leave with few records while {waiting} wait: most share a partition key already in flight, and with per-key order a request holds one record of a key (spread the keys with --key-field, or lift the order with --allow-reordering)"
+        ));
     }
 
     /// A request's task ended: settle the request with its answer.
