@@ -3,7 +3,13 @@
 from typing import Any, Dict, List, Tuple
 
 from kinesis_batcher import KDS, FIREHOSE, Limits, Plan, Refusal, plan, plan_lines
+from kinesis_batcher.aws import Result, Retry, put_records
 from kinesis_batcher.compat import KinesisBatcher
+
+
+class FakeKinesis:
+    def put_records(self, Records: List[Dict[str, Any]], StreamName: str) -> Dict[str, Any]:
+        return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1"} for _ in Records]}
 
 
 def entries(n: int) -> List[Dict[str, Any]]:
@@ -27,6 +33,8 @@ def main() -> None:
     assert total == 10 and not seen
     custom: Limits = Limits(2, 500, 100).with_key_unit("utf16_units")
     assert custom.key_unit == "utf16_units"
+    result: Result = put_records(FakeKinesis(), "s", entries(600), retry=Retry(max_attempts=3))
+    assert len(result.stored) == 600 and result.ok and result.requests == 2
 
 
 if __name__ == "__main__":
