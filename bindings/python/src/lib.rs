@@ -227,31 +227,33 @@ impl PyLimits {
     }
 }
 
-/// A key as read from a record: a `str` (read as UTF-8 in place), `bytes` (raw), or
-/// absent.
-enum Key<'py> {
-    None,
-    Str(Bound<'py, PyString>),
-    Bytes(Bound<'py, PyBytes>),
-}
+/// A key as read from a record: a `str` (read as UTF-8 in place) or `bytes` (raw).
+#[derive(Clone)]
+struct Key<'py>(Bound<'py, PyAny>);
 
 impl Key<'_> {
     /// The key's bytes, borrowed from the Python object.
+    #[inline]
     fn bytes(&self) -> &[u8] {
-        match self {
-            Key::None => b"",
+        if let Ok(s) = self.0.cast::<PyString>() {
             // A str with a lone surrogate has no UTF-8 form: the core refuses it.
-            Key::Str(s) => s.to_str().map(str::as_bytes).unwrap_or(NOT_UTF8),
-            Key::Bytes(b) => b.as_bytes(),
+            s.to_str().map(str::as_bytes).unwrap_or(NOT_UTF8)
+        } else if let Ok(b) = self.0.cast::<PyBytes>() {
+            b.as_bytes()
+        } else {
+            // `read_key` only makes keys of str and bytes.
+            NOT_UTF8
         }
     }
 }
 
-/// What the first pass reads from one Python record. The key objects are owned here so
-/// that the second pass can borrow their bytes for as long as planning takes.
+/// One Python record as the core sees it: the data's length (its bytes are never read)
+/// and the key objects, whose bytes are read in place whenever the core measures it.
+/// Keeping the key objects (8 bytes each) rather than slices of them halves the memory
+/// a large input takes, and the page faults that cost more than the planning.
 struct Entry<'py> {
     data_len: u64,
-    key: Key<'py>,
+    key: Option<Key<'py>>,
     hash_key: Option<Key<'py>>,
     /// Why the record could not be read, when it could not.
     invalid: Option<&'static str>,
@@ -261,37 +263,34 @@ impl<'py> Entry<'py> {
     fn invalid(why: &'static str) -> Entry<'py> {
         Entry {
             data_len: 0,
-            key: Key::None,
+            key: None,
             hash_key: None,
             invalid: Some(why),
         }
     }
 }
 
-/// A record as the core sees it: the data's length and the key bytes in the Python
-/// objects' memory.
-#[derive(Clone, Copy)]
-struct PyRecord<'a> {
-    data_len: u64,
-    key: &'a [u8],
-    hash_key: Option<&'a [u8]>,
-    invalid: bool,
-}
-
-impl Measure for PyRecord<'_> {
+impl Measure for Entry<'_> {
     #[inline]
     fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
-        if self.invalid {
+        if self.invalid.is_some() {
             // An unreadable record is refused like one that can never fit: the core
             // needs a reason, and the binding reports it as `invalid_record` instead.
             return Err(Reason::RecordTooLarge);
         }
-        measure_parts(limits, self.data_len, self.key, self.hash_key)
+        let key = self.key.as_ref().map_or(&b""[..], Key::bytes);
+        measure_parts(
+            limits,
+            self.data_len,
+            key,
+            self.hash_key.as_ref().map(Key::bytes),
+        )
     }
 
     #[inline]
     fn key_identity(&self, limits: &Limits) -> Option<u64> {
-        key_identity_of(limits, self.key, self.hash_key)
+        let key = self.key.as_ref().map_or(&b""[..], Key::bytes);
+        key_identity_of(limits, key, self.hash_key.as_ref().map(Key::bytes))
     }
 }
 
@@ -317,10 +316,8 @@ fn data_len(data: &Bound<'_, PyAny>) -> Result<u64, &'static str> {
 }
 
 fn read_key<'py>(key: &Bound<'py, PyAny>) -> Option<Key<'py>> {
-    if let Ok(s) = key.cast::<PyString>() {
-        Some(Key::Str(s.clone()))
-    } else if let Ok(b) = key.cast::<PyBytes>() {
-        Some(Key::Bytes(b.clone()))
+    if key.is_instance_of::<PyString>() || key.is_instance_of::<PyBytes>() {
+        Some(Key(key.clone()))
     } else {
         None
     }
@@ -328,7 +325,11 @@ fn read_key<'py>(key: &Bound<'py, PyAny>) -> Option<Key<'py>> {
 
 /// Reads one record: a `PutRecords` entry dict, a `(data, key[, hash_key])` tuple, or
 /// bare data (with the call's one key, or under limits without keys).
-fn read_record<'py>(record: &Bound<'py, PyAny>, keyed: bool, one_key: bool) -> Entry<'py> {
+fn read_record<'py>(
+    record: &Bound<'py, PyAny>,
+    keyed: bool,
+    one_key: Option<&Key<'py>>,
+) -> Entry<'py> {
     let py = record.py();
     if let Ok(dict) = record.cast::<PyDict>() {
         let data = match dict.get_item(intern!(py, "Data")) {
@@ -341,10 +342,10 @@ fn read_record<'py>(record: &Bound<'py, PyAny>, keyed: bool, one_key: bool) -> E
         };
         let key = match dict.get_item(intern!(py, "PartitionKey")) {
             Ok(Some(key)) => match read_key(&key) {
-                Some(key) => key,
+                Some(key) => Some(key),
                 None => return Entry::invalid("\"PartitionKey\" is not a str"),
             },
-            _ if !keyed => Key::None,
+            _ if !keyed => None,
             _ => return Entry::invalid("the entry has no \"PartitionKey\""),
         };
         let hash_key = match dict.get_item(intern!(py, "ExplicitHashKey")) {
@@ -372,7 +373,7 @@ fn read_record<'py>(record: &Bound<'py, PyAny>, keyed: bool, one_key: bool) -> E
             Err(_) => return Entry::invalid("the tuple cannot be read"),
         };
         let key = match tuple.get_borrowed_item(1).ok().and_then(|k| read_key(&k)) {
-            Some(key) => key,
+            Some(key) => Some(key),
             None => return Entry::invalid("the key is not a str"),
         };
         let hash_key = if n == 3 {
@@ -394,7 +395,7 @@ fn read_record<'py>(record: &Bound<'py, PyAny>, keyed: bool, one_key: bool) -> E
             invalid: None,
         };
     }
-    if keyed && !one_key {
+    if keyed && one_key.is_none() {
         // Bare data needs the call's `key` when the limits require keys.
         return match data_len(record) {
             Ok(_) => Entry::invalid("bare data needs key= (or limits without partition keys)"),
@@ -404,7 +405,7 @@ fn read_record<'py>(record: &Bound<'py, PyAny>, keyed: bool, one_key: bool) -> E
     match data_len(record) {
         Ok(data_len) => Entry {
             data_len,
-            key: Key::None,
+            key: one_key.cloned(),
             hash_key: None,
             invalid: None,
         },
@@ -431,11 +432,10 @@ fn as_list<'py>(records: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         .map_err(Into::into)
 }
 
-/// Every record read (first pass), with the call's one key if it has one.
+/// Every record read, as the core measures it.
 struct Input<'py> {
     list: Bound<'py, PyList>,
     entries: Vec<Entry<'py>>,
-    one_key: Option<Key<'py>>,
 }
 
 impl<'py> Input<'py> {
@@ -455,30 +455,9 @@ impl<'py> Input<'py> {
         };
         let mut entries = Vec::with_capacity(list.len());
         for record in list.iter() {
-            entries.push(read_record(&record, keyed, one_key.is_some()));
+            entries.push(read_record(&record, keyed, one_key.as_ref()));
         }
-        Ok(Input {
-            list,
-            entries,
-            one_key,
-        })
-    }
-
-    /// The second pass: the core's view of every record, borrowing the keys.
-    fn records(&self) -> Vec<PyRecord<'_>> {
-        let one_key = self.one_key.as_ref().map(Key::bytes);
-        self.entries
-            .iter()
-            .map(|e| PyRecord {
-                data_len: e.data_len,
-                key: match (&e.key, one_key) {
-                    (Key::None, Some(k)) => k,
-                    (key, _) => key.bytes(),
-                },
-                hash_key: e.hash_key.as_ref().map(Key::bytes),
-                invalid: e.invalid.is_some(),
-            })
-            .collect()
+        Ok(Input { list, entries })
     }
 
     /// The refusal's reason name and sentence.
@@ -615,7 +594,6 @@ fn plan<'py>(
 ) -> PyResult<PyPlan> {
     let limits = limits_or_default(limits);
     let input = Input::read(records, &limits, key)?;
-    let core_records = input.records();
     let mut planner = Planner::new(limits);
     let mut batches = [Batch::default(); CHUNK];
     let mut refusals = [Refusal::default(); CHUNK];
@@ -623,7 +601,7 @@ fn plan<'py>(
     let out_refusals = PyList::empty(py);
     let mut refused = HashMap::new();
     loop {
-        let progress = planner.plan(&core_records, &mut batches, &mut refusals);
+        let progress = planner.plan(&input.entries, &mut batches, &mut refusals);
         for r in &refusals[..progress.refusals] {
             let (reason, message) = input.reason(r);
             if limits.spans_refusals() {
@@ -917,7 +895,7 @@ impl PyDelivery {
         let limits = limits_or_default(limits);
         let input = Input::read(records, &limits, key)?;
         let measured = input
-            .records()
+            .entries
             .iter()
             .map(|r| Measured {
                 size: r.measure(&limits),
