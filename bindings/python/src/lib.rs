@@ -471,8 +471,9 @@ impl<'py> Input<'py> {
 
 /// One request: input indices ``start`` to ``end`` (excluded), ``count`` accepted records
 /// of ``bytes`` bytes as the service counts them, and ``records``, the accepted input
-/// records themselves, ready to send. ``refused`` counts the refused records inside the
-/// range (always 0 unless the limits span refusals).
+/// records themselves, ready to send (sliced from the input list when first read).
+/// ``refused`` counts the refused records inside the range (always 0 unless the limits
+/// span refusals).
 #[pyclass(name = "Batch", module = "kinesis_batcher._native", frozen)]
 struct PyBatch {
     #[pyo3(get)]
@@ -483,12 +484,21 @@ struct PyBatch {
     count: u32,
     #[pyo3(get)]
     bytes: u32,
-    #[pyo3(get)]
-    records: Py<PyList>,
+    /// The planned list, and the accepted records once read (or built at once when the
+    /// range holds refused records, which only the planner knows).
+    list: Py<PyList>,
+    records: std::sync::OnceLock<Py<PyList>>,
 }
 
 #[pymethods]
 impl PyBatch {
+    #[getter]
+    fn records(&self, py: Python<'_>) -> Py<PyList> {
+        self.records
+            .get_or_init(|| self.list.bind(py).get_slice(self.start, self.end).unbind())
+            .clone_ref(py)
+    }
+
     #[getter]
     fn refused(&self) -> usize {
         Batch {
@@ -561,16 +571,13 @@ fn limits_or_default(limits: Option<&Bound<'_, PyLimits>>) -> Limits {
     limits.map_or(Limits::KDS, |l| l.get().inner)
 }
 
-/// The accepted records of `batch` as a list: a slice of the input when the batch holds
-/// no refused record (always, unless the limits span refusals).
+/// The accepted records of a batch whose range holds refused records (only when the
+/// limits span refusals), as a list.
 fn batch_records<'py>(
     list: &Bound<'py, PyList>,
     batch: &Batch,
     refused: &HashMap<usize, ()>,
 ) -> PyResult<Bound<'py, PyList>> {
-    if batch.refused() == 0 {
-        return Ok(list.get_slice(batch.start, batch.end));
-    }
     let out = PyList::empty(list.py());
     for i in batch.range() {
         if !refused.contains_key(&i) {
@@ -615,12 +622,17 @@ fn plan<'py>(
             })?;
         }
         for b in &batches[..progress.batches] {
+            let records = std::sync::OnceLock::new();
+            if b.refused() != 0 {
+                let _ = records.set(batch_records(&input.list, b, &refused)?.unbind());
+            }
             out_batches.append(PyBatch {
                 start: b.start,
                 end: b.end,
                 count: b.records,
                 bytes: b.bytes,
-                records: batch_records(&input.list, b, &refused)?.unbind(),
+                list: input.list.clone().unbind(),
+                records,
             })?;
         }
         match progress.status {
