@@ -21,8 +21,10 @@ export CARGO_TARGET_DIR=$OUT/cargo
 say() { printf 'python: %s\n' "$*"; }
 start=$(date +%s)
 
-# Pins: the test tools, and moto + boto3 as tests/e2e/run.sh pins them.
-PINS=(pytest==8.3.5 hypothesis==6.131.0 mypy==1.15.0 "moto==5.2.5" flask flask-cors boto3 typing_extensions)
+# Pins: the test tools, and moto + boto3 and the reference aggregator (aws-kinesis-agg, with
+# protobuf and six) as tests/e2e/run.sh pins them.
+PINS=(pytest==8.3.5 hypothesis==6.131.0 mypy==1.15.0 "moto==5.2.5" flask flask-cors boto3 typing_extensions
+      "aws-kinesis-agg==1.2.3" "protobuf==4.25.3" "six==1.17.0")
 PINS_ID=$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-16)
 if [[ ! -x $VENV/bin/python || $(cat "$VENV/.pins" 2>/dev/null) != "$PINS_ID" ]]; then
     say "creating $VENV"
@@ -58,7 +60,7 @@ rm -rf "$CLEAN"
 python3 -m venv "$CLEAN"
 "$CLEAN/bin/pip" install -q --no-index --no-deps "$wheel"
 (cd / && "$CLEAN/bin/python" -c '
-import kinesis_batcher, kinesis_batcher.compat, kinesis_batcher.aws, os
+import kinesis_batcher, kinesis_batcher.compat, kinesis_batcher.aws, kinesis_batcher.aggregation, os
 from importlib.resources import files
 p = kinesis_batcher.plan([(b"x", "k")])
 assert [b.count for b in p.batches] == [1]

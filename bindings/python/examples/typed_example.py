@@ -3,6 +3,7 @@
 from typing import Any, Dict, List, Tuple
 
 from kinesis_batcher import KDS, FIREHOSE, Limits, Plan, Refusal, plan, plan_lines
+from kinesis_batcher.aggregation import Aggregated, aggregate, deaggregate
 from kinesis_batcher.aws import Result, Retry, put_records
 from kinesis_batcher.compat import KinesisBatcher
 
@@ -33,6 +34,9 @@ def main() -> None:
     assert total == 10 and not seen
     custom: Limits = Limits(2, 500, 100).with_key_unit("utf16_units")
     assert custom.key_unit == "utf16_units"
+    agg: Aggregated = aggregate(entries(100), KDS, max_bytes=51_200)
+    first = agg.entries[0]
+    assert len(deaggregate(first["Data"], first["PartitionKey"], first.get("ExplicitHashKey"))) == 100
     result: Result = put_records(FakeKinesis(), "s", entries(600), retry=Retry(max_attempts=3))
     assert len(result.stored) == 600 and result.ok and result.requests == 2
 

@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension (kinesis_batcher._native)."""
 
-from typing import Any, ClassVar, Final, List, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Any, ClassVar, Dict, Final, List, Literal, Optional, Sequence, Tuple, Union, final
 
 from typing_extensions import Buffer
 
@@ -161,3 +161,15 @@ class Delivery:
     def records(self) -> List[Any]: ...
 
 def classify_error(code: str) -> Tuple[str, bool]: ...
+
+def aggregate(
+    records: Sequence[Record],
+    limits: Optional[Limits] = None,
+    *,
+    key: Optional[Key] = None,
+    mode: str = "shared_hash_key",
+    max_bytes: int = 0,
+) -> Tuple[List[Tuple[Dict[str, Any], int, int]], List[Tuple[int, str, str]]]: ...
+def deaggregate(
+    data: bytes, partition_key: str, explicit_hash_key: Optional[str] = None
+) -> List[Tuple[bytes, str, Optional[str]]]: ...
