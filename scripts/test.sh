@@ -68,6 +68,9 @@ bash bindings/go/test.sh
   go test -count=1 -race .
 )
 
+step "the Python binding (pytest, hypothesis, moto + fault proxy, aws-kinesis-agg, mypy --strict, the wheel in a clean venv)"
+bash bindings/python/test.sh
+
 step "end to end against a real Kinesis API server (moto), directly and through a fault-injecting proxy"
 bash tests/e2e/run.sh
 
