@@ -1,33 +1,30 @@
 //! `kinesis_batcher._native`: the core's planner, limits, line splitter and retry planning
 //! for Python, through PyO3.
 //!
-//! This crate only translates. Python records become [`PyRecord`]s, which hold the data's
-//! length (the data itself is never read or copied) and the key bytes borrowed from the
-//! Python `str` or `bytes` in place; the core measures them ([`measure_parts`]) and plans
-//! them ([`Planner`], [`LinePlanner`], [`Delivery`]); its answers become Python objects.
-//! No size is added up and no batch boundary is decided here.
-
-use std::collections::HashMap;
+//! This crate only translates. Python records are read one at a time into the core's size
+//! form (`records::Reader`: the data's length, never its bytes; the keys' lengths and
+//! validity, read in place) and handed to the core ([`Accumulator`], [`LinePlanner`],
+//! [`Delivery`], [`Aggregation`]); its answers become Python objects. No size is added up
+//! and no batch boundary is decided here.
 
 use kinesis_batcher::aggregate::{Aggregation, AsRecord, Mode, Step, encode};
-use kinesis_batcher::cost::{key_identity_of, measure_parts};
 use kinesis_batcher::lines::{LineBatch, LinePlanner, LineRefusal, LineStatus, Lines};
 use kinesis_batcher::retry::{
     Backoff, Delivery, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, Terminal,
 };
 use kinesis_batcher::shards::MAX_HASH_KEY_DIGITS;
 use kinesis_batcher::{
-    Batch, KeyUnit, Limits, LimitsError, Measure, Planner, Reason, Refusal, Status,
+    Accumulator, Batch, KeyUnit, Limits, LimitsError, Measure, Push, Reason, Refusal,
 };
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-/// Key bytes that are not UTF-8: what a `str` key that cannot be encoded (a lone
-/// surrogate) is handed to the core as, so that the core refuses it as `key_not_utf8`.
-const NOT_UTF8: &[u8] = b"\xff";
+mod records;
+
+use records::{Key, Reader};
 
 /// The reason name of a record the binding could not read (not a record shape, data that
 /// is not bytes-like, a key that is not a `str`): refused like any record, never raised.
@@ -229,192 +226,6 @@ impl PyLimits {
     }
 }
 
-/// A key as read from a record: a `str` (read as UTF-8 in place) or `bytes` (raw).
-#[derive(Clone)]
-struct Key<'py>(Bound<'py, PyAny>);
-
-impl Key<'_> {
-    /// The key's bytes, borrowed from the Python object.
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        if let Ok(s) = self.0.cast::<PyString>() {
-            // A str with a lone surrogate has no UTF-8 form: the core refuses it.
-            s.to_str().map(str::as_bytes).unwrap_or(NOT_UTF8)
-        } else if let Ok(b) = self.0.cast::<PyBytes>() {
-            b.as_bytes()
-        } else {
-            // `read_key` only makes keys of str and bytes.
-            NOT_UTF8
-        }
-    }
-}
-
-/// One Python record as the core sees it: the data's length (its bytes are never read)
-/// and the key objects, whose bytes are read in place whenever the core measures it.
-/// Keeping the key objects (8 bytes each) rather than slices of them halves the memory
-/// a large input takes, and the page faults that cost more than the planning.
-struct Entry<'py> {
-    data_len: u64,
-    key: Option<Key<'py>>,
-    hash_key: Option<Key<'py>>,
-    /// Why the record could not be read, when it could not.
-    invalid: Option<&'static str>,
-}
-
-impl<'py> Entry<'py> {
-    fn invalid(why: &'static str) -> Entry<'py> {
-        Entry {
-            data_len: 0,
-            key: None,
-            hash_key: None,
-            invalid: Some(why),
-        }
-    }
-}
-
-impl Measure for Entry<'_> {
-    #[inline]
-    fn measure(&self, limits: &Limits) -> Result<u32, Reason> {
-        if self.invalid.is_some() {
-            // An unreadable record is refused like one that can never fit: the core
-            // needs a reason, and the binding reports it as `invalid_record` instead.
-            return Err(Reason::RecordTooLarge);
-        }
-        let key = self.key.as_ref().map_or(&b""[..], Key::bytes);
-        measure_parts(
-            limits,
-            self.data_len,
-            key,
-            self.hash_key.as_ref().map(Key::bytes),
-        )
-    }
-
-    #[inline]
-    fn key_identity(&self, limits: &Limits) -> Option<u64> {
-        let key = self.key.as_ref().map_or(&b""[..], Key::bytes);
-        key_identity_of(limits, key, self.hash_key.as_ref().map(Key::bytes))
-    }
-}
-
-/// The length in bytes of a record's data, which is never read: `bytes`, `bytearray`,
-/// `str` (its UTF-8 length, as boto3 sends it), or any object with the buffer protocol.
-fn data_len(data: &Bound<'_, PyAny>) -> Result<u64, &'static str> {
-    if let Ok(bytes) = data.cast::<PyBytes>() {
-        return Ok(bytes.as_bytes().len() as u64);
-    }
-    if let Ok(text) = data.cast::<PyString>() {
-        return text
-            .to_str()
-            .map(|s| s.len() as u64)
-            .map_err(|_| "data is a str that cannot be encoded as UTF-8");
-    }
-    if let Ok(array) = data.cast::<PyByteArray>() {
-        return Ok(array.len() as u64);
-    }
-    match PyUntypedBuffer::get(data) {
-        Ok(buffer) => Ok(buffer.len_bytes() as u64),
-        Err(_) => Err("data is not bytes, str or a bytes-like object"),
-    }
-}
-
-fn read_key<'py>(key: &Bound<'py, PyAny>) -> Option<Key<'py>> {
-    if key.is_instance_of::<PyString>() || key.is_instance_of::<PyBytes>() {
-        Some(Key(key.clone()))
-    } else {
-        None
-    }
-}
-
-/// Reads one record: a `PutRecords` entry dict, a `(data, key[, hash_key])` tuple, or
-/// bare data (with the call's one key, or under limits without keys).
-fn read_record<'py>(
-    record: &Bound<'py, PyAny>,
-    keyed: bool,
-    one_key: Option<&Key<'py>>,
-) -> Entry<'py> {
-    let py = record.py();
-    if let Ok(dict) = record.cast::<PyDict>() {
-        let data = match dict.get_item(intern!(py, "Data")) {
-            Ok(Some(data)) => data,
-            _ => return Entry::invalid("the entry has no \"Data\""),
-        };
-        let data_len = match data_len(&data) {
-            Ok(n) => n,
-            Err(why) => return Entry::invalid(why),
-        };
-        let key = match dict.get_item(intern!(py, "PartitionKey")) {
-            Ok(Some(key)) => match read_key(&key) {
-                Some(key) => Some(key),
-                None => return Entry::invalid("\"PartitionKey\" is not a str"),
-            },
-            _ if !keyed => None,
-            _ => return Entry::invalid("the entry has no \"PartitionKey\""),
-        };
-        let hash_key = match dict.get_item(intern!(py, "ExplicitHashKey")) {
-            Ok(Some(h)) if !h.is_none() => match read_key(&h) {
-                Some(h) => Some(h),
-                None => return Entry::invalid("\"ExplicitHashKey\" is not a str"),
-            },
-            _ => None,
-        };
-        return Entry {
-            data_len,
-            key,
-            hash_key,
-            invalid: None,
-        };
-    }
-    if let Ok(tuple) = record.cast::<PyTuple>() {
-        let n = tuple.len();
-        if !(2..=3).contains(&n) {
-            return Entry::invalid("a tuple record is (data, key) or (data, key, hash_key)");
-        }
-        let data_len = match tuple.get_borrowed_item(0).map(|d| data_len(&d)) {
-            Ok(Ok(n)) => n,
-            Ok(Err(why)) => return Entry::invalid(why),
-            Err(_) => return Entry::invalid("the tuple cannot be read"),
-        };
-        let key = match tuple.get_borrowed_item(1).ok().and_then(|k| read_key(&k)) {
-            Some(key) => Some(key),
-            None => return Entry::invalid("the key is not a str"),
-        };
-        let hash_key = if n == 3 {
-            match tuple.get_borrowed_item(2) {
-                Ok(h) if h.is_none() => None,
-                Ok(h) => match read_key(&h) {
-                    Some(h) => Some(h),
-                    None => return Entry::invalid("the explicit hash key is not a str"),
-                },
-                Err(_) => return Entry::invalid("the tuple cannot be read"),
-            }
-        } else {
-            None
-        };
-        return Entry {
-            data_len,
-            key,
-            hash_key,
-            invalid: None,
-        };
-    }
-    if keyed && one_key.is_none() {
-        // Bare data needs the call's `key` when the limits require keys.
-        return match data_len(record) {
-            Ok(_) => Entry::invalid("bare data needs key= (or limits without partition keys)"),
-            Err(why) => Entry::invalid(why),
-        };
-    }
-    match data_len(record) {
-        Ok(data_len) => Entry {
-            data_len,
-            key: one_key.cloned(),
-            hash_key: None,
-            invalid: None,
-        },
-        Err(why) => Entry::invalid(why),
-    }
-}
-
 /// The input as a list, whatever sequence or iterable it came as: batches are slices of
 /// it.
 fn as_list<'py>(records: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
@@ -432,43 +243,6 @@ fn as_list<'py>(records: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         .call1((records,))?
         .cast_into::<PyList>()
         .map_err(Into::into)
-}
-
-/// Every record read, as the core measures it.
-struct Input<'py> {
-    list: Bound<'py, PyList>,
-    entries: Vec<Entry<'py>>,
-}
-
-impl<'py> Input<'py> {
-    fn read(
-        records: &Bound<'py, PyAny>,
-        limits: &Limits,
-        key: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Input<'py>> {
-        let list = as_list(records)?;
-        let keyed = limits.partition_keys();
-        let one_key = match key {
-            None => None,
-            Some(k) if k.is_none() => None,
-            Some(k) => Some(
-                read_key(k).ok_or_else(|| PyTypeError::new_err("key must be a str or bytes"))?,
-            ),
-        };
-        let mut entries = Vec::with_capacity(list.len());
-        for record in list.iter() {
-            entries.push(read_record(&record, keyed, one_key.as_ref()));
-        }
-        Ok(Input { list, entries })
-    }
-
-    /// The refusal's reason name and sentence.
-    fn reason(&self, refusal: &Refusal) -> (&'static str, &'static str) {
-        match self.entries[refusal.index].invalid {
-            Some(why) => (INVALID_RECORD, why),
-            None => (refusal.reason.as_str(), refusal.reason.message()),
-        }
-    }
 }
 
 /// One request: input indices ``start`` to ``end`` (excluded), ``count`` accepted records
@@ -574,19 +348,63 @@ fn limits_or_default(limits: Option<&Bound<'_, PyLimits>>) -> Limits {
 }
 
 /// The accepted records of a batch whose range holds refused records (only when the
-/// limits span refusals), as a list.
+/// limits span refusals), as a list; `refused` holds the refused indices in order.
 fn batch_records<'py>(
     list: &Bound<'py, PyList>,
     batch: &Batch,
-    refused: &HashMap<usize, ()>,
+    refused: &[usize],
 ) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(list.py());
     for i in batch.range() {
-        if !refused.contains_key(&i) {
+        if refused.binary_search(&i).is_err() {
             out.append(list.get_item(i)?)?;
         }
     }
     Ok(out)
+}
+
+/// What [`plan`] builds while the records stream through the core's accumulator.
+struct PlanOut<'py> {
+    list: Bound<'py, PyList>,
+    batches: Bound<'py, PyList>,
+    refusals: Bound<'py, PyList>,
+    /// The refused indices, kept only when a batch's range can span them.
+    refused: Vec<usize>,
+    spans_refusals: bool,
+}
+
+impl<'py> PlanOut<'py> {
+    fn batch(&mut self, b: Batch) -> PyResult<()> {
+        let records = std::sync::OnceLock::new();
+        if b.refused() != 0 {
+            let _ = records.set(batch_records(&self.list, &b, &self.refused)?.unbind());
+        }
+        self.batches.append(PyBatch {
+            start: b.start,
+            end: b.end,
+            count: b.records,
+            bytes: b.bytes,
+            list: self.list.clone().unbind(),
+            records,
+        })
+    }
+
+    fn refusal(
+        &mut self,
+        index: usize,
+        (reason, message): (&'static str, &'static str),
+        record: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        if self.spans_refusals {
+            self.refused.push(index);
+        }
+        self.refusals.append(PyRefusal {
+            index,
+            reason,
+            message,
+            record: record.unbind(),
+        })
+    }
 }
 
 /// plan(records, limits=Limits.KDS, *, key=None)
@@ -602,52 +420,48 @@ fn plan<'py>(
     key: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<PyPlan> {
     let limits = limits_or_default(limits);
-    let input = Input::read(records, &limits, key)?;
-    let mut planner = Planner::new(limits);
-    let mut batches = [Batch::default(); CHUNK];
-    let mut refusals = [Refusal::default(); CHUNK];
-    let out_batches = PyList::empty(py);
-    let out_refusals = PyList::empty(py);
-    let mut refused = HashMap::new();
-    loop {
-        let progress = planner.plan(&input.entries, &mut batches, &mut refusals);
-        for r in &refusals[..progress.refusals] {
-            let (reason, message) = input.reason(r);
-            if limits.spans_refusals() {
-                refused.insert(r.index, ());
-            }
-            out_refusals.append(PyRefusal {
-                index: r.index,
-                reason,
-                message,
-                record: input.list.get_item(r.index)?.unbind(),
-            })?;
-        }
-        for b in &batches[..progress.batches] {
-            let records = std::sync::OnceLock::new();
-            if b.refused() != 0 {
-                let _ = records.set(batch_records(&input.list, b, &refused)?.unbind());
-            }
-            out_batches.append(PyBatch {
-                start: b.start,
-                end: b.end,
-                count: b.records,
-                bytes: b.bytes,
-                list: input.list.clone().unbind(),
-                records,
-            })?;
-        }
-        match progress.status {
-            Status::Done => break,
-            Status::BatchesFull | Status::RefusalsFull => continue,
-            Status::Unreadable | Status::InputChanged => {
-                return Err(PyRuntimeError::new_err("the planner stopped unexpectedly"));
+    let list = as_list(records)?;
+    let mut reader = Reader::new(limits, key, false)?;
+    // One pass: each record is read and handed to the core's accumulator (the same plan
+    // as the bulk planner's), so no per-record array is built.
+    let mut accumulator = Accumulator::new(limits);
+    let mut out = PlanOut {
+        list: list.clone(),
+        batches: PyList::empty(py),
+        refusals: PyList::empty(py),
+        refused: Vec::new(),
+        spans_refusals: limits.spans_refusals(),
+    };
+    let len = list.len();
+    for index in 0..len {
+        let record = list.get_item(index)?;
+        match reader.read(&record) {
+            Ok(read) => match accumulator.push(&read.size) {
+                Push::Added => {}
+                Push::SendFirst(batch) => out.batch(batch)?,
+                Push::Refused(reason) => {
+                    out.refusal(index, (reason.as_str(), reason.message()), record)?;
+                }
+            },
+            Err(why) => {
+                accumulator.skip();
+                out.refusal(index, (INVALID_RECORD, why), record)?;
             }
         }
     }
+    if let Some(batch) = accumulator.flush() {
+        out.batch(batch)?;
+    }
+    if list.len() != len {
+        // Only Python code run by a record (a buffer exporter, a key's __eq__) can do
+        // this; the ranges would no longer match the list.
+        return Err(PyRuntimeError::new_err(
+            "the records changed while being planned",
+        ));
+    }
     Ok(PyPlan {
-        batches: out_batches.unbind(),
-        refusals: out_refusals.unbind(),
+        batches: out.batches.unbind(),
+        refusals: out.refusals.unbind(),
     })
 }
 
@@ -811,7 +625,7 @@ fn plan_lines<'py>(
     let limits = limits_or_default(limits);
     let key_obj = match key {
         Some(k) if !k.is_none() => {
-            Some(read_key(k).ok_or_else(|| PyTypeError::new_err("key must be a str or bytes"))?)
+            Some(Key::of(k).ok_or_else(|| PyTypeError::new_err("key must be a str or bytes"))?)
         }
         _ => None,
     };
@@ -907,15 +721,32 @@ impl PyDelivery {
         per_key_order: bool,
     ) -> PyResult<Self> {
         let limits = limits_or_default(limits);
-        let input = Input::read(records, &limits, key)?;
-        let measured = input
-            .entries
-            .iter()
-            .map(|r| Measured {
-                size: r.measure(&limits),
-                key_identity: r.key_identity(&limits),
-            })
-            .collect();
+        let list = as_list(records)?;
+        let mut reader = Reader::new(limits, key, per_key_order)?;
+        let mut measured = Vec::with_capacity(list.len());
+        let mut invalid = Vec::with_capacity(list.len());
+        for record in list.iter() {
+            let (m, why) = match reader.read(&record) {
+                Ok(read) => (
+                    Measured {
+                        size: read.size.measure(&limits),
+                        key_identity: read.key_identity,
+                    },
+                    None,
+                ),
+                // An unreadable record is refused like one that can never fit: the core
+                // needs a reason, and the binding reports it as `invalid_record` instead.
+                Err(why) => (
+                    Measured {
+                        size: Err(Reason::RecordTooLarge),
+                        key_identity: None,
+                    },
+                    Some(why),
+                ),
+            };
+            measured.push(m);
+            invalid.push(why);
+        }
         let policy = RetryPolicy {
             backoff: Backoff { base_ms, cap_ms },
             max_attempts,
@@ -925,9 +756,9 @@ impl PyDelivery {
         Ok(PyDelivery {
             delivery: Delivery::new(limits, policy),
             measured,
-            invalid: input.entries.iter().map(|e| e.invalid).collect(),
+            invalid,
             in_flight: Vec::new(),
-            list: input.list.unbind(),
+            list: list.unbind(),
         })
     }
 
@@ -1108,7 +939,7 @@ fn read_agg<'py>(record: &Bound<'py, PyAny>, one_key: Option<&Key<'py>>) -> AggE
         return invalid("aggregated data must be bytes or a str encodable as UTF-8");
     }
     let key = match key {
-        Some(k) => match read_key(&k) {
+        Some(k) => match Key::of(&k) {
             Some(k) => k,
             None => return invalid("the key is not a str"),
         },
@@ -1118,7 +949,7 @@ fn read_agg<'py>(record: &Bound<'py, PyAny>, one_key: Option<&Key<'py>>) -> AggE
         },
     };
     let hash_key = match hash_key {
-        Some(h) if !h.is_none() => match read_key(&h) {
+        Some(h) if !h.is_none() => match Key::of(&h) {
             Some(h) => Some(h),
             None => return invalid("the explicit hash key is not a str"),
         },
@@ -1169,7 +1000,7 @@ fn aggregate<'py>(
         .with_max_bytes(max_bytes);
     let one_key = match key {
         Some(k) if !k.is_none() => {
-            Some(read_key(k).ok_or_else(|| PyTypeError::new_err("key must be a str or bytes"))?)
+            Some(Key::of(k).ok_or_else(|| PyTypeError::new_err("key must be a str or bytes"))?)
         }
         _ => None,
     };

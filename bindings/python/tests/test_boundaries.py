@@ -103,6 +103,31 @@ def test_record_forms_agree():
         [(0, 3, 3, 18)], [])
 
 
+def test_a_repeated_key_object_is_measured_as_itself():
+    # The binding measures a key object once while consecutive records share it: a
+    # refused key must stay refused, and an accepted one accepted, object by object.
+    ok, long, bad = "k", "k" * 257, "\ud800"
+    recs = [(b"x", ok), (b"x", long), (b"x", long), (b"x", ok), (b"x", bad), (b"x", bad), (b"x", b"k")]
+    batches, refusals = shape(plan(recs))
+    assert refusals == [(1, "key_too_long"), (2, "key_too_long"), (4, "key_not_utf8"), (5, "key_not_utf8")]
+    assert [b[:3] for b in batches] == [(0, 1, 1), (3, 4, 1), (6, 7, 1)]
+    # The call's one key is one object for every record.
+    assert shape(plan([b"x"] * 3, key=long))[1] == [(0, "key_too_long"), (1, "key_too_long"), (2, "key_too_long")]
+
+
+def test_dict_fields_beyond_the_entry():
+    # A dict with a field boto3 does not know is still read; its hash key only if present.
+    recs = [{"Data": b"ab", "PartitionKey": "k", "Other": 1},
+            {"Data": b"ab", "PartitionKey": "k", "ExplicitHashKey": "01"},
+            {"Data": b"ab", "PartitionKey": "k", "ExplicitHashKey": None, "Other": 2}]
+    batches, refusals = shape(plan(recs))
+    assert refusals == [(1, "hash_key_invalid")]
+    assert [b[:3] for b in batches] == [(0, 1, 1), (2, 3, 1)]
+    # Without partition keys a dict needs no key, and a hash key is not read.
+    assert shape(plan([{"Data": b"ab"}, {"Data": b"ab", "ExplicitHashKey": "x"}], FIREHOSE)) == (
+        [(0, 2, 2, 4)], [])
+
+
 def test_firehose_ignores_keys():
     p = plan([b"x" * 1_024_000, {"Data": b"x" * 1_024_001}, "abc"], FIREHOSE)
     assert shape(p) == ([(0, 1, 1, 1_024_000), (2, 3, 1, 3)], [(1, "record_too_large")])
