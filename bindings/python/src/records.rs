@@ -9,7 +9,7 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 /// Key bytes that are not UTF-8: what a `str` key that cannot be encoded (a lone
 /// surrogate) is handed to the core as, so that the core refuses it as `key_not_utf8`.
@@ -274,4 +274,23 @@ fn is_key(key: &Bound<'_, PyAny>) -> bool {
     key.is_exact_instance_of::<PyString>()
         || key.is_instance_of::<PyString>()
         || key.is_instance_of::<PyBytes>()
+}
+
+/// The input as a list, whatever sequence or iterable it came as: batches are slices of
+/// it.
+pub(crate) fn as_list<'py>(records: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    if let Ok(list) = records.cast::<PyList>() {
+        return Ok(list.clone());
+    }
+    if records.is_instance_of::<PyBytes>() || records.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "records must be a sequence of records, not one bytes or str (plan_lines splits a buffer)",
+        ));
+    }
+    records
+        .py()
+        .get_type::<PyList>()
+        .call1((records,))?
+        .cast_into::<PyList>()
+        .map_err(Into::into)
 }
