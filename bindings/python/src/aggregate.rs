@@ -2,11 +2,11 @@
 //! the core.
 
 use kinesis_batcher::aggregate::{Aggregation, AsRecord, Mode, Step, encode};
-use kinesis_batcher::shards::MAX_HASH_KEY_DIGITS;
+use kinesis_batcher::shards::{MAX_HASH_KEY_DIGITS, ShardMap, ShardRange, parse_hash_key};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple};
 
 use crate::INVALID_RECORD;
 use crate::limits::{PyLimits, limits_or_default};
@@ -47,10 +47,7 @@ impl AsRecord for AggEntry<'_> {
     }
 }
 
-fn read_agg<'py>(
-    record: &Bound<'py, PyAny>,
-    one_key: Option<&Key<'py>>,
-) -> AggEntry<'py> {
+fn read_agg<'py>(record: &Bound<'py, PyAny>, one_key: Option<&Key<'py>>) -> AggEntry<'py> {
     let py = record.py();
     let invalid = |why| AggEntry {
         data: None,
@@ -110,12 +107,69 @@ type AggregateOut<'py> = (
     Vec<(usize, &'static str, &'static str)>,
 );
 
-/// aggregate(records, limits=Limits.KDS, *, key=None, mode="shared_hash_key", max_bytes=0)
+/// One hash key of a shard range: an `int` or a decimal `str`, as `ListShards` gives it.
+fn read_hash_key(value: &Bound<'_, PyAny>) -> PyResult<u128> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return parse_hash_key(text.to_str()?.as_bytes()).ok_or_else(|| {
+            PyValueError::new_err("a shard's hash key is not a decimal integer in 0..=2^128-1")
+        });
+    }
+    if !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(
+            "a shard's hash key is an int or a decimal str",
+        ));
+    }
+    value
+        .extract::<u128>()
+        .map_err(|_| PyValueError::new_err("a shard's hash key is not in 0..=2^128-1"))
+}
+
+/// The stream's open shards: `ListShards` entries (dicts with `HashKeyRange`), as
+/// `client.list_shards(StreamName=..., ShardFilter={"Type": "AT_LATEST"})["Shards"]`
+/// gives them, or `(starting_hash_key, ending_hash_key)` pairs, in any order.
+fn read_shards(shards: &Bound<'_, PyAny>) -> PyResult<Vec<ShardRange>> {
+    let py = shards.py();
+    let mut ranges = Vec::new();
+    for shard in shards.try_iter()? {
+        let shard = shard?;
+        let (start, end) = if let Ok(entry) = shard.cast::<PyDict>() {
+            let range = entry
+                .get_item(intern!(py, "HashKeyRange"))?
+                .ok_or_else(|| PyValueError::new_err("a shard dict has no \"HashKeyRange\""))?;
+            (
+                range.get_item(intern!(py, "StartingHashKey"))?,
+                range.get_item(intern!(py, "EndingHashKey"))?,
+            )
+        } else {
+            let pair = shard.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(
+                    "a shard is a ListShards dict or a (starting_hash_key, ending_hash_key) tuple",
+                )
+            })?;
+            if pair.len() != 2 {
+                return Err(PyValueError::new_err(
+                    "a shard tuple is (starting_hash_key, ending_hash_key)",
+                ));
+            }
+            (pair.get_item(0)?, pair.get_item(1)?)
+        };
+        ranges.push(ShardRange {
+            start: read_hash_key(&start)?,
+            end: read_hash_key(&end)?,
+        });
+    }
+    // ListShards lists shards by id, not by hash key: order them as the map needs.
+    ranges.sort_unstable_by_key(|r| r.start);
+    Ok(ranges)
+}
+
+/// aggregate(records, limits=Limits.KDS, *, key=None, mode="shared_hash_key", max_bytes=0, shards=None)
 /// --
 ///
 /// Aggregates user records (KPL format) with the core. See ``kinesis_batcher.aggregate``.
 #[pyfunction]
-#[pyo3(signature = (records, limits = None, *, key = None, mode = "shared_hash_key", max_bytes = 0))]
+#[pyo3(signature = (records, limits = None, *, key = None, mode = "shared_hash_key", max_bytes = 0, shards = None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn aggregate<'py>(
     py: Python<'py>,
     records: &Bound<'py, PyAny>,
@@ -123,14 +177,36 @@ pub(crate) fn aggregate<'py>(
     key: Option<&Bound<'py, PyAny>>,
     mode: &str,
     max_bytes: u32,
+    shards: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<AggregateOut<'py>> {
     let limits = limits_or_default(limits);
-    let mode = match mode {
-        "shared_hash_key" => Mode::SharedHashKey,
-        "one_key" => Mode::OneKey,
+    let ranges = match shards {
+        Some(s) if !s.is_none() => Some(read_shards(s)?),
+        _ => None,
+    };
+    let mode = match (mode, &ranges) {
+        ("shared_hash_key", None) => Mode::SharedHashKey,
+        ("one_key", None) => Mode::OneKey,
+        ("per_shard", Some(ranges)) => Mode::PerShard(ShardMap::new(ranges).map_err(|e| {
+            PyValueError::new_err(format!(
+                "{}: pass the open shards only \
+                 (list_shards(..., ShardFilter={{\"Type\": \"AT_LATEST\"}}))",
+                e.message()
+            ))
+        })?),
+        ("per_shard", None) => {
+            return Err(PyValueError::new_err(
+                "mode \"per_shard\" needs shards= (the stream's open shards)",
+            ));
+        }
+        ("shared_hash_key" | "one_key", Some(_)) => {
+            return Err(PyValueError::new_err(
+                "shards= is for mode \"per_shard\" only",
+            ));
+        }
         _ => {
             return Err(PyValueError::new_err(
-                "mode must be \"shared_hash_key\" or \"one_key\"",
+                "mode must be \"shared_hash_key\", \"one_key\" or \"per_shard\"",
             ));
         }
     };

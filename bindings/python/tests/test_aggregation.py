@@ -1,6 +1,7 @@
 """Aggregation through Python, both ways against the reference, aws-kinesis-agg."""
 
 import base64
+import hashlib
 import random
 
 import pytest
@@ -48,6 +49,64 @@ def test_ours_read_by_aws_kinesis_agg(mode, max_bytes):
     if mode == "one_key":
         assert back == recs
     assert [d for d, _ in back] == [d for d, _ in recs]
+
+
+def shard_map(n):
+    """n equal shards as ListShards gives them (by shard id; here shuffled), and their ends."""
+    top = 2**128
+    ends = [top * (i + 1) // n - 1 for i in range(n)]
+    shards = [{"ShardId": f"shardId-{i:012d}", "HashKeyRange": {"StartingHashKey": str(ends[i - 1] + 1 if i else 0),
+                                                                 "EndingHashKey": str(ends[i])}} for i in range(n)]
+    random.Random(n).shuffle(shards)
+    return shards, ends
+
+
+def shard_of(ends, partition_key, explicit_hash_key=None):
+    """The shard a record goes to, computed here from the service's rule (MD5 of the key)."""
+    h = int(explicit_hash_key) if explicit_hash_key else int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
+    return next(i for i, end in enumerate(ends) if h <= end)
+
+
+def test_per_shard_aggregates_hold_one_shard_each():
+    shards, ends = shard_map(4)
+    recs = workload(3000, "per-shard")
+    recs[10:10] = [(b"routed", "any", str(ends[2]))]  # an explicit hash key decides its shard
+    agg = aggregate(recs, KDS, mode="per_shard", shards=shards)
+    assert agg.refusals == []
+    assert [r for rng in agg.ranges for r in range(*rng)] == list(range(len(recs)))
+    for entry, (start, end) in zip(agg.entries, agg.ranges):
+        users = recs[start:end]
+        shard = shard_of(ends, entry["PartitionKey"], entry.get("ExplicitHashKey"))
+        assert {shard_of(ends, *u[1:]) for u in users} == {shard}
+        back = deaggregate(entry["Data"], entry["PartitionKey"], entry.get("ExplicitHashKey"))
+        assert [(u.data, u.partition_key) for u in back] == [u[:2] for u in users]
+    # Each run of consecutive records bound for one shard is one aggregate (all of them
+    # fit in one): no needless cut, and no aggregate across shards.
+    shard_per_record = [shard_of(ends, *r[1:]) for r in recs]
+    runs = 1 + sum(a != b for a, b in zip(shard_per_record, shard_per_record[1:]))
+    assert len(agg.entries) == runs
+    # (start, end) pairs of ints are a shard map too, and give the same aggregates.
+    pairs = [(int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])) for s in shards]
+    assert aggregate(recs, KDS, mode="per_shard", shards=pairs) == agg
+
+
+def test_per_shard_needs_a_whole_shard_map():
+    shards, ends = shard_map(2)
+    recs = [(b"x", "k")]
+    with pytest.raises(ValueError, match="needs shards"):
+        aggregate(recs, KDS, mode="per_shard")
+    with pytest.raises(ValueError, match="per_shard"):
+        aggregate(recs, KDS, shards=shards)
+    with pytest.raises(ValueError, match="open shards"):  # a gap
+        aggregate(recs, KDS, mode="per_shard", shards=[(0, 10), (12, 2**128 - 1)])
+    with pytest.raises(ValueError, match="open shards"):  # a closed parent listed with its children
+        aggregate(recs, KDS, mode="per_shard", shards=shards + [(0, 2**128 - 1)])
+    with pytest.raises(ValueError):
+        aggregate(recs, KDS, mode="per_shard", shards=[(0, 2**128)])
+    with pytest.raises(TypeError):
+        aggregate(recs, KDS, mode="per_shard", shards=[[0, 2**128 - 1]])
+    with pytest.raises(ValueError, match="mode must be"):
+        aggregate(recs, KDS, mode="per-shard")  # type: ignore[arg-type]
 
 
 def test_theirs_read_by_ours():

@@ -169,6 +169,7 @@ def aggregate(
     key: Optional[Key] = None,
     mode: str = "shared_hash_key",
     max_bytes: int = 0,
+    shards: Optional[Sequence[Any]] = None,
 ) -> Tuple[List[Tuple[Dict[str, Any], int, int]], List[Tuple[int, str, str]]]: ...
 def deaggregate(
     data: bytes, partition_key: str, explicit_hash_key: Optional[str] = None

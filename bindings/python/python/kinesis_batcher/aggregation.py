@@ -7,7 +7,10 @@ which user records each holds. Each is measured as the service measures it, oute
 partition key included, so none is a byte over the record cap. The default mode,
 ``"shared_hash_key"``, keeps every user record inside the hash key the aggregate is
 routed by, so a KCL consumer never drops one after a reshard; ``"one_key"`` aggregates
-runs of records with the same key under that key. ``deaggregate`` reads one Kinesis
+runs of records with the same key under that key; ``"per_shard"`` aggregates runs of
+records bound for the same shard of ``shards=`` (the stream's open shards), as the KPL
+does: smaller aggregates on a busy stream, but a consumer drops the records of an
+aggregate that a reshard since has split across shards (the KCL's filter). ``deaggregate`` reads one Kinesis
 record back (a plain record yields itself) and raises ``ValueError`` on a damaged one.
 """
 
@@ -45,13 +48,19 @@ def aggregate(
     limits: Limits = Limits.KDS,
     *,
     key: Optional[str] = None,
-    mode: Literal["shared_hash_key", "one_key"] = "shared_hash_key",
+    mode: Literal["shared_hash_key", "one_key", "per_shard"] = "shared_hash_key",
     max_bytes: int = 0,
+    shards: Optional[Sequence[Any]] = None,
 ) -> Aggregated:
     """Aggregates ``records`` (entry dicts, ``(data, key[, hash_key])`` tuples, or bare
     ``bytes``/``str`` with ``key=``) into Kinesis records of at most ``max_bytes`` (0: the
-    limits' record cap; the KPL's default is 51,200)."""
-    out, refused = _native.aggregate(records, limits, key=key, mode=mode, max_bytes=max_bytes)
+    limits' record cap; the KPL's default is 51,200).
+
+    ``shards`` (with ``mode="per_shard"`` only) is the stream's open shards, as
+    ``client.list_shards(StreamName=..., ShardFilter={"Type": "AT_LATEST"})["Shards"]``
+    returns them, or ``(starting_hash_key, ending_hash_key)`` pairs; they must tile the
+    hash key space (``ValueError`` otherwise)."""
+    out, refused = _native.aggregate(records, limits, key=key, mode=mode, max_bytes=max_bytes, shards=shards)
     return Aggregated([e for e, _, _ in out], [(s, t) for _, s, t in out], list(refused))
 
 
