@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""A logging, fault-injecting HTTP proxy in front of a Kinesis API server (moto).
+"""A logging, fault-injecting HTTP proxy in front of a Kinesis or Firehose API server (moto).
 
 Standard library only; binds 127.0.0.1 on a port the OS chooses and writes it to
 --port-file. Signatures are not verified (moto does not verify them either): the body is
 forwarded as it is, or with some entries taken out, under the client's own headers.
 
-Every PutRecords request is logged to --log as one JSON line:
+Every PutRecords request (and Firehose PutRecordBatch request, in its own shape:
+RequestResponses, FailedPutCount, RecordId, key "") is logged to --log as one JSON line:
   {"n", "action", "entries": [{"line", "key", "size", "data_len", "result"}],
    "upstream_status", "upstream_failed", "upstream_error"}
 where action is "forward" (possibly with some entries failed by the proxy), "http_error"
 (answered 500/503 without forwarding) or "drop" (connection closed without a response,
 BEFORE anything was forwarded), and result is "stored" (moto gave a SequenceNumber), an
-ErrorCode (injected, or moto's own), "request_failed" or "dropped". size = data bytes +
+ErrorCode (injected, or moto's own), "request_failed" or "dropped". For Firehose,
+"stored" means moto gave a RecordId. size = data bytes +
 UTF-8 key bytes, as the service counts; line is the "n" field of the record's JSON data.
 
 With every rate at 0 it is a pass-through logger: that is how the batches the producers
@@ -25,8 +27,9 @@ Faults, decided by a seeded random generator, one request at a time:
     This proxy never does that, so the test can demand exactly-once.)
   --error-rate: answer HTTP 500 InternalFailure or 503 ServiceUnavailable, __type body.
   --fail-rate: fail each entry with that probability, ProvisionedThroughputExceeded-
-    Exception or InternalFailure, forward only the others, and merge moto's answers back
-    in the original order with the right FailedRecordCount.
+    Exception or InternalFailure (Firehose: ServiceUnavailableException or InternalFailure),
+    forward only the others, and merge moto's answers back in the original order with the
+    right FailedRecordCount (FailedPutCount).
 
 Latency: --latency-ms N makes every request (PutRecords or not, faulty or not) wait N ms
 before it is forwarded or answered, as a network round trip would. Requests are handled
@@ -47,6 +50,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LINE_RE = re.compile(rb'^\{"n":(\d+)')
+# X-Amz-Target -> (answers' field, failed count's field, a stored entry's field, the
+# per-entry error codes injected, the answer's other fields).
+SHAPES = {
+    "Kinesis_20131202.PutRecords": ("Records", "FailedRecordCount", "SequenceNumber",
+                                    ["ProvisionedThroughputExceededException", "InternalFailure"],
+                                    {"EncryptionType": "NONE"}),
+    "Firehose_20150804.PutRecordBatch": ("RequestResponses", "FailedPutCount", "RecordId",
+                                         ["ServiceUnavailableException", "InternalFailure"],
+                                         {"Encrypted": False}),
+}
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
        "trailer", "upgrade", "content-length", "expect"}
 
@@ -106,8 +119,10 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
         self.delay()
-        if self.headers.get("X-Amz-Target", "") != "Kinesis_20131202.PutRecords":
+        shape = SHAPES.get(self.headers.get("X-Amz-Target", ""))
+        if shape is None:
             return self.passthrough("POST", body)
+        answers_field, failed_field, stored_field, codes, extra_fields = shape
         req = json.loads(body)
         records = req.get("Records", [])
         entries = []
@@ -128,8 +143,7 @@ class Handler(BaseHTTPRequestHandler):
                 code = rng.choice([(500, "InternalFailure"), (503, "ServiceUnavailable")])
             else:
                 action = "forward"
-                fails = [rng.choice(["ProvisionedThroughputExceededException", "InternalFailure"])
-                         if rng.random() < o.fail_rate else None for _ in records]
+                fails = [rng.choice(codes) if rng.random() < o.fail_rate else None for _ in records]
         log = {"n": seq, "action": action, "content_type": self.headers.get("Content-Type"),
                "entries": entries}
         if action == "drop":
@@ -175,18 +189,17 @@ class Handler(BaseHTTPRequestHandler):
                         return self.reply(500, b'{"__type":"InternalFailure"}')
                     return self.reply(status, data, ctype, extra)
             resp = json.loads(data)
-            log["upstream_failed"] = resp.get("FailedRecordCount")
-            got = resp.get("Records", [])
+            log["upstream_failed"] = resp.get(failed_field)
+            got = resp.get(answers_field, [])
             if len(got) != len(keep):
                 log["upstream_error"] = f"{len(got)} entries for {len(keep)}"
             for i, r in zip(keep, got):
                 out[i] = r
-                entries[i]["result"] = "stored" if "SequenceNumber" in r else r.get("ErrorCode")
+                entries[i]["result"] = "stored" if stored_field in r else r.get("ErrorCode")
         log["status"] = 200
         srv.write_log(log)
-        failed = sum(1 for r in out if r is None or "SequenceNumber" not in r)
-        self.reply(200, json.dumps({"FailedRecordCount": failed, "Records": out,
-                                    "EncryptionType": "NONE"}).encode())
+        failed = sum(1 for r in out if r is None or stored_field not in r)
+        self.reply(200, json.dumps({failed_field: failed, answers_field: out, **extra_fields}).encode())
 
 
 class Server(ThreadingHTTPServer):

@@ -73,19 +73,46 @@ class Result:
         return not self.refused and not self.failed
 
 
+# botocore's errors raised before any answer, by class name (the module never imports
+# botocore): those that mean no request reached the service in a state it could store
+# (the connection failed or timed out) are transport errors, retried; those the client
+# raises before sending (bad parameters, no credentials) are terminal, under the service
+# code that means the same.
+_BOTOCORE_TRANSPORT = {"ConnectionError", "HTTPClientError"}
+_BOTOCORE_TERMINAL = {
+    "ParamValidationError": "ValidationException",
+    "NoCredentialsError": "MissingAuthenticationToken",
+    "PartialCredentialsError": "MissingAuthenticationToken",
+    "CredentialRetrievalError": "MissingAuthenticationToken",
+    "NoAuthTokenError": "MissingAuthenticationToken",
+}
+
+
+def _botocore_classes(exc: BaseException) -> List[str]:
+    return [c.__name__ for c in type(exc).__mro__ if c.__module__ == "botocore.exceptions"]
+
+
 def _error_of(exc: BaseException) -> Optional[Tuple[str, int]]:
-    """The (code, HTTP status) of a botocore ClientError, or None for anything else."""
+    """The (code, HTTP status) of a botocore ClientError, or of an error botocore raises
+    before sending that can never succeed; None for anything else."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and isinstance(response.get("Error"), dict):
         code = str(response["Error"].get("Code", ""))
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         return code, status
+    for name in _botocore_classes(exc):
+        if name in _BOTOCORE_TERMINAL:
+            return _BOTOCORE_TERMINAL[name], 0
     return None
 
 
 def _is_transport(exc: BaseException) -> bool:
     """A connection or timeout error: no answer, so every entry may be sent again."""
-    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.startswith(("botocore", "urllib3"))
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    if any(c.__module__.startswith("urllib3") for c in type(exc).__mro__):
+        return True
+    return any(name in _BOTOCORE_TRANSPORT for name in _botocore_classes(exc))
 
 
 def _deliver(
