@@ -1,7 +1,7 @@
 //! `Delivery`: the core's retry planning over one list of records, for the boto3 helper.
 
 use kinesis_batcher::retry::{
-    Backoff, Delivery, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, Terminal,
+    Backoff, Delivery, ErrorKind, NextStatus, Outcome, Pending, RetryPolicy, Settled, Terminal,
 };
 use kinesis_batcher::{Limits, Measure, Reason, Refusal};
 use pyo3::exceptions::PyRuntimeError;
@@ -186,12 +186,7 @@ impl PyDelivery {
             }
         }
         .map_err(delivery_error)?;
-        self.in_flight.clear();
-        let terminal = terminal[..settled.terminal]
-            .iter()
-            .map(|t| (t.index, t.kind.as_str(), t.gave_up))
-            .collect();
-        Ok((settled.accepted, terminal))
+        Ok(self.settled(settled, &terminal))
     }
 
     /// settle_error(code, http_status, now_ms) -> (accepted, terminal)
@@ -211,12 +206,7 @@ impl PyDelivery {
             .delivery
             .settle_all(&self.in_flight, kind, now_ms, &mut terminal)
             .map_err(delivery_error)?;
-        self.in_flight.clear();
-        let terminal = terminal[..settled.terminal]
-            .iter()
-            .map(|t| (t.index, t.kind.as_str(), t.gave_up))
-            .collect();
-        Ok((settled.accepted, terminal))
+        Ok(self.settled(settled, &terminal))
     }
 
     /// How long to wait before the next request, in milliseconds, given a random number.
@@ -228,5 +218,17 @@ impl PyDelivery {
     #[getter]
     fn records(&self, py: Python<'_>) -> Py<PyList> {
         self.list.clone_ref(py)
+    }
+}
+
+impl PyDelivery {
+    /// Ends the request in flight: what the core settled, as `settle` hands it back.
+    fn settled(&mut self, settled: Settled, terminal: &[Terminal]) -> SettledOut {
+        self.in_flight.clear();
+        let terminal = terminal[..settled.terminal]
+            .iter()
+            .map(|t| (t.index, t.kind.as_str(), t.gave_up))
+            .collect();
+        (settled.accepted, terminal)
     }
 }
