@@ -149,32 +149,30 @@ impl<'py> Reader<'py> {
     /// Reads a `(data, key[, hash_key])` tuple.
     #[inline(always)]
     fn read_tuple(&mut self, tuple: &Bound<'py, PyTuple>) -> Result<Read, &'static str> {
-        {
-            let n = tuple.len();
-            if !(2..=3).contains(&n) {
-                return Err("a tuple record is (data, key) or (data, key, hash_key)");
-            }
-            // Each part is used as soon as it is read: results held across calls are
-            // moved through the stack, which costs more than the reading.
-            let data_len = match tuple.get_borrowed_item(0) {
-                Ok(data) => data_len(&data)?,
-                Err(_) => return Err("the tuple cannot be read"),
-            };
-            let Ok(key) = tuple.get_borrowed_item(1) else {
-                return Err("the tuple cannot be read");
-            };
-            if !is_key(&key) {
-                return Err("the key is not a str");
-            }
-            if n == 2 {
-                return Ok(self.sized(data_len, Some(&key), None));
-            }
-            return match tuple.get_borrowed_item(2) {
-                Ok(h) if h.is_none() => Ok(self.sized(data_len, Some(&key), None)),
-                Ok(h) if is_key(&h) => Ok(self.sized(data_len, Some(&key), Some(&h))),
-                Ok(_) => Err("the explicit hash key is not a str"),
-                Err(_) => Err("the tuple cannot be read"),
-            };
+        let n = tuple.len();
+        if !(2..=3).contains(&n) {
+            return Err("a tuple record is (data, key) or (data, key, hash_key)");
+        }
+        // Each part is used as soon as it is read: results held across calls are moved
+        // through the stack, which costs more than the reading.
+        let data_len = match tuple.get_borrowed_item(0) {
+            Ok(data) => data_len(&data)?,
+            Err(_) => return Err("the tuple cannot be read"),
+        };
+        let Ok(key) = tuple.get_borrowed_item(1) else {
+            return Err("the tuple cannot be read");
+        };
+        if !is_key(&key) {
+            return Err("the key is not a str");
+        }
+        if n == 2 {
+            return Ok(self.sized(data_len, Some(&key), None));
+        }
+        match tuple.get_borrowed_item(2) {
+            Ok(h) if h.is_none() => Ok(self.sized(data_len, Some(&key), None)),
+            Ok(h) if is_key(&h) => Ok(self.sized(data_len, Some(&key), Some(&h))),
+            Ok(_) => Err("the explicit hash key is not a str"),
+            Err(_) => Err("the tuple cannot be read"),
         }
     }
 
@@ -216,8 +214,12 @@ impl<'py> Reader<'py> {
         if keyed && self.one_key.is_none() {
             return Err("bare data needs key= (or limits without partition keys)");
         }
-        let one_key = self.one_key.clone();
-        Ok(self.sized(data_len, one_key.as_ref(), None))
+        // Taken out for the call (`sized` borrows the reader), not cloned: no reference
+        // count per record.
+        let one_key = self.one_key.take();
+        let read = self.sized(data_len, one_key.as_ref(), None);
+        self.one_key = one_key;
+        Ok(read)
     }
 
     /// The size form of a record whose parts are read and of the right types.
