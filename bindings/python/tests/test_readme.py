@@ -130,7 +130,7 @@ def prelude():
     # they get the fake instead of reaching AWS.
     boto3.client = lambda service_name, *args, **kwargs: FakeClient(service_name)
 
-    # records ("your records"): PutRecords entry dicts, the one shape all four package
+    # records ("your records"): PutRecords entry dicts, the one shape all the package's
     # blocks take (the drop-in's json mode needs it). 64 to 84 bytes with the key, under
     # the drop-in example's 100-byte cap, and many, so that every block makes several
     # requests or aggregates. Index 100 has an empty key: each path must refuse it and
@@ -158,17 +158,13 @@ def prelude():
         producer.add_user_record("pk", b"user record %d" % i)
     partition_key, explicit_hash_key, data = producer.clear_and_get().get_contents()
 
-    # put_records: the aggregation block calls it without importing it; the boto3 block
-    # before it imports it, and a reader runs the blocks in one session.
-    from kinesis_batcher.aws import put_records
-
     # reqs/ and fh-reqs/ (directories, not names): the top-level README's
     # send("reqs/") and send("reqs/", firehose=True) read emit's request files.
     write_requests("reqs", "StreamName", "my-stream", keyed=True)
     write_requests("fh-reqs", "DeliveryStreamName", "my-delivery", keyed=False)
 
     return dict(client=FakeClient("kinesis"), records=records, lines=lines, log=Log(), data=data,
-                partition_key=partition_key, explicit_hash_key=explicit_hash_key, put_records=put_records)
+                partition_key=partition_key, explicit_hash_key=explicit_hash_key)
 
 
 def plain(v):
