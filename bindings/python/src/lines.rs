@@ -1,8 +1,8 @@
 //! `plan_lines`: the newline-delimited records of one buffer, through the core's line
 //! planner, read in place.
 
-use kinesis_batcher::Limits;
 use kinesis_batcher::lines::{LineBatch, LinePlanner, LineRefusal, LineStatus, Lines};
+use kinesis_batcher::{Limits, Reason};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -96,59 +96,87 @@ impl PyLinePlan {
     }
 }
 
-/// Plans the lines of `input` (one key for all) with the core's line planner.
-fn plan_line_bytes<'py>(
-    py: Python<'py>,
+/// Why the line planner could not plan a buffer.
+enum LinePlanError {
+    /// The call's key can never be sent.
+    KeyRefused(Reason),
+    /// The planner asked for more input at the end of the buffer (never, for a whole
+    /// buffer: a bug if it did).
+    NeedMore,
+}
+
+impl From<LinePlanError> for PyErr {
+    fn from(error: LinePlanError) -> PyErr {
+        match error {
+            LinePlanError::KeyRefused(reason) => {
+                PyValueError::new_err(format!("key refused: {}", reason.message()))
+            }
+            LinePlanError::NeedMore => {
+                PyRuntimeError::new_err("the line planner asked for more input at eof")
+            }
+        }
+    }
+}
+
+/// The lines of `input` (one key for all) planned by the core's line planner, as Rust
+/// values: nothing here touches a Python object, so it can run without the GIL.
+fn plan_line_ranges(
     input: &[u8],
     limits: Limits,
     key: &[u8],
     keep_empty: bool,
-) -> PyResult<PyLinePlan> {
+) -> Result<(Vec<LineBatch>, Vec<LineRefusal>), LinePlanError> {
     let source = if keep_empty {
         Lines::new(&limits).keep_empty()
     } else {
         Lines::new(&limits)
     };
-    let mut planner = LinePlanner::with_source(limits, key, source)
-        .map_err(|reason| PyValueError::new_err(format!("key refused: {}", reason.message())))?;
+    let mut planner =
+        LinePlanner::with_source(limits, key, source).map_err(LinePlanError::KeyRefused)?;
     let mut batches = [LineBatch::default(); CHUNK];
     let mut refusals = [LineRefusal::default(); CHUNK];
-    let out_batches = PyList::empty(py);
-    let out_refusals = PyList::empty(py);
+    let (mut all_batches, mut all_refusals) = (Vec::new(), Vec::new());
     let mut at = 0;
     loop {
         let progress = planner.plan(&input[at..], true, &mut batches, &mut refusals);
-        for r in &refusals[..progress.refusals] {
-            out_refusals.append(PyLineRefusal {
-                index: r.refusal.index,
-                line: r.line,
-                offset: r.offset,
-                reason: r.refusal.reason.as_str(),
-                message: r.refusal.reason.message(),
-            })?;
-        }
-        for b in &batches[..progress.batches] {
-            out_batches.append(PyLineBatch {
-                start: b.batch.start,
-                end: b.batch.end,
-                count: b.batch.records,
-                bytes: b.batch.bytes,
-                offset: b.offset,
-                end_offset: b.end_offset,
-                first_line: b.first_line,
-                last_line: b.last_line,
-            })?;
-        }
+        all_refusals.extend_from_slice(&refusals[..progress.refusals]);
+        all_batches.extend_from_slice(&batches[..progress.batches]);
         at += progress.consumed;
         match progress.status {
-            LineStatus::Done => break,
+            LineStatus::Done => return Ok((all_batches, all_refusals)),
             LineStatus::BatchesFull | LineStatus::RefusalsFull => continue,
-            LineStatus::NeedMore => {
-                return Err(PyRuntimeError::new_err(
-                    "the line planner asked for more input at eof",
-                ));
-            }
+            LineStatus::NeedMore => return Err(LinePlanError::NeedMore),
         }
+    }
+}
+
+/// A line plan as Python objects.
+fn line_plan_objects(
+    py: Python<'_>,
+    (batches, refusals): (Vec<LineBatch>, Vec<LineRefusal>),
+) -> PyResult<PyLinePlan> {
+    let out_refusals = PyList::empty(py);
+    for r in &refusals {
+        out_refusals.append(PyLineRefusal {
+            index: r.refusal.index,
+            line: r.line,
+            offset: r.offset,
+            reason: r.refusal.reason.as_str(),
+            message: r.refusal.reason.message(),
+        })?;
+    }
+    let out_batches = PyList::empty(py);
+    for b in &batches {
+        out_batches.append(PyLineBatch {
+            start: b.batch.start,
+            end: b.batch.end,
+            count: b.batch.records,
+            bytes: b.batch.bytes,
+            offset: b.offset,
+            end_offset: b.end_offset,
+            first_line: b.first_line,
+            last_line: b.last_line,
+        })?;
     }
     Ok(PyLinePlan {
         batches: out_batches.unbind(),
@@ -183,7 +211,12 @@ pub(crate) fn plan_lines<'py>(
     }
     let key_bytes = key_obj.as_ref().map_or(&b""[..], Key::bytes);
     if let Ok(bytes) = buffer.cast::<PyBytes>() {
-        return plan_line_bytes(py, bytes.as_bytes(), limits, key_bytes, keep_empty);
+        // `bytes` and the key's `str`/`bytes` are immutable and held by this call, so the
+        // core can read them while other threads run Python: the GIL is released for the
+        // planning, the longest part of a large buffer.
+        let input = bytes.as_bytes();
+        let plan = py.detach(|| plan_line_ranges(input, limits, key_bytes, keep_empty))?;
+        return line_plan_objects(py, plan);
     }
     let view = PyUntypedBuffer::get(buffer)
         .map_err(|_| PyTypeError::new_err("buffer must be bytes or a bytes-like object"))?;
@@ -196,9 +229,10 @@ pub(crate) fn plan_lines<'py>(
     } else {
         // SAFETY: `view` holds the exporter's buffer (PyObject_GetBuffer) until it is
         // dropped at the end of this function, which outlives `input`; the buffer is
-        // C-contiguous, so its `len` bytes start at `buf_ptr`; the GIL is held and no
-        // Python code runs while the core reads it, so nothing resizes or frees it.
+        // C-contiguous, so its `len` bytes start at `buf_ptr`; the GIL is held (another
+        // thread could write to a mutable buffer otherwise) and no Python code runs while
+        // the core reads it, so nothing resizes, frees or changes it.
         unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), len) }
     };
-    plan_line_bytes(py, input, limits, key_bytes, keep_empty)
+    line_plan_objects(py, plan_line_ranges(input, limits, key_bytes, keep_empty)?)
 }
