@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple};
 
 use crate::INVALID_RECORD;
 use crate::limits::{PyLimits, limits_or_default};
-use crate::records::{Key, as_list};
+use crate::records::{Key, as_list, entry_parts};
 
 /// A record for aggregation, which needs the data bytes too (encoding copies them once,
 /// into the aggregate): `bytes` or `str` data, read in place.
@@ -48,7 +48,6 @@ impl AsRecord for AggEntry<'_> {
 }
 
 fn read_agg<'py>(record: &Bound<'py, PyAny>, one_key: Option<&Key<'py>>) -> AggEntry<'py> {
-    let py = record.py();
     let invalid = |why| AggEntry {
         data: None,
         key: None,
@@ -56,11 +55,7 @@ fn read_agg<'py>(record: &Bound<'py, PyAny>, one_key: Option<&Key<'py>>) -> AggE
         invalid: Some(why),
     };
     let (data, key, hash_key) = if let Ok(dict) = record.cast::<PyDict>() {
-        (
-            dict.get_item(intern!(py, "Data")).ok().flatten(),
-            dict.get_item(intern!(py, "PartitionKey")).ok().flatten(),
-            dict.get_item(intern!(py, "ExplicitHashKey")).ok().flatten(),
-        )
+        entry_parts(dict)
     } else if let Ok(t) = record.cast::<PyTuple>() {
         if !(2..=3).contains(&t.len()) {
             return invalid("a tuple record is (data, key) or (data, key, hash_key)");

@@ -22,11 +22,7 @@ pub(crate) struct Key<'py>(Bound<'py, PyAny>);
 impl<'py> Key<'py> {
     /// `key` as a key, if it is a `str` or `bytes`.
     pub(crate) fn of(key: &Bound<'py, PyAny>) -> Option<Key<'py>> {
-        if key.is_instance_of::<PyString>() || key.is_instance_of::<PyBytes>() {
-            Some(Key(key.clone()))
-        } else {
-            None
-        }
+        is_key(key).then(|| Key(key.clone()))
     }
 
     /// The key's bytes, borrowed from the Python object.
@@ -184,30 +180,20 @@ impl<'py> Reader<'py> {
             return self.read_tuple(tuple);
         }
         if let Ok(dict) = record.cast::<PyDict>() {
-            let py = record.py();
-            let Ok(Some(data)) = dict.get_item(intern!(py, "Data")) else {
+            let (data, key, hash_key) = entry_parts(dict);
+            let Some(data) = data else {
                 return Err("the entry has no \"Data\"");
             };
             let data_len = data_len(&data)?;
-            let key = match dict.get_item(intern!(py, "PartitionKey")) {
-                Ok(Some(key)) if is_key(&key) => Some(key),
-                Ok(Some(_)) => return Err("\"PartitionKey\" is not a str"),
-                _ if keyed => return Err("the entry has no \"PartitionKey\""),
-                _ => None,
+            let key = match key {
+                Some(key) if is_key(&key) => Some(key),
+                Some(_) => return Err("\"PartitionKey\" is not a str"),
+                None if keyed => return Err("the entry has no \"PartitionKey\""),
+                None => None,
             };
-            // A dict of only the entries found has no explicit hash key: one lookup saved
-            // on the usual two-entry dict.
-            let found = 1 + usize::from(key.is_some());
-            let hash_key = if dict.len() > found {
-                match dict.get_item(intern!(py, "ExplicitHashKey")) {
-                    Ok(Some(h)) if h.is_none() => None,
-                    Ok(Some(h)) if is_key(&h) => Some(h),
-                    Ok(Some(_)) => return Err("\"ExplicitHashKey\" is not a str"),
-                    _ => None,
-                }
-            } else {
-                None
-            };
+            if hash_key.as_ref().is_some_and(|h| !is_key(h)) {
+                return Err("\"ExplicitHashKey\" is not a str");
+            }
             return Ok(self.sized(data_len, key.as_ref(), hash_key.as_ref()));
         }
         let data_len = data_len(record)?;
@@ -268,6 +254,31 @@ impl<'py> Reader<'py> {
             },
         }
     }
+}
+
+/// The `Data`, `PartitionKey` and `ExplicitHashKey` of a `PutRecords` entry dict, as
+/// found: `None` when absent (a hash key of `None` too). Types are the caller's to check.
+pub(crate) type EntryParts<'py> = (
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+);
+
+/// Reads the parts of an entry dict (see [`EntryParts`]).
+pub(crate) fn entry_parts<'py>(dict: &Bound<'py, PyDict>) -> EntryParts<'py> {
+    let py = dict.py();
+    let get = |name: &Bound<'py, PyString>| dict.get_item(name).ok().flatten();
+    let data = get(intern!(py, "Data"));
+    let key = get(intern!(py, "PartitionKey"));
+    // A dict of only the entries found has no explicit hash key: one lookup saved on the
+    // usual two-entry dict.
+    let found = usize::from(data.is_some()) + usize::from(key.is_some());
+    let hash_key = if dict.len() > found {
+        get(intern!(py, "ExplicitHashKey")).filter(|h| !h.is_none())
+    } else {
+        None
+    };
+    (data, key, hash_key)
 }
 
 /// Whether `key` can be a key: a `str` or `bytes` (exact types first: a pointer check).
